@@ -1,0 +1,38 @@
+"""A timm-style registry: `@register_model` entry points, `create_model`, `list_models`."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from difflib import get_close_matches
+
+import torch.nn as nn
+
+from emolens.errors import ModelError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register an entry point under its function name. Entry points take keyword args only."""
+    if fn.__name__ in _REGISTRY:
+        raise ModelError(f"model {fn.__name__!r} is registered twice")
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered architecture names matching a shell-style pattern, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build an untrained model by name, e.g. ``create_model("resnet_fer", num_classes=7)``."""
+    if name not in _REGISTRY:
+        close = get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model {name!r} does not accept these arguments {sorted(kwargs)}: {exc}") from None

@@ -1,0 +1,214 @@
+"""The one preprocessing path, shared by training, evaluation, photos, video, webcam and HTTP.
+
+Every image that reaches a model goes through these functions, configured by the
+`PreprocessConfig` that travels with the weights, so that training and inference can never
+drift apart. Nobody else re-types 48, a mean or a margin.
+
+Stages:
+1. `to_gray`        any image (path, PIL, numpy gray/RGB/BGR/RGBA, 8/16-bit) -> (H, W) uint8
+2. `crop_face`      a face box in a full image -> square crop with margin -> (S, S) uint8
+   `square_resize`  a whole image that is already a face crop -> (S, S) uint8
+3. `normalize`      a uint8 batch (B, S, S) -> float (B, 1, input_size, input_size)
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from emolens.errors import ConfigError, DataError
+
+ColorOrder = Literal["rgb", "bgr"]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a face becomes a model input. Saved beside every set of weights."""
+
+    image_size: int = 48  # side of the stored face crop; FER-2013 is 48x48
+    input_size: int = 48  # side the network sees (may differ, e.g. 44 for crop training)
+    mean: float = 0.5  # of pixel/255 over FER-2013 train (0.508, rounded)
+    std: float = 0.25  # of pixel/255 over FER-2013 train (0.255, rounded)
+    face_margin: float = 0.2  # box grows by this fraction per side: FER crops show brow to chin
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8 or self.input_size < 8:
+            raise ConfigError(
+                f"image_size and input_size must be at least 8, got {self.image_size} and {self.input_size}"
+            )
+        if self.input_size > self.image_size:
+            raise ConfigError(
+                f"input_size {self.input_size} is larger than image_size {self.image_size}; "
+                "crops are taken from the stored image, so input_size <= image_size"
+            )
+        if self.std <= 0:
+            raise ConfigError(f"std must be positive, got {self.std}")
+        if not 0 <= self.face_margin <= 1:
+            raise ConfigError(f"face_margin must be in [0, 1], got {self.face_margin}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown preprocessing keys {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.ndarray:
+    """Decode an image file (or its bytes) to a numpy array as stored (gray, RGB or RGBA).
+
+    Raises DataError naming the file when it is missing, empty or not a decodable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise DataError(f"{label}: empty data (0 bytes); expected an image file")
+            img = Image.open(io.BytesIO(source))
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise DataError(f"{label}: no such file")
+            if path.is_dir():
+                raise DataError(f"{label}: is a folder, expected an image file")
+            if path.stat().st_size == 0:
+                raise DataError(f"{label}: empty file (0 bytes); expected an image")
+            img = Image.open(path)
+        img.load()
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{label}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size and arr.max() > 0 else 1.0
+        return np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+    if img.mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+    return np.asarray(img)
+
+
+def to_gray(image: Any, *, color_order: ColorOrder = "rgb") -> np.ndarray:
+    """Any image -> (H, W) uint8 grayscale, with the ITU-R 601 luma PIL uses for JPEG 'L'.
+
+    Accepts a path, bytes, a PIL image, or a numpy array (H, W), (H, W, 1), (H, W, 3) in
+    `color_order`, or (H, W, 4); uint8, uint16 or float in [0, 1].
+    """
+    if isinstance(image, str | Path | bytes):
+        image = load_image(image)
+    elif not isinstance(image, np.ndarray):
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - pillow is a dependency
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            image = np.asarray(image.convert("L") if image.mode not in ("L", "RGB", "RGBA") else image)
+        else:
+            raise DataError(f"expected a path, bytes, PIL image or numpy array, got {type(image).__name__}")
+    arr = image
+    if arr.dtype == np.uint16:
+        arr = (arr / 257.0).round().astype(np.uint8)
+    elif arr.dtype in (np.float32, np.float64):
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise DataError(f"float images must hold values in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
+        arr = (arr * 255.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise DataError(f"unsupported image dtype {arr.dtype}; expected uint8, uint16 or float")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        gray = arr
+    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+        rgb = arr[:, :, :3].astype(np.uint32)
+        if color_order == "bgr":
+            rgb = rgb[:, :, ::-1]
+        # Integer form of PIL's L = R*299/1000 + G*587/1000 + B*114/1000 (rounded like PIL).
+        gray = ((rgb[:, :, 0] * 19595 + rgb[:, :, 1] * 38470 + rgb[:, :, 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+    else:
+        raise DataError(f"unsupported image shape {arr.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
+    if gray.shape[0] < 1 or gray.shape[1] < 1:
+        raise DataError(f"image has no pixels (shape {arr.shape})")
+    return np.ascontiguousarray(gray)
+
+
+def _resize(gray: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if gray.shape == (size, size):
+        return gray
+    # INTER_AREA averages when shrinking (no aliasing); linear when enlarging.
+    interp = cv2.INTER_AREA if gray.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(gray, (size, size), interpolation=interp)
+
+
+def square_resize(gray: np.ndarray, size: int) -> np.ndarray:
+    """A face crop of any shape -> (size, size): centre square crop, then resize."""
+    h, w = gray.shape
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return _resize(gray[top : top + s, left : left + s], size)
+
+
+def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], margin: float, size: int) -> np.ndarray:
+    """Cut a face out of a full image the way the training crops were made.
+
+    box is (x, y, w, h) in pixels. The box is made square around its centre (side = the
+    larger of w, h), grown by `margin` of that side on each side, padded by edge replication
+    where it leaves the image, and resized to (size, size).
+    """
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise DataError(f"face box {box} has no area")
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    s = max(1, int(round(side)))
+    H, W = gray.shape
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + s - W), max(0, y0 + s - H)
+    crop = gray[max(0, y0) : min(H, y0 + s), max(0, x0) : min(W, x0 + s)]
+    if crop.size == 0:
+        raise DataError(f"face box {box} lies outside the image of size {W}x{H}")
+    if pad_l or pad_t or pad_r or pad_b:
+        crop = np.pad(crop, ((pad_t, pad_b), (pad_l, pad_r)), mode="edge")
+    return _resize(crop, size)
+
+
+def normalize(batch: Any, cfg: PreprocessConfig) -> Any:
+    """uint8 faces (B, S, S) or (B, 1, S, S), numpy or torch -> float32 tensor (B, 1, I, I).
+
+    A stored image larger than the input (S > I) is centre-cropped: random crops of the same
+    size are the training augmentation, so the centre is what evaluation sees.
+    """
+    import torch
+
+    x = torch.as_tensor(batch)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise DataError(f"expected faces shaped (B, S, S) or (B, 1, S, S), got {tuple(x.shape)}")
+    x = x.float().div_(255.0)
+    if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
+        x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
+    if cfg.input_size < cfg.image_size:
+        off = (cfg.image_size - cfg.input_size) // 2
+        x = x[:, :, off : off + cfg.input_size, off : off + cfg.input_size]
+    return (x - cfg.mean) / cfg.std
+
+
+def prepare_face(image: Any, cfg: PreprocessConfig, *, color_order: ColorOrder = "rgb") -> np.ndarray:
+    """A whole image that is already a face crop -> (image_size, image_size) uint8.
+
+    This is how folder datasets are stored, and how `predict_crops` treats its input.
+    """
+    return square_resize(to_gray(image, color_order=color_order), cfg.image_size)
