@@ -32,7 +32,7 @@ class PreprocessConfig:
     image_size: int = 48  # side of the stored face crop; FER-2013 is 48x48
     input_size: int = 48  # side the network sees (may differ, e.g. 44 for crop training)
     mean: float = 0.5  # of pixel/255 over FER-2013 train (0.508, rounded)
-    std: float = 0.25  # of pixel/255 over FER-2013 train (0.255, rounded)
+    std: float = 0.25  # of pixel/255 over FER-2013 train (0.254, rounded)
     face_margin: float = 0.2  # box grows by this fraction per side: FER crops show brow to chin
 
     def __post_init__(self) -> None:

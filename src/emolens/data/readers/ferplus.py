@@ -1,0 +1,78 @@
+"""FER+ relabelling of FER-2013 (Barsoum et al. 2016): ten crowd votes per image, in
+`fer2013new.csv`, whose rows line up one to one with `fer2013.csv`.
+
+Columns: Usage, Image name, neutral, happiness, surprise, sadness, anger, disgust, fear,
+contempt, unknown, NF. Majority vote: the class with the most votes; an image whose top vote is
+contempt, unknown or NF (not a face), or that has no vote among the seven, is dropped. Ties
+between emotions go to the one first in the file's column order (neutral first).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emolens.errors import DataError
+from emolens.labels import EMOTIONS
+
+FERPLUS_COLUMNS: tuple[str, ...] = (
+    "Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF",
+)
+VOTE_COLUMNS = FERPLUS_COLUMNS[2:]
+FERPLUS_TO_EMOTION: dict[str, str] = {
+    "neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+    "anger": "angry", "disgust": "disgust", "fear": "fear",
+}
+# Where each of the seven emotion vote columns goes in EMOTIONS order.
+_TO_EMOTIONS = np.array([EMOTIONS.index(FERPLUS_TO_EMOTION[c]) for c in VOTE_COLUMNS[:7]])
+
+
+@dataclass
+class FerPlusRow:
+    usage: str
+    votes: np.ndarray | None  # (10,) in VOTE_COLUMNS order; None when the row is malformed
+    error: str = ""
+
+
+def read_ferplus(path: Path) -> list[FerPlusRow]:
+    """Every data row of fer2013new.csv, in file order; malformed rows carry an error."""
+    rows: list[FerPlusRow] = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != FERPLUS_COLUMNS:
+            raise DataError(f"{path}: header {header} is not the FER+ layout; expected {','.join(FERPLUS_COLUMNS)}")
+        for i, rec in enumerate(reader):
+            where = f"{path.name} row {i} (line {i + 2})"
+            if len(rec) != len(FERPLUS_COLUMNS):
+                rows.append(FerPlusRow("", None, f"{where}: {len(rec)} fields, expected {len(FERPLUS_COLUMNS)}"))
+                continue
+            try:
+                votes = np.array([float(v) for v in rec[2:]], np.float64)
+            except ValueError:
+                rows.append(FerPlusRow(rec[0].strip(), None, f"{where}: vote counts {rec[2:]} are not all numbers"))
+                continue
+            if (votes < 0).any():
+                rows.append(FerPlusRow(rec[0].strip(), None, f"{where}: negative vote count in {rec[2:]}"))
+                continue
+            rows.append(FerPlusRow(rec[0].strip(), votes))
+    return rows
+
+
+def ferplus_label(votes: np.ndarray, *, soft: bool) -> tuple[int | None, np.ndarray | None, str]:
+    """(label index into EMOTIONS, soft distribution (7,) in EMOTIONS order, reason if dropped)."""
+    emotion_votes = votes[:7]
+    top = votes.max()
+    winners = np.flatnonzero(emotion_votes == top)
+    if top > 0 and len(winners) == 0:
+        return None, None, f"FER+ majority is {VOTE_COLUMNS[int(np.argmax(votes))]}"
+    if emotion_votes.sum() <= 0:
+        return None, None, "no votes among the 7 emotions"
+    dist = np.zeros(len(EMOTIONS), np.float32)
+    dist[_TO_EMOTIONS] = emotion_votes / emotion_votes.sum()
+    if soft:
+        return int(np.argmax(dist)), dist, ""
+    return int(_TO_EMOTIONS[winners[0]]), None, ""
