@@ -1,0 +1,84 @@
+"""`emolens evaluate`: measure a model on a dataset split and write a report folder."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emolens.cli.app import app
+
+CALIBRATED_NAME = "model-calibrated.safetensors"
+
+
+# Enums rather than Literal: typer lists their values in --help and rejects others on every supported version.
+class Split(StrEnum):
+    test = "test"
+    val = "val"
+
+
+class TTA(StrEnum):
+    none = "none"
+    flip = "flip"
+    tencrop = "tencrop"
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[
+        str | None, typer.Argument(help="Model file (.safetensors) or training run folder. Default: the shipped model.", show_default=False)
+    ] = None,
+    data: Annotated[
+        Path,
+        typer.Option("--data", "-d", help="Dataset: the Kaggle FER-2013 zip, its extracted folder, fer2013.csv, or a folder of class folders.", show_default=False),
+    ] = ...,  # type: ignore[assignment]
+    split: Annotated[Split, typer.Option(help="Split to measure: test for final figures, val while developing.")] = Split.test,
+    tta: Annotated[TTA, typer.Option(help="Test-time augmentation: flip doubles the cost, tencrop is 10x.")] = TTA.none,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder. One holding a report already is kept; a suffixed folder (-2, -3...) is used.")] = Path(
+        "runs/evaluate"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass.")] = 256,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="First fit the softmax temperature on the val split, write a new model file with it, and evaluate that model.",
+        ),
+    ] = False,
+    calibrated_out: Annotated[
+        Path | None, typer.Option(help=f"Where --calibrate writes the new model (default: OUT/{CALIBRATED_NAME}). Never overwritten.", show_default=False)
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device, e.g. cpu or cuda. Default: cpu.", show_default=False)] = None,
+) -> None:
+    """Evaluate a model: accuracy, balanced accuracy, macro-F1, per-class figures, confusion matrix, calibration."""
+    from emolens.data import load_dataset
+    from emolens.evaluation import calibrate_model, evaluate
+    from emolens.evaluation.report import REPORT_FILES, free_dir
+    from emolens.models import read_model_config, resolve_model_path
+
+    split, tta = Split(split).value, TTA(tta).value  # plain strings for the Python API
+    model_path = resolve_model_path(model)  # a missing model fails before minutes of data loading
+    cfg = read_model_config(model_path)
+    dataset = load_dataset(data, image_size=cfg.preprocess.image_size)
+    out_dir = free_dir(out, (*REPORT_FILES, CALIBRATED_NAME))
+    if out_dir != out:
+        typer.echo(f"{out} already holds a report; writing to {out_dir} instead", err=True)
+
+    if calibrate:
+        cal = calibrate_model(
+            model_path, dataset, calibrated_out or out_dir / CALIBRATED_NAME, tta=tta, batch_size=batch_size, device=device, progress=True
+        )
+        typer.echo(
+            f"calibrated on val ({cal.n_images} images): temperature {cal.temperature_before:.3f} -> {cal.temperature:.3f}, "
+            f"ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}, NLL {cal.nll_before:.4f} -> {cal.nll_after:.4f}"
+        )
+        typer.echo(f"calibrated model written to {cal.path}")
+        model_path = cal.path
+
+    report = evaluate(model_path, dataset, split=split, tta=tta, batch_size=batch_size, device=device, progress=True)
+    saved = report.save(out_dir)
+    typer.echo(f"\n{report.model_name} on {split} of {dataset.source} ({report.n_images} images, TTA {tta})")
+    typer.echo(str(report))
+    typer.echo(f"\nreport written to {saved}/: {', '.join(REPORT_FILES)}")

@@ -1,0 +1,22 @@
+"""Evaluation: metrics, calibration (temperature scaling, ECE) and reports with figures.
+
+    >>> from emolens.evaluation import evaluate
+    >>> report = evaluate("runs/exp/best.safetensors", "archive.zip", split="test", tta="flip")  # doctest: +SKIP
+    >>> print(report); report.save("runs/eval")                                                  # doctest: +SKIP
+"""
+
+from emolens.evaluation.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    plot_reliability_diagram,
+    reliability_bins,
+    temperature_nll,
+)
+from emolens.evaluation.evaluator import CalibrationResult, calibrate_model, evaluate
+from emolens.evaluation.metrics import classification_metrics
+from emolens.evaluation.report import EvaluationReport
+
+__all__ = [
+    "CalibrationResult", "EvaluationReport", "calibrate_model", "classification_metrics", "evaluate",
+    "expected_calibration_error", "fit_temperature", "plot_reliability_diagram", "reliability_bins", "temperature_nll",
+]

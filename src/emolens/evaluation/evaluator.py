@@ -1,0 +1,293 @@
+"""`evaluate` a model on one split of a dataset, and `calibrate_model` on the validation split.
+
+Both run the shared inference path (`emolens.inference.predict_logits`), so what is measured
+here is what photos, video and HTTP get. Nothing is ever fitted on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emolens.errors import ConfigError, DataError, ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+    from emolens.data import FaceDataset
+    from emolens.evaluation.report import EvaluationReport
+
+_CHUNK_BATCHES = 4  # batches per predict_logits call: keeps the device busy and the progress bar moving
+
+
+def _check_options(split: str, tta: str, batch_size: int, n_bins: int) -> None:
+    from emolens.data import SPLITS
+    from emolens.inference import TTA_MODES
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown test-time augmentation {tta!r}; expected one of {', '.join(TTA_MODES)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ConfigError(f"n_bins must be a positive integer, got {n_bins!r}")
+
+
+def _resolve_model(model: nn.Module | str | Path | None, device: str | None) -> tuple[nn.Module, str | None]:
+    """A loaded model and the file it came from (None when a module was passed in)."""
+    import torch.nn as nn
+
+    if isinstance(model, nn.Module):
+        if getattr(model, "emolens_config", None) is None:
+            raise ModelError("the model carries no emolens_config; build it with emolens.models.build_model or load it with load_model")
+        return model, None
+    if model is not None and not isinstance(model, str | Path):
+        raise ModelError(f"model must be an nn.Module, a model file, a run folder or None (the shipped default), got {type(model).__name__}")
+    from emolens.models import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    return load_model(path, device=device or "cpu"), str(path.resolve())
+
+
+def _resolve_dataset(dataset: FaceDataset | str | Path, image_size: int) -> FaceDataset:
+    """A FaceDataset as given, or one loaded from a path at the model's stored face size."""
+    from emolens.data import FaceDataset
+
+    if isinstance(dataset, FaceDataset):
+        return dataset
+    if not isinstance(dataset, str | Path):
+        raise DataError(f"dataset must be a FaceDataset or a path to one, got {type(dataset).__name__}")
+    from emolens.data import load_dataset
+
+    return load_dataset(dataset, image_size=image_size)
+
+
+def _split_rows(dataset: FaceDataset, split: str, purpose: str) -> np.ndarray:
+    """Indices of `split`, or DataError saying which splits the dataset does have."""
+    from emolens.data import SPLITS
+
+    rows = np.flatnonzero(dataset.split == SPLITS.index(split))
+    if len(rows) == 0:
+        have = ", ".join(f"{s} ({int((dataset.split == i).sum())})" for i, s in enumerate(SPLITS) if (dataset.split == i).any()) or "none"
+        raise DataError(f"{dataset.source or 'dataset'}: has no {split!r} split to {purpose}; splits present: {have}")
+    return rows
+
+
+def _labels_in_model_order(dataset: FaceDataset, model_labels: tuple[str, ...]) -> np.ndarray:
+    """Dataset label indices re-expressed as indices into the model's label list."""
+    missing = [c for c in dataset.classes if c not in model_labels]
+    if missing:
+        raise DataError(
+            f"{dataset.source or 'dataset'}: classes {missing} are not among the model's labels {list(model_labels)}; "
+            "evaluate with a model trained on these classes, or drop them with a label map when loading"
+        )
+    remap = np.array([model_labels.index(c) for c in dataset.classes], dtype=np.int64)
+    return remap[np.asarray(dataset.labels, dtype=np.int64)]
+
+
+def _logits(model: nn.Module, images: np.ndarray, *, tta: str, batch_size: int, progress: bool, desc: str) -> tuple[np.ndarray, float]:
+    """Mean-over-TTA logits (N, C) and the seconds the network took."""
+    from tqdm.auto import tqdm
+
+    from emolens.inference import predict_logits
+
+    chunk = batch_size * _CHUNK_BATCHES
+    out = []
+    start = time.perf_counter()
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, mininterval=0.5) as bar:
+        for i in range(0, len(images), chunk):
+            out.append(predict_logits(model, images[i : i + chunk], batch_size=batch_size, tta=tta))
+            bar.update(len(out[-1]))
+    seconds = time.perf_counter() - start
+    return np.concatenate(out) if out else np.zeros((0, len(model.emolens_config.labels)), np.float32), seconds
+
+
+def _model_name(model: nn.Module, path: str | None) -> str:
+    cfg = model.emolens_config
+    return cfg.name or (Path(path).stem if path else "") or cfg.arch
+
+
+def _device_name(model: nn.Module) -> str:
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    if dev.type == "cpu":
+        import torch
+
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(dev)
+
+
+def evaluate(
+    model: nn.Module | str | Path | None,
+    dataset: FaceDataset | str | Path,
+    *,
+    split: str = "test",
+    tta: str = "none",
+    batch_size: int = 256,
+    n_bins: int = 15,
+    device: str | None = None,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Measure a model on one split: accuracy, balanced accuracy, macro-F1, per-class figures,
+    confusion matrix, NLL and ECE of the calibrated probabilities, speed, and on datasets with
+    a train split the accuracy on the faces whose pixels do not occur in train.
+
+    model: a loaded module (with `emolens_config`), a model file, a run folder, or None for
+        the shipped default. `device` applies when emolens loads the model.
+    dataset: a `FaceDataset` or anything `emolens.data.load_dataset` reads.
+
+    >>> report = evaluate("runs/exp/best.safetensors", "archive.zip", tta="flip")  # doctest: +SKIP
+    >>> report.accuracy, report.save("runs/eval")                                   # doctest: +SKIP
+    """
+    from emolens import __version__
+    from emolens.evaluation.calibration import ece_from_bins, reliability_bins, temperature_nll
+    from emolens.evaluation.metrics import accuracy_and_macro_f1, classification_metrics
+    from emolens.evaluation.report import EvaluationReport
+    from emolens.inference import softmax_with_temperature
+
+    _check_options(split, tta, batch_size, n_bins)
+    net, path = _resolve_model(model, device)
+    cfg = net.emolens_config
+    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
+    rows = _split_rows(ds, split, "evaluate")
+    classes = tuple(cfg.labels)
+    y_true = _labels_in_model_order(ds, classes)[rows]
+
+    logits, seconds = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc=f"evaluating {split}")
+    probs = softmax_with_temperature(logits, cfg.temperature)
+    metrics = classification_metrics(y_true, probs, classes)
+    bins = reliability_bins(probs, y_true, n_bins)
+    raw_probs = softmax_with_temperature(logits, 1.0)
+
+    dedup = None
+    if split != "train" and ds.has_split("train"):
+        # FER-2013 holds byte-identical faces in train and test: accuracy on those measures
+        # memory, not recognition, so the report also gives the figures without them.
+        from emolens.data.stats import duplicate_mask
+
+        dup = duplicate_mask(ds, split=split, against="train")
+        keep = ~dup
+        acc, f1 = accuracy_and_macro_f1(y_true[keep], probs[keep].argmax(axis=1))
+        dedup = {"n_images": int(keep.sum()), "n_duplicates": int(dup.sum()), "accuracy": acc, "macro_f1": f1}
+
+    return EvaluationReport(
+        model_name=_model_name(net, path),
+        model_path=path,
+        arch=cfg.arch,
+        dataset=ds.source,
+        dataset_sha256=ds.source_sha256,
+        split=split,
+        tta=tta,
+        classes=classes,
+        n_images=len(rows),
+        accuracy=metrics["accuracy"],
+        balanced_accuracy=metrics["balanced_accuracy"],
+        macro_f1=metrics["macro_f1"],
+        nll=metrics["nll"],
+        ece=ece_from_bins(bins),
+        temperature=float(cfg.temperature),
+        nll_uncalibrated=temperature_nll(logits, y_true, 1.0),
+        ece_uncalibrated=ece_from_bins(reliability_bins(raw_probs, y_true, n_bins)),
+        per_class=metrics["per_class"],
+        confusion=metrics["confusion"],
+        reliability=bins,
+        dedup=dedup,
+        timing={
+            "seconds": seconds,
+            "images_per_s": len(rows) / seconds if seconds > 0 else None,
+            "batch_size": batch_size,
+            "device": _device_name(net),
+        },
+        emolens_version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass
+class CalibrationResult:
+    """What `calibrate_model` fitted and wrote. All figures are on the validation split."""
+
+    path: Path  # the new model file
+    temperature: float
+    temperature_before: float
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    n_images: int
+    tta: str
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def _new_model_path(out_path: str | Path) -> Path:
+    out = Path(out_path).expanduser()
+    if out.suffix != ".safetensors":  # save_model does the same; check the name it will really write
+        out = out.with_suffix(".safetensors")
+    for p in (out, out.with_suffix(".json")):
+        if p.exists():
+            raise ModelError(f"{p}: already exists; calibrate_model never overwrites a model file, choose a new out_path")
+    return out
+
+
+def calibrate_model(
+    model: nn.Module | str | Path | None,
+    dataset: FaceDataset | str | Path,
+    out_path: str | Path,
+    *,
+    tta: str = "none",
+    batch_size: int = 256,
+    n_bins: int = 15,
+    device: str | None = None,
+    progress: bool = False,
+) -> CalibrationResult:
+    """Fit the softmax temperature on the validation split and write a NEW model file with it.
+
+    The weights are copied unchanged; the new file's config carries the fitted temperature and,
+    in `metrics["calibration"]`, the validation ECE and NLL before and after. Use the same `tta`
+    you will predict with: averaging views softens logits, so the best T depends on it.
+    The test split is never touched.
+    """
+    from emolens.evaluation.calibration import expected_calibration_error, fit_temperature, temperature_nll
+    from emolens.inference import softmax_with_temperature
+    from emolens.models import save_model
+
+    _check_options("val", tta, batch_size, n_bins)
+    out = _new_model_path(out_path)
+    net, _ = _resolve_model(model, device)
+    cfg = net.emolens_config
+    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
+    rows = _split_rows(ds, "val", "fit the temperature on (calibration never uses the test split)")
+    y_val = _labels_in_model_order(ds, tuple(cfg.labels))[rows]
+
+    logits, _ = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc="calibrating on val")
+    t_before = float(cfg.temperature)
+    t_new = fit_temperature(logits, y_val)
+    result = CalibrationResult(
+        path=out,
+        temperature=t_new,
+        temperature_before=t_before,
+        ece_before=expected_calibration_error(softmax_with_temperature(logits, t_before), y_val, n_bins),
+        ece_after=expected_calibration_error(softmax_with_temperature(logits, t_new), y_val, n_bins),
+        nll_before=temperature_nll(logits, y_val, t_before),
+        nll_after=temperature_nll(logits, y_val, t_new),
+        n_images=len(rows),
+        tta=tta,
+    )
+    record = {**result.summary(), "split": "val", "n_bins": n_bins, "dataset": ds.source, "dataset_sha256": ds.source_sha256}
+    del record["path"]
+    new_cfg = replace(cfg, temperature=t_new, metrics={**cfg.metrics, "calibration": record})
+    save_model(net, out, config=new_cfg)  # the caller's module and its config are left as they were
+    return result

@@ -1,0 +1,119 @@
+"""`emolens evaluate` end to end on a tiny Kaggle-style folder and a small random model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import emolens.evaluation
+from emolens.cli import main
+from emolens.evaluation.report import REPORT_FILES
+from emolens.labels import EMOTIONS
+from emolens.models import ModelConfig, build_model, load_model, save_model
+from emolens.preprocessing import PreprocessConfig
+
+PER_CLASS = 2  # faces per class and split
+
+
+@pytest.fixture(scope="module")
+def fer_folder(tmp_path_factory):
+    """train/<class>/Training_*.png and test/<class>/{PublicTest,PrivateTest}_*.png, as the
+    Kaggle download; the first PrivateTest angry face is a pixel copy of a Training one."""
+    root = tmp_path_factory.mktemp("fer")
+    rng = np.random.default_rng(0)
+    first_train = None
+    i = 0
+    for cls in EMOTIONS:
+        for folder, prefix in (("train", "Training"), ("test", "PublicTest"), ("test", "PrivateTest")):
+            (root / folder / cls).mkdir(parents=True, exist_ok=True)
+            for _ in range(PER_CLASS):
+                face = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+                if prefix == "Training" and first_train is None:
+                    first_train = face
+                if prefix == "PrivateTest" and cls == "angry" and i % PER_CLASS == 0:
+                    face = first_train
+                Image.fromarray(face).save(root / folder / cls / f"{prefix}_{i}.png")
+                i += 1
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    # 24x24 centre crops keep the file small (2 MB); a random model is all plumbing needs.
+    model = build_model(ModelConfig(arch="simple_cnn", name="random-cnn", preprocess=PreprocessConfig(input_size=24)))
+    return save_model(model, tmp_path_factory.mktemp("model") / "random.safetensors")
+
+
+def test_evaluate_writes_report_folder(fer_folder, model_file, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "macro-F1" in printed and str(out) in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == "test" and report["tta"] == "none" and report["model_name"] == "random-cnn"
+    assert report["n_images"] == 7 * PER_CLASS
+    assert report["dedup"]["n_duplicates"] == 1 and report["dedup"]["n_images"] == 7 * PER_CLASS - 1
+    assert sum(r["support"] for r in report["per_class"]) == 7 * PER_CLASS
+
+    # A second run never touches the first report; its options reach the Python API as given.
+    seen = {}
+    real = emolens.evaluation.evaluate
+
+    def spy(model, dataset, **kwargs):
+        seen.update(model=model, kwargs=kwargs)
+        return real(model, dataset, **kwargs)
+
+    monkeypatch.setattr(emolens.evaluation, "evaluate", spy)
+    argv = ["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(out), "--split", "val", "--tta", "flip", "--batch-size", "5"]
+    assert main(argv) == 0
+    assert seen["model"] == model_file
+    assert seen["kwargs"] == {"split": "val", "tta": "flip", "batch_size": 5, "device": None, "progress": True}
+    err = capsys.readouterr().err
+    assert f"writing to {out}-2" in err
+    second = json.loads((tmp_path / "eval-2" / "report.json").read_text())
+    assert second["split"] == "val" and second["tta"] == "flip"
+    assert json.loads((out / "report.json").read_text()) == report
+
+
+@pytest.mark.filterwarnings("ignore:fitted temperature:RuntimeWarning")  # a random model's best T is the search bound
+def test_calibrate_writes_a_new_model_and_evaluates_it(fer_folder, model_file, tmp_path, capsys):
+    src_bytes = model_file.read_bytes()
+    out = tmp_path / "cal"
+    assert main(["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(out), "--calibrate"]) == 0
+    printed = capsys.readouterr().out
+    assert "calibrated on val (14 images)" in printed
+    new = out / "model-calibrated.safetensors"
+    cfg = load_model(new).emolens_config
+    cal = cfg.metrics["calibration"]
+    assert cal["split"] == "val" and cal["n_images"] == 7 * PER_CLASS and cal["ece_after"] <= cal["ece_before"] + 1e-9
+    assert json.loads((out / "report.json").read_text())["temperature"] == pytest.approx(cfg.temperature)
+    assert model_file.read_bytes() == src_bytes
+
+    # --calibrated-out never overwrites: pointing it at the input model is refused.
+    rc = main(["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(tmp_path / "x"), "--calibrate", "--calibrated-out", str(model_file)])
+    assert rc == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_missing_model_or_data_exit_1_with_a_message(fer_folder, model_file, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--data", str(fer_folder)]) == 1
+    assert "nope.safetensors: no such model file" in capsys.readouterr().err
+    assert main(["evaluate", str(model_file), "--data", str(tmp_path / "no-data"), "--out", str(tmp_path / "o")]) == 1
+    assert "no-data: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_split_choices_exclude_train(fer_folder, model_file):
+    from typer.testing import CliRunner
+
+    from emolens.cli.app import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(model_file), "--data", str(fer_folder), "--split", "train"])
+    assert result.exit_code == 2
+    assert "'train'" in result.output
