@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from emolens.models import ModelConfig, create_model, list_models, load_model, save_model  # noqa: F401
+    from emolens.pipeline import EmotionRecognizer  # noqa: F401
 
 _LAZY = {
     "create_model": "emolens.models",
@@ -24,6 +25,7 @@ _LAZY = {
     "ModelConfig": "emolens.models",
     "PreprocessConfig": "emolens.preprocessing",
     "FaceDataset": "emolens.data",
+    "EmotionRecognizer": "emolens.pipeline",
 }
 
 

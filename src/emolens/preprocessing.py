@@ -87,8 +87,15 @@ def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.nda
         img.load()
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        # PIL's own message names an internal BytesIO object: say what matters instead.
+        raise DataError(f"{label}: not a readable image (unknown format, or not an image at all)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{label}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    # Phone photos store their rotation in EXIF; apply it so faces are upright.
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size and arr.max() > 0 else 1.0

@@ -13,6 +13,12 @@ from emolens.cli.app import app
 
 _COMMAND_MODULES = [
     # one line per command module; each registers its commands on `app`
+    "emolens.cli.evaluate",
+    "emolens.cli.data",
+    "emolens.cli.serve",
+    "emolens.cli.train",
+    "emolens.cli.faces",
+    "emolens.cli.compare",
 ]
 
 for _mod in _COMMAND_MODULES:
@@ -32,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer.Exit / click usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except Exception as exc:  # click's own usage errors arrive as ClickException
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:
+        # Usage errors come from the click that typer bundles, not necessarily the installed
+        # one, so recognise them by shape rather than by class.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
+        if type(exc).__name__ == "Abort":
             return 1
         raise
     return 0

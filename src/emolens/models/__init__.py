@@ -1,6 +1,6 @@
 """Model architectures (one file per family), the registry and pickle-free model files."""
 
-from emolens.models import resnet, simple_cnn, vgg  # noqa: F401  (registers the architectures)
+from emolens.models import resnet, simple_cnn, timm_adapter, vgg  # noqa: F401  (registers the architectures)
 from emolens.models.io import (
     ModelConfig,
     build_model,
@@ -10,9 +10,9 @@ from emolens.models.io import (
     resolve_model_path,
     save_model,
 )
-from emolens.models.registry import create_model, list_models, register_model
+from emolens.models.registry import create_model, list_models, register_family, register_model
 
 __all__ = [
     "ModelConfig", "build_model", "create_model", "default_model_path", "list_models",
-    "load_model", "read_model_config", "register_model", "resolve_model_path", "save_model",
+    "load_model", "read_model_config", "register_family", "register_model", "resolve_model_path", "save_model",
 ]

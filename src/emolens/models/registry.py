@@ -11,6 +11,8 @@ import torch.nn as nn
 from emolens.errors import ModelError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+# Families of external models named "PREFIX:NAME" (e.g. "timm:resnet18"), built by factory(NAME, **kwargs).
+_FAMILIES: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -21,6 +23,13 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
+def register_family(prefix: str, factory: Callable[..., nn.Module]) -> None:
+    """Build every model named "PREFIX:NAME" with factory(NAME, **kwargs), e.g. "timm:resnet18"."""
+    if prefix in _FAMILIES:
+        raise ModelError(f"model family {prefix!r} is registered twice")
+    _FAMILIES[prefix] = factory
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered architecture names matching a shell-style pattern, sorted."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
@@ -28,10 +37,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build an untrained model by name, e.g. ``create_model("resnet_fer", num_classes=7)``."""
+    prefix, sep, sub = name.partition(":")
+    if sep and prefix in _FAMILIES:
+        return _FAMILIES[prefix](sub, **kwargs)
     if name not in _REGISTRY:
         close = get_close_matches(name, _REGISTRY, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+        families = "".join(f", {p}:NAME" for p in sorted(_FAMILIES))
+        raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}{families}")
     try:
         return _REGISTRY[name](**kwargs)
     except TypeError as exc:

@@ -1,0 +1,195 @@
+"""Speed of emolens on this machine: video end to end, crop classification, memory, vs `fer`.
+
+    python benchmarks/speed.py                      # the shipped model
+    python benchmarks/speed.py --arch vgg_fer_small # a randomly initialised model (speed only)
+    python benchmarks/speed.py --fer2013 ../shared/datasets/fer2013/archive.zip  # + int8 accuracy
+
+1. End to end: `emolens video` (decode, detect, track, classify, draw, write the CSV and the
+   annotated video) on 640x480 test videos of real faces with one and with four faces, run
+   as the CLI runs it, in a child process whose peak memory is reported.
+2. Crop classification throughput at batch 1 and 64: PyTorch, ONNX fp32, ONNX int8.
+3. With --fer2013: PrivateTest accuracy of ONNX fp32 and int8 (int8 calibrated on 512
+   training faces); the two must be within 0.5 points.
+4. When the `fer` package is installed: the same one-face video through fer's own video
+   pipeline in this run, and emolens's speed as a multiple of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _model_file(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    from emolens.models import ModelConfig, build_model, default_model_path, save_model
+
+    if args.model:
+        return Path(args.model), Path(args.model).name
+    if args.arch is None and default_model_path().exists():
+        return default_model_path(), "shipped default"
+    import torch
+
+    arch = args.arch or "vgg_fer_small"
+    torch.manual_seed(0)
+    return save_model(build_model(ModelConfig(arch=arch)), tmp / f"random-{arch}.safetensors"), f"randomly initialised {arch} (no trained weights)"
+
+
+def end_to_end(model: Path, video: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    """frames/s reported by `emolens video` and the child's peak RSS in MB."""
+    cmd = [sys.executable, "-m", "emolens", "video", str(video), "--model", str(model), "-o", str(out),
+           "--no-plot", "--no-progress", "--overwrite", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"emolens video failed:\n{proc.stderr}")
+    fps = float(re.search(r"at ([\d.]+) frames/s", proc.stdout).group(1))
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux; max over children so far
+    return fps, max(peak, before) / 1024
+
+
+def throughput(backend, faces: np.ndarray, batch: int, seconds: float = 2.0) -> float:
+    """Faces per second for repeated calls of `batch` faces."""
+    x = faces[:batch]
+    backend.predict_proba(x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        backend.predict_proba(x)
+        n += len(x)
+    return n / (time.perf_counter() - t0)
+
+
+_FER_SCRIPT = """
+import sys, tempfile, time
+try:
+    from fer import FER, Video
+except ImportError:  # fer 25.x no longer re-exports them
+    from fer.classes import Video
+    from fer.fer import FER
+detector = FER(mtcnn=False)  # its defaults: Haar (scale 1.1, 5 neighbours, 50 px faces) + quantised mini-Xception
+video = Video(sys.argv[1], outdir=tempfile.mkdtemp())
+t0 = time.perf_counter()
+rows = video.analyze(detector, display=False, save_frames=False, save_video=False, annotate_frames=False, zip_images=False)
+print("FER_RESULT", len(rows), time.perf_counter() - t0)
+"""
+
+
+def fer_fps(video: Path, frames: int, python: str | None) -> tuple[float, int] | None:
+    """fer's own video pipeline on the same file: (frames/s, frames it analysed), or None.
+
+    fer needs TensorFlow and opencv-contrib, which do not mix with emolens's environment, so
+    it may live in its own: --fer-python PATH/bin/python.
+    """
+    if python is None:
+        import importlib.util
+
+        if importlib.util.find_spec("fer") is None:
+            return None
+        python = sys.executable
+    proc = subprocess.run([python, "-c", _FER_SCRIPT, str(video)], capture_output=True, text=True, check=False)
+    found = re.search(r"FER_RESULT (\d+) ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise SystemExit(f"fer failed:\n{proc.stderr[-3000:]}")
+    n, seconds = int(found.group(1)), float(found.group(2))
+    return n / seconds, n
+
+
+def int8_accuracy(model: Path, fer2013: Path) -> dict[str, float]:
+    from emolens.data import load_dataset
+    from emolens.models import load_model, read_model_config
+    from emolens.runtime import OnnxBackend, TorchBackend
+    from emolens.runtime.onnx import export_onnx_bytes, quantize_int8
+
+    cfg = read_model_config(model)
+    data = load_dataset(fer2013, image_size=cfg.preprocess.image_size, progress=False)
+    train, test = data.subset("train"), data.subset("test")
+    calib = train.images[:: max(1, len(train) // 512)][:512]
+    net = load_model(model)
+    fp32 = export_onnx_bytes(net)
+    int8, method = quantize_int8(fp32, calib)
+    out = {"test_images": len(test), "int8_method": method}
+    for name, backend in (("torch", TorchBackend(net)), ("onnx_fp32", OnnxBackend(fp32)), ("onnx_int8", OnnxBackend(int8))):
+        pred = backend.predict_proba(test.images).argmax(1)
+        out[f"{name}_accuracy"] = round(100.0 * float((pred == test.labels).mean()), 2)
+    out["int8_minus_fp32_points"] = round(out["onnx_int8_accuracy"] - out["onnx_fp32_accuracy"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--arch", help="benchmark a randomly initialised model of this architecture instead")
+    parser.add_argument("--frames", type=int, default=300, help="frames per test video")
+    parser.add_argument("--fer2013", help="FER-2013 archive, for int8 vs fp32 PrivateTest accuracy")
+    parser.add_argument("--fer-python", help="Python interpreter of an environment where `fer` is installed")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args()
+
+    from emolens.models import load_model
+    from emolens.pipeline.samples import make_video
+    from emolens.preprocessing import PreprocessConfig, prepare_face
+    from emolens.runtime import OnnxBackend, TorchBackend
+    from emolens.runtime.onnx import export_onnx_bytes, quantize_int8
+
+    tmp = Path(tempfile.mkdtemp(prefix="emolens-speed-"))
+    model, model_label = _model_file(args, tmp)
+    report: dict[str, object] = {"model": model_label, "cpu_cores": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    print(f"model: {model_label}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at start")
+
+    videos = {n: make_video(tmp / f"faces{n}.mp4", faces=n, frames=args.frames) for n in (1, 4)}
+    print("\nend to end, 640x480, `emolens video` (decode, detect, track, classify, draw, write CSV + annotated video):")
+    e2e = {}
+    for n, v in videos.items():
+        fps, peak = end_to_end(model, v.path, tmp / "out", [])
+        e2e[f"{n}_face"] = {"fps": fps, "peak_rss_mb": round(peak, 1)}
+        print(f"  {n} face{'s' if n > 1 else ' '}: {fps:7.1f} frames/s   (peak memory so far {peak:.0f} MB)")
+    report["end_to_end"] = e2e
+
+    from skimage import data
+
+    faces = np.stack([prepare_face(x, PreprocessConfig()) for x in data.lfw_subset()[:100]])
+    faces = np.concatenate([faces] * 2)[:128]
+    net = load_model(model)
+    fp32 = export_onnx_bytes(net)
+    int8, _ = quantize_int8(fp32, faces[:64])
+    backends = {"torch": TorchBackend(net), "onnx fp32": OnnxBackend(fp32), "onnx int8": OnnxBackend(int8)}
+    print("\ncrop classification, faces/s:")
+    tp = {}
+    for name, backend in backends.items():
+        b1, b64 = throughput(backend, faces, 1), throughput(backend, faces, 64)
+        tp[name] = {"batch1": round(b1, 1), "batch64": round(b64, 1)}
+        print(f"  {name:<10} batch 1: {b1:8.1f}   batch 64: {b64:8.1f}")
+    report["crop_throughput"] = tp
+    report["peak_rss_mb_benchmark_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+    if args.fer2013:
+        acc = int8_accuracy(model, Path(args.fer2013))
+        report["int8"] = acc
+        print(f"\nPrivateTest accuracy ({acc['test_images']} faces): torch {acc['torch_accuracy']}%, onnx fp32 {acc['onnx_fp32_accuracy']}%, "
+              f"onnx int8 {acc['onnx_int8_accuracy']}% ({acc['int8_method']}); int8 - fp32 = {acc['int8_minus_fp32_points']} points")
+
+    fer = fer_fps(videos[1].path, args.frames, args.fer_python)
+    if fer is None:
+        print("\nfer: not installed, comparison skipped (pip install fer, or --fer-python)")
+    else:
+        fps, n = fer
+        ratio = e2e["1_face"]["fps"] / fps
+        report["fer"] = {"fps": round(fps, 1), "frames": n, "emolens_over_fer": round(ratio, 2)}
+        print(f"\nfer's video pipeline on the same 1-face video ({n} frames, no output files): {fps:.1f} frames/s; "
+              f"emolens (with its CSV and annotated video) is {ratio:.2f}x as fast")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""`run_baselines`: fit every (feature, classifier) pair on one dataset and compare them.
+
+For each pair: features of the train faces, standardised on train; the classifier fitted on
+train; a softmax temperature fitted on validation; the evaluation report on the test split
+(the same `EvaluationReport` as `emolens evaluate`); the model saved as safetensors. The
+comparison lands in `baselines.md`, `baselines.csv` and `baselines.json`.
+
+Example::
+
+    cmp = run_baselines("archive.zip", features=["hog", "pca"], classifiers=["linear_svm", "mlp"])
+    print(cmp.to_markdown())
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emolens.baselines.classifiers import CLASSIFIERS
+from emolens.baselines.features import FEATURES, Standardizer, normalized_pixels
+from emolens.baselines.model import BaselineModel
+from emolens.baselines.params import merge_params
+from emolens.data import SPLITS, FaceDataset
+from emolens.errors import ConfigError, DataError
+from emolens.evaluation import EvaluationReport
+from emolens.preprocessing import PreprocessConfig
+
+COLUMNS = [
+    ("name", "baseline", None), ("accuracy", "test accuracy", "pct"), ("macro_f1", "macro-F1", "pct"),
+    ("disgust_recall", "disgust recall", "pct"), ("dedup_accuracy", "accuracy, faces not in train", "pct"),
+    ("val_accuracy", "val accuracy", "pct"), ("feature_seconds", "features (s)", "s"), ("fit_seconds", "fit (s)", "s"),
+    ("fit_cpu_seconds", "fit CPU (s)", "s"),
+]
+
+
+@dataclass
+class BaselineRun:
+    """One fitted and evaluated (feature, classifier) pair."""
+
+    model: BaselineModel
+    report: EvaluationReport
+    model_path: Path | None
+    report_dir: Path | None
+    feature_seconds: float  # feature extraction on the training faces
+    fit_seconds: float  # classifier fit (plus temperature on val), wall time
+    fit_cpu_seconds: float  # the same span in CPU time of this process: comparable on a shared machine
+    val_accuracy: float
+    n_train: int
+
+    def summary(self) -> dict[str, Any]:
+        from emolens.baselines.report import class_recall
+
+        s = self.report.summary()
+        return {
+            "name": self.model.name, "feature": self.model.feature.name, "classifier": self.model.classifier.name,
+            "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "balanced_accuracy": s["balanced_accuracy"],
+            "disgust_recall": class_recall(self.report, "disgust"), "dedup_accuracy": s.get("dedup_accuracy"),
+            "val_accuracy": self.val_accuracy, "nll": s["nll"], "ece": s["ece"], "temperature": self.model.temperature,
+            "feature_seconds": round(self.feature_seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
+            "fit_cpu_seconds": round(self.fit_cpu_seconds, 2), "n_train": self.n_train,
+            "n_test": self.report.n_images, "model_path": str(self.model_path) if self.model_path else None,
+        }
+
+
+@dataclass
+class BaselineComparison:
+    """All runs of one `run_baselines` call. Every export derives from `summary()`."""
+
+    runs: list[BaselineRun]
+    out_dir: Path | None
+    dataset: str
+    split: str
+    seed: int
+    train_fraction: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [r.summary() for r in self.runs]
+
+    def to_markdown(self) -> str:
+        from emolens.baselines.table import markdown_table
+
+        n_train = self.runs[0].n_train if self.runs else 0
+        head = (
+            f"Baselines on `{self.dataset}`: trained on {n_train} train faces (train_fraction {self.train_fraction}, seed {self.seed}), "
+            f"temperature fitted on val, measured on the **{self.split}** split.\n\n"
+        )
+        return head + markdown_table(self.summary(), COLUMNS)
+
+    def to_df(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.summary()).set_index("name")
+
+
+def _check_choices(kind: str, given: list[str], known: dict[str, Any]) -> list[str]:
+    from difflib import get_close_matches
+
+    if not given:
+        raise ConfigError(f"give at least one {kind}; known: {', '.join(known)}")
+    for g in given:
+        if g not in known:
+            close = get_close_matches(g, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown {kind} {g!r}.{hint} Known: {', '.join(known)}")
+    return list(dict.fromkeys(given))
+
+
+def _check_params(params: dict[str, dict[str, Any]] | None, features: list[str], classifiers: list[str]) -> dict[str, dict[str, Any]]:
+    params = dict(params or {})
+    known = {**FEATURES, **CLASSIFIERS}
+    for component, values in params.items():
+        if component not in known:
+            _check_choices("component in params", [component], known)
+        if not isinstance(values, dict):
+            raise ConfigError(f"params[{component!r}] must be a mapping of parameter -> value, got {values!r}")
+        merge_params(component, known[component].DEFAULTS, values)  # raises on unknown keys or bad types
+        if component not in features and component not in classifiers:
+            raise ConfigError(f"parameters given for {component!r}, which is not among the chosen {features + classifiers}")
+    return params
+
+
+def _resolve_dataset(data: FaceDataset | str | Path, preprocess: PreprocessConfig, seed: int, progress: bool) -> FaceDataset:
+    if isinstance(data, FaceDataset):
+        return data
+    if str(data) == "synthetic":
+        from emolens.data.synthetic import make_synthetic_dataset
+
+        return make_synthetic_dataset(300, preprocess.image_size, seed=seed)
+    from emolens.data import load_dataset
+
+    return load_dataset(data, image_size=preprocess.image_size, seed=seed, progress=progress)
+
+
+def split_rows(ds: FaceDataset, train_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Row indices of train (possibly a stratified share), val and test."""
+    from sklearn.model_selection import train_test_split
+
+    rows = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
+    if len(rows["train"]) == 0:
+        raise DataError(f"{ds.source or 'dataset'}: has no train split to fit the baselines on")
+    if len(rows["val"]) == 0:  # a hand-built set; load_dataset always provides val
+        tr, va = train_test_split(rows["train"], test_size=0.1, random_state=seed, stratify=_strat(ds.labels[rows["train"]]))
+        rows["train"], rows["val"] = np.sort(tr), np.sort(va)
+    if not 0 < train_fraction <= 1:
+        raise ConfigError(f"train_fraction must be in (0, 1], got {train_fraction}")
+    if train_fraction < 1:
+        n = max(len(ds.classes), int(round(len(rows["train"]) * train_fraction)))
+        if n < len(rows["train"]):
+            keep, _ = train_test_split(rows["train"], train_size=n, random_state=seed, stratify=_strat(ds.labels[rows["train"]]))
+            rows["train"] = np.sort(keep)
+    return rows
+
+
+def _strat(labels: np.ndarray) -> np.ndarray | None:
+    counts = np.bincount(labels)
+    return labels if counts[counts > 0].min() >= 2 else None
+
+
+def run_baselines(
+    data: FaceDataset | str | Path,
+    *,
+    features: list[str] | tuple[str, ...] = ("hog",),
+    classifiers: list[str] | tuple[str, ...] = ("linear_svm",),
+    params: dict[str, dict[str, Any]] | None = None,
+    out: str | Path | None = "runs/baselines",
+    split: str = "test",
+    seed: int = 0,
+    train_fraction: float = 1.0,
+    progress: bool = False,
+) -> BaselineComparison:
+    """Fit and evaluate every (feature, classifier) pair; with `out`, save models, reports and tables.
+
+    data: a FaceDataset, anything `emolens.data.load_dataset` reads, or "synthetic".
+    features: of "hog", "pca". classifiers: of "linear_svm", "rbf_svm", "random_forest", "mlp".
+    params: per-component settings, e.g. {"linear_svm": {"C": 0.1}, "pca": {"n_components": 100}}.
+    out: a folder; a non-empty one is never written into (out-2, out-3, ... is used instead).
+    """
+    from emolens.baselines.report import report_from_logits
+    from emolens.evaluation.calibration import fit_temperature
+
+    features = _check_choices("feature", list(features), FEATURES)
+    classifiers = _check_choices("classifier", list(classifiers), CLASSIFIERS)
+    params = _check_params(params, features, classifiers)
+    if split not in ("val", "test"):
+        raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
+    preprocess = PreprocessConfig()
+    ds = _resolve_dataset(data, preprocess, seed, progress)
+    rows = split_rows(ds, train_fraction, seed)
+    if len(rows[split]) == 0:
+        raise DataError(f"{ds.source or 'dataset'}: has no {split!r} split to measure on")
+    out_dir = None
+    if out is not None:
+        from emolens.baselines.table import fresh_dir
+
+        out_dir = fresh_dir(out)
+    C = len(ds.classes)
+    y = {s: ds.labels[r] for s, r in rows.items()}
+    runs: list[BaselineRun] = []
+    for fname in features:
+        t0 = time.perf_counter()
+        feat = FEATURES[fname](params.get(fname))
+        pixels = normalized_pixels(ds.images[rows["train"]], preprocess)
+        raw = feat.fit(pixels, seed).transform(pixels, progress=progress)
+        scaler = Standardizer().fit(raw)
+        z_train = scaler.transform(raw)
+        feature_seconds = time.perf_counter() - t0
+        del pixels, raw
+        z = {s: scaler.transform(feat.transform(normalized_pixels(ds.images[rows[s]], preprocess), progress=progress)) for s in ("val", split)}
+        for cname in classifiers:
+            t0, c0 = time.perf_counter(), time.process_time()
+            clf = CLASSIFIERS[cname](params.get(cname)).fit(z_train, y["train"], C, seed)
+            val_logits = clf.logits(z["val"])
+            temperature = fit_temperature(val_logits, y["val"])
+            fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+            val_acc = float((val_logits.argmax(1) == y["val"]).mean())
+            name = f"{fname}+{cname}"
+            model = BaselineModel(
+                feature=feat, scaler=scaler, classifier=clf, labels=tuple(ds.classes), preprocess=preprocess, temperature=temperature,
+                name=name,
+                training={
+                    "dataset": ds.source, "dataset_sha256": ds.source_sha256, "n_train": int(len(rows["train"])),
+                    "train_fraction": train_fraction, "seed": seed, "feature_seconds": round(feature_seconds, 2),
+                    "fit_seconds": round(fit_seconds, 2), "fit_cpu_seconds": round(fit_cpu_seconds, 2),
+                },
+                metrics={"val_accuracy": val_acc},
+            )
+            t1 = time.perf_counter()
+            logits = clf.logits(z[split])
+            report = report_from_logits(
+                ds, split, logits, temperature=temperature, classes=tuple(ds.classes), model_name=name, arch=model.arch,
+                model_path=None, seconds=time.perf_counter() - t1,
+            )
+            model_path = report_dir = None
+            if out_dir is not None:
+                sub = out_dir / name.replace("+", "_")
+                sub.mkdir()
+                model_path = model.save(sub / "model.safetensors")
+                report.model_path = str(model_path.resolve())
+                report_dir = report.save(sub / "report")
+            n_train = int(len(rows["train"]))
+            runs.append(BaselineRun(model, report, model_path, report_dir, feature_seconds, fit_seconds, fit_cpu_seconds, val_acc, n_train))
+            if progress:
+                from tqdm import tqdm
+
+                tqdm.write(f"{name}: {split} accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} (fit {fit_seconds:.1f}s)")
+    cmp = BaselineComparison(runs=runs, out_dir=out_dir, dataset=ds.source, split=split, seed=seed, train_fraction=train_fraction)
+    if out_dir is not None:
+        from emolens.baselines.table import write_table
+
+        cmp.files = write_table(out_dir, "baselines", cmp.summary(), cmp.to_markdown(), extra={"dataset": ds.source, "split": split, "seed": seed})
+    return cmp
+
+
+def evaluate_baseline(model: BaselineModel | str | Path, dataset: FaceDataset | str | Path, *, split: str = "test") -> EvaluationReport:
+    """The `emolens evaluate` report of a saved (or in-memory) baseline model on one split."""
+    from emolens.baselines.model import load_baseline
+    from emolens.baselines.report import report_from_logits
+
+    path = None
+    if not isinstance(model, BaselineModel):
+        path = str(Path(model).resolve())
+        model = load_baseline(model)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    ds = _resolve_dataset(dataset, model.preprocess, 0, False)
+    idx = np.flatnonzero(ds.split == SPLITS.index(split))
+    if len(idx) == 0:
+        raise DataError(f"{ds.source or 'dataset'}: has no {split!r} split to evaluate")
+    t0 = time.perf_counter()
+    logits = model.predict_logits(ds.images[idx])
+    return report_from_logits(
+        ds, split, logits, temperature=model.temperature, classes=model.labels, model_name=model.name or model.arch, arch=model.arch,
+        model_path=path, seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,177 @@
+"""`emolens predict`, `video`, `webcam` and `export`: faces in photos, videos, cameras; ONNX."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emolens.cli.app import app
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model file (.safetensors or .onnx) or run folder. Default: the shipped model.", show_default=False)
+]
+DetectorOpt = Annotated[
+    str, typer.Option("--detector", help="Face detector: haar (offline, default), yunet:MODEL.onnx (better; OpenCV's YuNet file), mediapipe[:MODEL].")
+]
+MinFaceOpt = Annotated[int | None, typer.Option(min=8, help="Smallest face side to look for, in pixels. Smaller finds more faces, slower.", show_default=False)]
+
+
+class Backend(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
+class TableFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(StrEnum):
+    onnx = "onnx"
+
+
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, max=1.0, help="Drop faces the detector is less sure of (confidence 0-1; Haar: 0.5 is a bare pass).", show_default=False),
+]
+BackendOpt = Annotated[
+    Backend, typer.Option(help="Where the classifier runs: torch, onnx (onnxruntime; an .onnx model always does), or auto (onnx when installed).")
+]
+
+
+@app.command("predict")
+def predict_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Images, folders of images, or glob patterns ('photos/*.jpg').", show_default=False)],
+    model: ModelOpt = None,
+    detector: DetectorOpt = "haar",
+    backend: BackendOpt = Backend.torch,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for annotated images and the table. Existing files are kept.")] = Path("runs/predict"),
+    format: Annotated[TableFormat, typer.Option("--format", help="Table of faces: json (nested) or csv (a flat row per face).")] = TableFormat.json,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Write annotated images (--no-save: the table only).")] = True,
+    min_face_size: MinFaceOpt = None,
+    detector_threshold: ThresholdOpt = None,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flip (2x cost) or tencrop (10x).")] = "none",
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search subfolders of folder arguments.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace files of the same name in --output instead of adding -2, -3, ...")] = False,
+) -> None:
+    """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
+    from emolens.pipeline import predict_images
+
+    def on_image(path, result, error) -> None:
+        if error:
+            typer.echo(f"skipped  {error}", err=True)
+        elif not result.faces:
+            typer.echo(f"no face  {path}")
+        else:
+            typer.echo(f"{len(result)} face{'s' if len(result) > 1 else ''}  {path}: " + ", ".join(f"{f.label} {f.score:.0%}" for f in result))
+
+    report = predict_images(
+        paths, model, detector=detector, backend=Backend(backend).value, output=output, format=TableFormat(format).value,
+        save=save, min_face_size=min_face_size, tta=tta, recursive=recursive, overwrite=overwrite,
+        detector_threshold=detector_threshold, on_image=on_image,
+    )
+    typer.echo(
+        f"\n{report.images} image{'s' if report.images != 1 else ''} read, {report.faces} face{'s' if report.faces != 1 else ''} found"
+        + (f", {len(report.no_face)} without a face" if report.no_face else "")
+        + (f", {len(report.errors)} could not be read" if report.errors else "")
+    )
+    if report.annotated:
+        typer.echo(f"annotated images in {report.annotated[0].parent}/")
+    typer.echo(f"table of faces: {report.table}")
+
+
+@app.command("video")
+def video_cmd(
+    source: Annotated[str, typer.Argument(help="Video file (mp4, avi, mov, mkv...) or stream URL.", show_default=False)],
+    model: ModelOpt = None,
+    detector: DetectorOpt = "haar",
+    backend: BackendOpt = Backend.auto,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 and STEM.emotions.png.")] = Path("runs/video"),
+    every: Annotated[int, typer.Option(min=1, help="Process every N-th frame only (the CSV and output video hold those frames).")] = 1,
+    smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each face's scores: 0 off, 0.6 steady.")] = 0.0,
+    detect_every: Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")] = 10,
+    min_face_size: Annotated[int, typer.Option(min=8, help="Smallest face side to look for, in pixels.")] = 48,
+    detector_threshold: ThresholdOpt = None,
+    save_video: Annotated[bool, typer.Option("--video/--no-video", help="Write the annotated video.")] = True,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the emotion-over-time plot.")] = True,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many processed frames.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace earlier outputs of the same name instead of adding -2, -3, ...")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with frames/s.")] = True,
+) -> None:
+    """Label the faces of a video: a per-frame CSV, an annotated video and an emotion-over-time plot, faces tracked with stable ids."""
+    from emolens.pipeline import process_video
+
+    result = process_video(
+        source, model, detector=detector, backend=Backend(backend).value, output=output, every=every, smooth=smooth,
+        detect_every=detect_every, min_face_size=min_face_size, save_video=save_video, plot=plot, max_frames=max_frames,
+        overwrite=overwrite, progress=progress, detector_threshold=detector_threshold,
+    )
+    typer.echo(
+        f"{result.frames} frames processed at {result.processing_fps:.1f} frames/s; faces in {result.frames_with_faces} frames, "
+        f"{result.tracks} distinct face{'s' if result.tracks != 1 else ''}"
+    )
+    for kind, path in result.outputs.items():
+        typer.echo(f"{kind:>5}: {path}")
+
+
+@app.command("webcam")
+def webcam_cmd(
+    source: Annotated[str | None, typer.Argument(help="Stream URL or video file instead of a camera.", show_default=False)] = None,
+    camera: Annotated[int, typer.Option(min=0, help="Camera number (0 is the first camera).")] = 0,
+    model: ModelOpt = None,
+    detector: DetectorOpt = "haar",
+    backend: BackendOpt = Backend.auto,
+    smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each face's scores: 0 off.")] = 0.5,
+    detect_every: Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N frames.")] = 3,
+    min_face_size: Annotated[int, typer.Option(min=8, help="Smallest face side to look for, in pixels.")] = 48,
+    detector_threshold: ThresholdOpt = None,
+    snapshot_dir: Annotated[Path, typer.Option(help="Where the s key saves snapshots.")] = Path("."),
+    window: Annotated[bool, typer.Option("--window/--no-window", help="Show the live window (--no-window: process only, e.g. with --record).")] = True,
+    record: Annotated[Path | None, typer.Option(help="Also write what the window shows to this .mp4 file.", show_default=False)] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many frames.", show_default=False)] = None,
+) -> None:
+    """Live view: every face labelled, a bar graph of its emotions, the frame rate. Keys: s snapshot, q quit."""
+    from emolens.pipeline import run_webcam
+
+    report = run_webcam(
+        source, camera, model, detector=detector, backend=Backend(backend).value, smooth=smooth, detect_every=detect_every,
+        min_face_size=min_face_size, snapshot_dir=snapshot_dir, window=window, record=record, max_frames=max_frames,
+        detector_threshold=detector_threshold,
+    )
+    typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))
+    for path in report.snapshots:
+        typer.echo(f"snapshot: {path}")
+
+
+@app.command("export")
+def export_cmd(
+    model: ModelOpt = None,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Export format.")] = ExportFormat.onnx,
+    int8: Annotated[bool, typer.Option("--int8", help="Quantise to int8: about 4x smaller, faster on CPU.")] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="For --int8: face images (a folder, or a dataset zip such as FER-2013, whose train images are used) to calibrate on. Without it, dynamic quantisation.", show_default=False),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The .onnx file to write. Default: MODEL.onnx or MODEL.int8.onnx here.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Export a model to ONNX (runs with onnxruntime; `--backend onnx` or an .onnx --model everywhere)."""
+    from emolens.models import read_model_config, resolve_model_path
+    from emolens.runtime.onnx import OnnxBackend, export_onnx
+
+    src = resolve_model_path(model)
+    if output is None:
+        output = Path(f"{src.stem}{'.int8' if int8 else ''}.onnx")
+    if calibration is not None and not int8:
+        typer.echo("note: --calibration only matters with --int8; ignored", err=True)
+    path = export_onnx(src, output, int8=int8, calibration=calibration if int8 else None, overwrite=overwrite)
+    check = OnnxBackend(path)
+    cfg = read_model_config(src)
+    typer.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {check.quantization if int8 else 'fp32'}); "
+        f"input (B, 1, {cfg.preprocess.input_size}, {cfg.preprocess.input_size}) normalised faces, output logits over {', '.join(cfg.labels)}"
+    )

@@ -1,0 +1,106 @@
+"""The face-detector interface every backend implements.
+
+A detector takes a BGR (H, W, 3) or gray (H, W) uint8 image and returns `Detection`s in
+that image's pixel coordinates. `detect_near` looks again around a face found earlier; the
+video pipeline calls it between full-frame detections, which is where most of its speed
+comes from. The generic version crops a window and runs `detect` on it; a detector with a
+cheaper way (Haar: search only sizes close to the previous face) overrides it.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from emolens.errors import ConfigError, DataError
+
+Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box
+    confidence: float  # in [0, 1]; how each detector defines it is in its docstring
+
+
+def as_bgr_and_gray(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """Split a detector's input into (bgr or None, gray); gray frames have no colour view."""
+    from emolens.preprocessing import to_gray
+
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise DataError(
+            f"detectors take uint8 numpy images (H, W) or (H, W, 3) in BGR order, got "
+            f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}"
+        )
+    if image.ndim == 2:
+        return None, image
+    if image.shape[2] != 3:
+        raise DataError(f"detectors take (H, W, 3) BGR images, got shape {image.shape}")
+    return image, gray if gray is not None else to_gray(image, color_order="bgr")
+
+
+def iou(a: Box, b: Box) -> float:
+    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+    iw, ih = max(0, min(ax2, bx2) - max(ax1, bx1)), max(0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def clip_box(box: tuple[float, float, float, float], width: int, height: int) -> Box | None:
+    """Round a box to ints and clip it to the image; None when nothing is left."""
+    x1, y1 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x2, y2 = min(width, int(round(box[0] + box[2]))), min(height, int(round(box[1] + box[3])))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    return (x1, y1, x2 - x1, y2 - y1)
+
+
+class FaceDetector(ABC):
+    """Finds faces. Subclasses set `name` and implement `detect`."""
+
+    name: str = "detector"
+
+    def __init__(self, min_face_size: int = 40, threshold: float = 0.5):
+        if min_face_size < 8:
+            raise ConfigError(f"min_face_size must be at least 8 pixels, got {min_face_size}")
+        self.min_face_size = int(min_face_size)
+        if not 0 <= threshold <= 1:
+            raise ConfigError(f"detector threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+        # OpenCV's detectors keep per-call state (Haar fails with `scaleIdx` errors when two
+        # threads share one), so every native detection call runs under this lock.
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        """Faces in a BGR or gray uint8 image, largest first. `gray` may pass a ready gray copy."""
+
+    def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
+        """The face closest to `box` within a window twice its size, or None."""
+        x, y, w, h = box
+        H, W = image.shape[:2]
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        sub_gray = gray[y0:y1, x0:x1] if gray is not None else None
+        found = self.detect(np.ascontiguousarray(image[y0:y1, x0:x1]), sub_gray)
+        best, best_iou = None, 0.0
+        for det in found:
+            moved = (det.box[0] + x0, det.box[1] + y0, det.box[2], det.box[3])
+            overlap = iou(moved, box)
+            if overlap > best_iou:
+                best, best_iou = Detection(moved, det.confidence), overlap
+        return best
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(min_face_size={self.min_face_size}, threshold={self.threshold})"
+
+
+def sort_largest_first(dets: list[Detection]) -> list[Detection]:
+    return sorted(dets, key=lambda d: -d.box[2] * d.box[3])

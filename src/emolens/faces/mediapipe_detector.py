@@ -1,0 +1,73 @@
+"""MediaPipe face detection (BlazeFace), when the `mediapipe` package is installed.
+
+Older MediaPipe wheels (up to 0.10.x) ship the legacy `solutions.face_detection` with its
+model inside; newer ones only have the Tasks API, which needs the model file
+(`blaze_face_short_range.tflite`) named by the user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emolens.errors import ConfigError, ModelError
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+
+
+class MediaPipeDetector(FaceDetector):
+    """confidence is MediaPipe's detection score; faces below `threshold` are dropped."""
+
+    name = "mediapipe"
+
+    def __init__(self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.5, full_range: bool = True):
+        super().__init__(min_face_size=min_face_size, threshold=threshold)
+        try:
+            import mediapipe as mp
+        except ImportError:
+            raise ConfigError("the mediapipe detector needs the mediapipe package: pip install mediapipe") from None
+        self._legacy = None
+        self._task = None
+        solutions = getattr(mp, "solutions", None)
+        if model_path is None and solutions is not None and hasattr(solutions, "face_detection"):
+            # model_selection=1 is the full-range model (faces up to 5 m away), 0 the selfie one.
+            self._legacy = solutions.face_detection.FaceDetection(model_selection=int(full_range), min_detection_confidence=self.threshold)
+            return
+        if model_path is None:
+            raise ConfigError(
+                f"mediapipe {getattr(mp, '__version__', '?')} ships no face model; download blaze_face_short_range.tflite "
+                "(MediaPipe face detector models) and pass --detector mediapipe:PATH"
+            )
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such MediaPipe model file")
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)), min_detection_confidence=self.threshold)
+        self._task = vision.FaceDetector.create_from_options(options)
+        self._mp = mp
+
+    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        import cv2
+
+        bgr, gray = as_bgr_and_gray(image, gray)
+        rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        H, W = rgb.shape[:2]
+        raw: list[tuple[tuple[float, float, float, float], float]] = []
+        with self._lock:
+            found = self._legacy.process(rgb).detections if self._legacy is not None else None
+            result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))) if self._task else None
+        if self._legacy is not None:
+            for d in found or []:
+                r = d.location_data.relative_bounding_box
+                raw.append(((r.xmin * W, r.ymin * H, r.width * W, r.height * H), float(d.score[0])))
+        else:
+            for d in result.detections:
+                b = d.bounding_box
+                raw.append(((b.origin_x, b.origin_y, b.width, b.height), float(d.categories[0].score)))
+        dets = []
+        for box, score in raw:
+            clipped = clip_box(box, W, H)
+            if clipped and score >= self.threshold and max(clipped[2:]) >= self.min_face_size * 0.9:
+                dets.append(Detection(clipped, score))
+        return sort_largest_first(dets)

@@ -1,0 +1,13 @@
+"""From images, videos and cameras to labelled faces: the recognizer, results and outputs."""
+
+from emolens.pipeline.images import PredictReport, predict_images
+from emolens.pipeline.recognizer import EmotionRecognizer
+from emolens.pipeline.results import FaceResult, ImageResult
+from emolens.pipeline.stream import FaceStream, open_source
+from emolens.pipeline.video import VideoResult, process_video
+from emolens.pipeline.webcam import LiveFrame, live_frames, run_webcam
+
+__all__ = [
+    "EmotionRecognizer", "FaceResult", "FaceStream", "ImageResult", "LiveFrame", "PredictReport", "VideoResult",
+    "live_frames", "open_source", "predict_images", "process_video", "run_webcam",
+]

@@ -1,0 +1,96 @@
+"""`create_app`: the FastAPI application, built around one recognizer loaded once.
+
+    from emolens.serving import create_app
+    app = create_app(EmotionRecognizer("runs/exp/best.safetensors"), workers=2)
+
+The recognizer is injected (tests pass their own); without one, the shipped default model
+is loaded. Everything heavy happens here, once, before the first request.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from emolens.serving.limits import BodyLimitMiddleware, ServerLimits
+
+STATIC_DIR = Path(str(resources.files("emolens.serving") / "static"))
+
+# The page is our own HTML/JS/CSS: nothing may come from elsewhere, and camera frames only go
+# back to this server (blob: for the captured frames, ws: for the stream).
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+_DEFAULTS = ServerLimits()
+
+
+def create_app(
+    recognizer: Any = None,
+    *,
+    max_upload_bytes: int = _DEFAULTS.max_upload_bytes,
+    max_pixels: int = _DEFAULTS.max_pixels,
+    workers: int = _DEFAULTS.workers,
+    max_queue: int = _DEFAULTS.max_queue,
+    max_batch: int = _DEFAULTS.max_batch,
+) -> Any:
+    """The emolens HTTP app: JSON API under /v1, health at /healthz, the webcam page at /.
+
+    `recognizer` needs `predict(image) -> ImageResult`, `predict_crops(images) -> list[FaceResult]`
+    and `model_info() -> dict`, like `emolens.pipeline.EmotionRecognizer`; None loads the default
+    model. Limits are described in `emolens.serving.limits.ServerLimits`.
+    """
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from emolens import __version__
+    from emolens.serving import routes, stream
+    from emolens.serving.errors import install_handlers
+    from emolens.serving.jobs import Runner, jsonable
+    from emolens.serving.pool import InferencePool
+
+    limits = ServerLimits(max_upload_bytes, max_pixels, workers, max_queue, max_batch)
+    if recognizer is None:
+        from emolens.pipeline import EmotionRecognizer
+
+        recognizer = EmotionRecognizer()
+    model_info = jsonable(dict(recognizer.model_info()))
+    if isinstance(model_info.get("source"), str):
+        # The file name identifies the model; the server's folders are nobody's business.
+        model_info["source"] = Path(model_info["source"]).name
+    pool = InferencePool(limits.workers, limits.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool.start()
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="emolens",
+        version=__version__,
+        description="Recognise the emotions of the faces in images. The schema of every endpoint is at /openapi.json.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN, which offline machines cannot reach
+        redoc_url=None,
+    )
+    app.state.recognizer = recognizer
+    app.state.runner = Runner(recognizer)
+    app.state.model_info = model_info
+    app.state.pool = pool
+    app.state.limits = limits
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes)
+    install_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(stream.router)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,377 @@
+// emolens page: webcam frames over a WebSocket, or one uploaded photo over POST /v1/predict.
+// Plain browser JavaScript, no build step and nothing loaded from elsewhere. Label names and
+// their order come from GET /v1/model, never from this file.
+"use strict";
+
+const MAX_FPS = 12;             // frames sent per second at most; the server answers each in turn
+const FRAME_SIDE = 640;         // longer side of a camera frame sent to the server
+const PHOTO_SIDE = 1600;        // longer side of an uploaded photo after resizing in the browser
+const TIMELINE_SECONDS = 30;
+const PALETTE = ["#e5484d", "#30a46c", "#8e4ec6", "#f5d90a", "#9ba1a6", "#3e63dd", "#f76b15", "#d6409f", "#12a594"];
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  labels: [], colors: {}, model: null,
+  mode: "camera", stream: null, socket: null, running: false, waiting: false,
+  lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
+};
+
+// ---------------------------------------------------------------- start-up
+
+async function init() {
+  $("window-s").textContent = TIMELINE_SECONDS;
+  $("tab-camera").addEventListener("click", () => setMode("camera"));
+  $("tab-photo").addEventListener("click", () => setMode("photo"));
+  $("start").addEventListener("click", startCamera);
+  $("stop").addEventListener("click", stopCamera);
+  $("mirror").addEventListener("change", () => $("video").classList.toggle("mirrored", $("mirror").checked));
+  $("video").classList.toggle("mirrored", $("mirror").checked);
+  $("file").addEventListener("change", (e) => e.target.files[0] && predictPhoto(e.target.files[0]));
+  setupDrop($("stage"));
+  try {
+    const info = await getJSON("/v1/model");
+    state.model = info;
+    state.labels = info.labels;
+    state.labels.forEach((label, i) => { state.colors[label] = PALETTE[i % PALETTE.length]; });
+    $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
+    buildBars();
+    buildLegend();
+    drawTimeline();
+    document.body.dataset.state = "ready";
+  } catch (err) {
+    showMessage(`Could not reach the server: ${err.message}`, true);
+    document.body.dataset.state = "error";
+  }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    $("start").disabled = true;
+    showMessage("This browser gives no camera access here; use Photo mode.", false);
+  }
+}
+
+async function getJSON(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) throw new Error(body && body.detail ? `${response.status}: ${body.detail}` : `HTTP ${response.status}`);
+  return body;
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  $("tab-camera").setAttribute("aria-pressed", String(mode === "camera"));
+  $("tab-photo").setAttribute("aria-pressed", String(mode === "photo"));
+  $("camera-controls").hidden = mode !== "camera";
+  $("photo-controls").hidden = mode !== "photo";
+  $("video").hidden = mode !== "camera";
+  $("photo").hidden = mode !== "photo";
+  if (mode === "photo") stopCamera();
+  clearOverlay();
+  $("placeholder").hidden = false;
+  $("placeholder").textContent = mode === "camera"
+    ? "Start the camera, or switch to Photo to upload a picture."
+    : "Choose a photo, or drop one here.";
+}
+
+function showMessage(text, isError) {
+  $("message").textContent = text;
+  $("message").classList.toggle("error", Boolean(isError));
+}
+
+// ---------------------------------------------------------------- camera
+
+async function startCamera() {
+  if (state.running) return;
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  } catch (err) {
+    showMessage(`No camera (${err.name}): ${err.message}. Photo mode works without one.`, true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = state.stream;
+  await video.play();
+  $("placeholder").hidden = true;
+  state.running = true;
+  state.history = [];
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  document.body.dataset.state = "camera";
+  showMessage("Camera on; connecting…", false);
+  connect();
+}
+
+function stopCamera() {
+  state.running = false;
+  if (state.socket) { state.socket.close(); state.socket = null; }
+  if (state.stream) { state.stream.getTracks().forEach((t) => t.stop()); state.stream = null; }
+  $("video").srcObject = null;
+  $("start").disabled = !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  $("stop").disabled = true;
+  $("rate").textContent = "";
+  if (document.body.dataset.state === "camera") document.body.dataset.state = "ready";
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/stream`);
+  socket.binaryType = "arraybuffer";
+  state.socket = socket;
+  state.waiting = false;
+  socket.onmessage = (event) => onStreamMessage(JSON.parse(event.data));
+  socket.onclose = () => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    if (state.running) {
+      showMessage("Connection lost; reconnecting…", true);
+      setTimeout(() => state.running && connect(), 1000);
+    }
+  };
+}
+
+function onStreamMessage(msg) {
+  if (msg.type === "hello") {
+    showMessage(`Streaming to ${msg.model.name || "the model"}.`, false);
+    scheduleFrame();
+    return;
+  }
+  state.waiting = false;
+  if (msg.type === "result") {
+    state.frames += 1;
+    document.body.dataset.frames = String(state.frames);
+    const now = performance.now();
+    state.rateWindow.push(now);
+    while (state.rateWindow.length && now - state.rateWindow[0] > 2000) state.rateWindow.shift();
+    const fps = state.rateWindow.length / 2;
+    $("rate").textContent = `${fps.toFixed(1)} fps · ${Math.round(now - state.sentAt)} ms round trip · ${msg.timings.predict_ms.toFixed(0)} ms model`;
+    showResult(msg.faces, msg.image, $("mirror").checked);
+    pushHistory(largestFace(msg.faces));
+    scheduleFrame();
+  } else if (msg.type === "error") {
+    showMessage(`Frame ${msg.seq}: ${msg.detail}`, true);
+    setTimeout(scheduleFrame, (msg.retry_after || 0) * 1000);
+  }
+}
+
+function scheduleFrame() {
+  if (!state.running) return;
+  const wait = Math.max(0, 1000 / MAX_FPS - (performance.now() - state.lastSent));
+  setTimeout(sendFrame, wait);
+}
+
+function sendFrame() {
+  const video = $("video");
+  const socket = state.socket;
+  if (!state.running || state.waiting || !socket || socket.readyState !== WebSocket.OPEN) return;
+  if (!video.videoWidth) { setTimeout(sendFrame, 100); return; }
+  const scale = Math.min(1, FRAME_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = grab(video, Math.round(video.videoWidth * scale), Math.round(video.videoHeight * scale));
+  state.waiting = true;
+  canvas.toBlob((blob) => {
+    if (!blob || socket.readyState !== WebSocket.OPEN) { state.waiting = false; return; }
+    state.lastSent = state.sentAt = performance.now();
+    socket.send(blob);
+  }, "image/jpeg", 0.85);
+}
+
+let grabCanvas = null;
+function grab(source, width, height) {
+  grabCanvas = grabCanvas || document.createElement("canvas");
+  grabCanvas.width = width;
+  grabCanvas.height = height;
+  grabCanvas.getContext("2d").drawImage(source, 0, 0, width, height);
+  return grabCanvas;
+}
+
+// ---------------------------------------------------------------- photo
+
+function setupDrop(zone) {
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("drop"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drop"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("drop");
+    const file = e.dataTransfer.files[0];
+    if (file) { setMode("photo"); predictPhoto(file); }
+  });
+}
+
+async function predictPhoto(file) {
+  showMessage(`Reading ${file.name}…`, false);
+  let bitmap;
+  try {
+    // The browser applies the EXIF rotation here, so phone photos arrive upright.
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch (err) {
+    showMessage(`${file.name}: this browser cannot open it as an image.`, true);
+    return;
+  }
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const photo = $("photo");
+  photo.width = Math.round(bitmap.width * scale);
+  photo.height = Math.round(bitmap.height * scale);
+  photo.getContext("2d").drawImage(bitmap, 0, 0, photo.width, photo.height);
+  $("placeholder").hidden = true;
+  clearOverlay();
+  const blob = await new Promise((resolve) => photo.toBlob(resolve, "image/jpeg", 0.92));
+  const form = new FormData();
+  form.append("file", blob, file.name.replace(/\.[^.]*$/, "") + ".jpg");
+  try {
+    const t0 = performance.now();
+    const result = await getJSON("/v1/predict", { method: "POST", body: form });
+    showResult(result.faces, result.image, false);
+    showMessage(`${file.name}: ${result.faces.length} face(s) in ${Math.round(performance.now() - t0)} ms.`, false);
+    document.body.dataset.state = "photo";
+  } catch (err) {
+    showMessage(`${file.name}: ${err.message}`, true);
+  }
+}
+
+// ---------------------------------------------------------------- drawing
+
+function boxOf(face) {
+  const b = face.box;
+  if (!b) return null;
+  return Array.isArray(b) ? b : [b.x, b.y, b.w ?? b.width, b.h ?? b.height];
+}
+
+function largestFace(faces) {
+  let best = null;
+  let bestArea = -1;
+  for (const face of faces) {
+    const b = boxOf(face);
+    const area = b ? b[2] * b[3] : 0;
+    if (area > bestArea) { best = face; bestArea = area; }
+  }
+  return best;
+}
+
+function clearOverlay() {
+  const overlay = $("overlay");
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  $("faces").replaceChildren();
+  document.body.dataset.faces = "0";
+}
+
+function showResult(faces, image, mirrored) {
+  const overlay = $("overlay");
+  overlay.width = image.width;   // the overlay has the frame's own pixels; CSS scales both alike
+  overlay.height = image.height;
+  const ctx = overlay.getContext("2d");
+  ctx.clearRect(0, 0, overlay.width, overlay.height);
+  const line = Math.max(2, Math.round(image.width / 240));
+  ctx.lineWidth = line;
+  ctx.font = `${Math.max(14, Math.round(image.width / 32))}px system-ui, sans-serif`;
+  ctx.textBaseline = "bottom";
+  const items = [];
+  for (const face of faces) {
+    const b = boxOf(face);
+    if (!b) continue;
+    let [x, y, w, h] = b;
+    if (mirrored) x = image.width - x - w;  // the video is shown mirrored; the frame was not
+    const color = state.colors[face.label] || "#ffffff";
+    const score = face.scores ? face.scores[face.label] : undefined;
+    const text = score === undefined ? face.label : `${face.label} ${Math.round(score * 100)}%`;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x, y, w, h);
+    const tw = ctx.measureText(text).width + 2 * line;
+    const th = parseInt(ctx.font, 10) + line;
+    const ty = y - th < 0 ? y + h + th : y;
+    ctx.fillStyle = color;
+    ctx.fillRect(x - line / 2, ty - th, tw, th);
+    ctx.fillStyle = "#000";
+    ctx.fillText(text, x + line, ty - line / 2);
+    const li = document.createElement("li");
+    li.dataset.label = face.label;
+    li.dataset.box = b.map((v) => Math.round(v)).join(",");
+    li.textContent = `${text} — box ${li.dataset.box}`;
+    items.push(li);
+  }
+  $("faces").replaceChildren(...items);
+  document.body.dataset.faces = String(items.length);
+  const main = largestFace(faces);
+  updateBars(main);
+}
+
+function buildBars() {
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const label of state.labels) {
+    const name = document.createElement("span");
+    name.textContent = label;
+    const track = document.createElement("div");
+    track.className = "bar-track";
+    const fill = document.createElement("div");
+    fill.className = "bar-fill";
+    fill.id = `bar-${label}`;
+    fill.style.background = state.colors[label];
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.id = `value-${label}`;
+    value.textContent = "–";
+    bars.append(name, track, value);
+  }
+}
+
+function updateBars(face) {
+  $("bars-who").textContent = face ? "(largest face)" : "(no face)";
+  for (const label of state.labels) {
+    const p = face && face.scores ? face.scores[label] || 0 : 0;
+    $(`bar-${label}`).style.width = `${(p * 100).toFixed(1)}%`;
+    $(`value-${label}`).textContent = face ? `${Math.round(p * 100)}%` : "–";
+  }
+}
+
+function buildLegend() {
+  const legend = $("legend");
+  legend.replaceChildren(...state.labels.map((label) => {
+    const item = document.createElement("span");
+    item.textContent = label;
+    item.style.setProperty("--swatch", state.colors[label]);
+    return item;
+  }));
+}
+
+function pushHistory(face) {
+  const now = performance.now() / 1000;
+  state.history.push({ t: now, scores: face && face.scores ? face.scores : null });
+  while (state.history.length && now - state.history[0].t > TIMELINE_SECONDS) state.history.shift();
+  drawTimeline();
+}
+
+function drawTimeline() {
+  const canvas = $("timeline");
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, pad = 28;
+  ctx.clearRect(0, 0, W, H);
+  ctx.strokeStyle = "#34414d";
+  ctx.fillStyle = "#8b96a1";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  for (const v of [0, 0.5, 1]) {
+    const y = H - pad - v * (H - 2 * pad);
+    ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(W - 8, y); ctx.stroke();
+    ctx.fillText(`${v * 100}%`, 0, y + 4);
+  }
+  ctx.fillText(`-${TIMELINE_SECONDS}s`, pad, H - 8);
+  ctx.fillText("now", W - 30, H - 8);
+  if (!state.history.length) return;
+  const end = state.history[state.history.length - 1].t;
+  const x = (t) => pad + (1 - (end - t) / TIMELINE_SECONDS) * (W - pad - 8);
+  const y = (p) => H - pad - p * (H - 2 * pad);
+  ctx.lineWidth = 2;
+  for (const label of state.labels) {
+    ctx.strokeStyle = state.colors[label];
+    ctx.beginPath();
+    let drawing = false;
+    for (const point of state.history) {
+      if (!point.scores) { drawing = false; continue; }  // a gap where no face was seen
+      const px = x(point.t), py = y(point.scores[label] || 0);
+      if (drawing) ctx.lineTo(px, py); else ctx.moveTo(px, py);
+      drawing = true;
+    }
+    ctx.stroke();
+  }
+}
+
+document.addEventListener("DOMContentLoaded", init);

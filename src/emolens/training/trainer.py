@@ -1,0 +1,523 @@
+"""`train(config) -> TrainResult`: the training loop, single-process or data-parallel.
+
+One epoch: draw this process's rows (imbalance sampler), augment each batch on the device,
+optionally mix, forward under autocast, step. Then evaluate on validation (metrics summed
+over processes), update schedule and early stopping, and on rank 0 write the `last`
+checkpoint (and `best` when the monitored metric improved), the history, the curves and the
+best model file. After the last epoch the best weights get a temperature fitted on
+validation, stored in the model file with the metrics.
+
+Run folder `runs/<name>/`:
+    config.yaml            the resolved config
+    checkpoints/last.*     resume point (safetensors + readable JSON), every epoch
+    checkpoints/best.*     the same at the best epoch
+    best.safetensors/.json the best model, loadable with `emolens.models.load_model`
+    history.csv/.json, curves.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emolens.data.dataset import FaceDataset
+from emolens.errors import ConfigError, DataError, ModelError
+from emolens.models.io import ModelConfig, build_model, save_model
+from emolens.training import distributed as dist_
+from emolens.training.checkpoint import encode_checkpoint, read_checkpoint, unflatten_optimizer, write_checkpoint
+from emolens.training.config import TrainConfig, load_config
+from emolens.training.device import resolve_amp, resolve_device
+from emolens.training.history import plot_curves, write_history
+from emolens.training.losses import make_loss, mix_batch
+from emolens.training.samplers import epoch_indices, make_sampler
+from emolens.training.schedule import EarlyStopping, LRSchedule
+from emolens.transforms import create_transform
+
+# Settings that may change when a run is resumed: they do not alter what was already trained.
+RESUMABLE_CHANGES = {
+    "schedule.epochs", "schedule.early_stop_patience", "data.eval_batch_size", "run.progress", "run.device", "run.name", "run.out_dir",
+}
+
+
+@dataclass
+class TrainResult:
+    """What a finished `train` call produced."""
+
+    run_dir: Path
+    model_path: Path
+    best_epoch: int  # 1-based
+    metrics: dict[str, Any]  # best validation figures, temperature, ECE before/after
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+    model: nn.Module | None = None  # the best model as saved (temperature set), eval mode; rank 0 only
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir), "model_path": str(self.model_path), "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early, **self.metrics,
+        }
+
+
+def _log(info: dist_.DistInfo, msg: str) -> None:
+    if info.is_main:
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def load_training_data(cfg: TrainConfig, *, progress: bool = True) -> FaceDataset:
+    """The dataset named by `data.path`: "synthetic", or anything `load_dataset` reads."""
+    if cfg.data.path == "synthetic":
+        from emolens.data.synthetic import make_synthetic_dataset
+
+        return make_synthetic_dataset(cfg.data.synthetic_per_class, cfg.model.preprocess.image_size, seed=cfg.run.seed)
+    from emolens.data import load_dataset
+
+    return load_dataset(
+        cfg.data.path, image_size=cfg.model.preprocess.image_size, val_fraction=cfg.data.val_fraction,
+        ferplus=cfg.data.ferplus or None, soft_labels=bool(cfg.data.ferplus) and cfg.loss.soft_labels,
+        seed=cfg.run.seed, progress=progress,
+    )
+
+
+def _split(ds: FaceDataset, cfg: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
+    if not ds.has_split("train"):
+        raise DataError(f"{ds.source or 'dataset'}: has no training rows (split 'train'); nothing to train on")
+    train = ds.subset("train")
+    if ds.has_split("val"):
+        val = ds.subset("val")
+    else:  # a dataset built by hand may lack one; load_dataset always carves it
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(train))
+        stratify = train.labels if np.bincount(train.labels).min() >= 2 else None
+        tr, va = train_test_split(idx, test_size=max(cfg.data.val_fraction, 1 / len(train)), random_state=cfg.run.seed, stratify=stratify)
+        train, val = train.subset(np.sort(tr)), train.subset(np.sort(va))
+    if cfg.data.train_fraction < 1.0:
+        n = max(len(ds.classes), int(round(len(train) * cfg.data.train_fraction)))
+        if n < len(train):
+            from sklearn.model_selection import train_test_split
+
+            counts = np.bincount(train.labels)
+            stratify = train.labels if counts[counts > 0].min() >= 2 else None
+            keep, _ = train_test_split(np.arange(len(train)), train_size=n, random_state=cfg.run.seed, stratify=stratify)
+            train = train.subset(np.sort(keep))
+    if len(val) == 0:
+        raise DataError(f"{ds.source or 'dataset'}: the validation split is empty; set data.val_fraction > 0")
+    return train, val
+
+
+def _targets(ds: FaceDataset, use_soft: bool) -> torch.Tensor:
+    """(N, C) float32 target distributions: soft labels when present and wanted, else one-hot."""
+    if use_soft and ds.soft_labels is not None:
+        t = torch.as_tensor(ds.soft_labels, dtype=torch.float32)
+        return t / t.sum(1, keepdim=True).clamp_min(1e-12)
+    return F.one_hot(torch.as_tensor(ds.labels, dtype=torch.int64), len(ds.classes)).float()
+
+
+# ---------------------------------------------------------------------------- model pieces
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm scales: decaying them only hurts (they set scale, not capacity).
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    o = cfg.optim
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, device: torch.device,
+    amp: torch.dtype | None = None, info: dist_.DistInfo | None = None, memory_format: torch.memory_format = torch.contiguous_format,
+) -> dict[str, float]:
+    """Validation loss (plain cross-entropy), accuracy and macro-F1, summed over processes.
+
+    Each process takes a contiguous shard (no padding, so every row counts once).
+    """
+    info = info or dist_.DistInfo()
+    transform = create_transform(cfg.model.preprocess, is_training=False)
+    C = len(model.emolens_config.labels)
+    shard = np.array_split(np.arange(len(images)), info.world_size)[info.rank]
+    cm = torch.zeros(C * C, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    bs = cfg.data.eval_batch_size
+    for start in range(0, len(shard), bs):
+        idx = torch.as_tensor(shard[start : start + bs])
+        x = transform(images[idx].to(device))
+        x = x.contiguous(memory_format=memory_format)
+        y = labels[idx].to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        cm += torch.bincount(y * C + logits.argmax(1), minlength=C * C).double()
+    model.train(was_training)
+    dist_.all_reduce_sum(cm)
+    dist_.all_reduce_sum(loss_sum)
+    cm = cm.view(C, C).cpu().numpy()
+    total = cm.sum()
+    tp = np.diag(cm)
+    denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
+    present = denom > 0  # as sklearn's macro average: classes seen in labels or predictions
+    f1 = float((2 * tp[present] / denom[present]).mean()) if present.any() else 0.0
+    return {
+        "val_loss": float(loss_sum.item() / max(total, 1)),
+        "val_acc": float(tp.sum() / max(total, 1)),
+        "val_f1": f1,
+    }
+
+
+# ---------------------------------------------------------------------------- run folder
+
+
+def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
+    base = cfg.run.name or cfg.model.arch
+    out = Path(cfg.run.out_dir)
+    path = out / base
+    k = 2
+    while path.exists():
+        path = out / f"{base}-{k}"
+        k += 1
+    if path.name != base:
+        _log(info, f"emolens: {out / base} already exists and is never overwritten; writing this run to {path}")
+    path.mkdir(parents=True)
+    return path
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and k != "kwargs":
+            keys += _config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, dataset: FaceDataset | None = None) -> TrainResult:
+    """Train a model as `config` says; with `resume`, continue the run in that folder exactly.
+
+    `dataset` replaces reading `config.data.path` (tests and notebooks pass one in memory).
+    Run under `torchrun` to train data-parallel. Returns a `TrainResult`; on rank 0 the run
+    folder holds checkpoints, history, curves and `best.safetensors`.
+    """
+    info = dist_.from_env()
+    ckpt_meta: dict[str, Any] | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt_path = run_dir / "checkpoints" / "last.safetensors"
+        if not ckpt_path.is_file():
+            raise ConfigError(f"{run_dir}: cannot resume, no checkpoint at {ckpt_path}; is this a run folder made by `emolens train`?")
+        model_state, optim_tensors, ckpt_meta = read_checkpoint(ckpt_path)
+        saved = load_config(base=TrainConfig.from_dict(ckpt_meta["config"]))
+        if config is None:
+            config = saved
+        changed = [k for k in _config_diff(saved.to_dict(), config.to_dict()) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"{run_dir}: cannot resume with changed settings {changed}; only {sorted(RESUMABLE_CHANGES)} may change. "
+                "Start a new run for other settings"
+            )
+        if ckpt_meta["world_size"] != info.world_size:
+            _log(info, f"emolens: warning: run was trained with {ckpt_meta['world_size']} processes, resuming with {info.world_size}; "
+                 "training continues but will not match an uninterrupted run")
+    cfg = config or TrainConfig()
+    device = resolve_device(cfg.run.device, info)
+    dist_.setup(info, device)
+    try:
+        return _train(cfg, info, device, dataset, resume, ckpt_meta, model_state if resume else None, optim_tensors if resume else None)
+    finally:
+        dist_.teardown()
+
+
+def _train(
+    cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset: FaceDataset | None,
+    resume: str | Path | None, ckpt_meta: dict[str, Any] | None,
+    model_state: dict[str, torch.Tensor] | None, optim_tensors: dict[str, torch.Tensor] | None,
+) -> TrainResult:
+    from emolens import __version__
+
+    amp = resolve_amp(cfg.run.amp, device)
+
+    # Run folder: rank 0 picks it, everyone learns its name.
+    if resume is not None:
+        run_dir = Path(resume)
+    else:
+        run_dir = Path(dist_.broadcast_str(str(_fresh_run_dir(cfg, info)) if info.is_main else "", device))
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=run_dir.name, out_dir=str(run_dir.parent)))
+    if info.is_main:
+        cfg.save(run_dir / "config.yaml")
+
+    # Data, in memory as uint8 tensors; each batch moves to the device before augmentation.
+    # Rank 0 reads first and fills the decoded-data cache; the others then read the cache.
+    if not info.is_main:
+        dist_.barrier()
+    ds = dataset if dataset is not None else load_training_data(cfg, progress=cfg.run.progress and info.is_main)
+    if info.is_main:
+        dist_.barrier()
+    if ckpt_meta is not None and ckpt_meta["data"]["source_sha256"] != ds.source_sha256:
+        _log(info, f"emolens: warning: the data differs from the data this run started on (sha256 {ds.source_sha256[:12]} "
+             f"vs {ckpt_meta['data']['source_sha256'][:12]}); resume continues on the new data")
+    train_ds, val_ds = _split(ds, cfg)
+    train_images = torch.from_numpy(np.ascontiguousarray(train_ds.images))
+    train_targets = _targets(train_ds, cfg.loss.soft_labels)
+    val_images = torch.from_numpy(np.ascontiguousarray(val_ds.images))
+    val_labels = torch.from_numpy(val_ds.labels.astype(np.int64))
+    counts = np.bincount(train_ds.labels, minlength=len(ds.classes))
+    _log(info, f"emolens: {len(train_ds)} train / {len(val_ds)} val faces from {ds.source or cfg.data.path}; "
+         f"device {device}, {info.world_size} process(es), amp {amp or 'off'}; run folder {run_dir}")
+
+    # Model, optimiser, schedule, loss. The same seed on every rank gives the same initial weights.
+    _seed_everything(cfg.run.seed)
+    mcfg = ModelConfig(
+        arch=cfg.model.arch, arch_kwargs=dict(cfg.model.kwargs), labels=tuple(ds.classes),
+        preprocess=cfg.model.preprocess, name=run_dir.name, version=__version__,
+    )
+    try:
+        model = build_model(mcfg)
+    except TypeError as exc:
+        raise ConfigError(f"model.kwargs {cfg.model.kwargs} do not fit {cfg.model.arch!r}: {exc}") from None
+    channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    optimizer = _make_optimizer(model, cfg)
+    sampler = make_sampler(train_ds.labels, cfg.imbalance.strategy, num_replicas=info.world_size, rank=info.rank, seed=cfg.run.seed)
+    per_rank = len(sampler)  # type: ignore[arg-type]
+    bs = cfg.data.batch_size
+    steps_per_epoch = per_rank // bs if per_rank >= bs else 1  # drop the ragged last batch: BatchNorm dislikes tiny ones
+    if cfg.schedule.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
+    schedule = LRSchedule(cfg.schedule, cfg.optim.lr, steps_per_epoch)
+    stopper = EarlyStopping(cfg.schedule.monitor, cfg.schedule.early_stop_patience, cfg.schedule.min_delta)
+    loss_fn = make_loss(cfg.loss, cfg.imbalance, counts).to(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    transform = create_transform(cfg.model.preprocess, cfg.aug, is_training=True)
+    mix_gen = torch.Generator()
+
+    history: list[dict[str, Any]] = []
+    start_epoch, global_step, seconds_before = 0, 0, 0.0
+    if ckpt_meta is not None:
+        assert model_state is not None and optim_tensors is not None
+        try:
+            model.load_state_dict(model_state)
+        except RuntimeError as exc:
+            raise ModelError(f"{run_dir}: checkpoint does not fit the model {cfg.model.arch!r}: {exc}") from None
+        optimizer.load_state_dict(unflatten_optimizer(optim_tensors, ckpt_meta["optimizer"], optimizer.state_dict()))
+        schedule.load_state_dict(ckpt_meta["schedule"])
+        stopper.load_state_dict(ckpt_meta["early_stopping"])
+        if ckpt_meta.get("scaler"):
+            scaler.load_state_dict(ckpt_meta["scaler"])
+        history = list(ckpt_meta["history"])
+        start_epoch, global_step, seconds_before = int(ckpt_meta["epoch"]), int(ckpt_meta["global_step"]), float(ckpt_meta["seconds"])
+        stopper.patience = cfg.schedule.early_stop_patience  # may have been changed on resume
+        if stopper.stop and cfg.schedule.early_stop_patience and stopper.bad_epochs >= cfg.schedule.early_stop_patience:
+            _log(info, f"emolens: {run_dir} stopped early at epoch {start_epoch}; raise schedule.early_stop_patience to continue")
+        elif start_epoch >= cfg.schedule.epochs:
+            _log(info, f"emolens: {run_dir} already trained {start_epoch} of {cfg.schedule.epochs} epochs; pass --epochs N to train longer")
+        else:
+            stopper.stop = False
+        _log(info, f"emolens: resuming {run_dir} after epoch {start_epoch}")
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    t_start = time.perf_counter()
+    epoch = start_epoch
+    data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
+    record = _ModelRecord(mcfg, {
+        "config": cfg.to_dict(), "data": data_meta, "device": str(device), "world_size": info.world_size,
+        "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
+    })
+    best_path = run_dir / "best.safetensors"
+    while epoch < cfg.schedule.epochs and not stopper.stop:
+        # Every random stream restarts from (seed, epoch, rank): resume needs no RNG state.
+        eseed = _epoch_seed(cfg.run.seed, epoch, info.rank)
+        _seed_everything(eseed)
+        transform.reseed(eseed)
+        mix_gen.manual_seed(eseed ^ 0x5EED)
+        rows = epoch_indices(sampler, epoch)
+        t0 = time.perf_counter()
+        net.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        bar = None
+        if info.is_main and cfg.run.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
+        lr = schedule.lr_at(global_step)
+        for b in range(steps_per_epoch):
+            idx = torch.from_numpy(rows[b * bs : (b + 1) * bs])
+            lr = schedule.lr_at(global_step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = transform(train_images[idx].to(device, non_blocking=True))  # (B, 1, I, I)
+            target = train_targets[idx].to(device, non_blocking=True)  # (B, C)
+            x, target = mix_batch(x, target, cfg.aug, mix_gen)
+            x = x.contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = net(x)
+            loss = loss_fn(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            global_step += 1
+            loss_sum += loss.detach().double() * len(idx)
+            correct += (logits.detach().argmax(1) == target.argmax(1)).sum()
+            seen += len(idx)
+            if bar is not None:
+                bar.update(1)
+                if b % 10 == 0 or b == steps_per_epoch - 1:  # .item() syncs the GPU: not every step
+                    rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
+        if bar is not None:
+            bar.close()
+        stats = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        dist_.all_reduce_sum(stats)
+        train_secs = time.perf_counter() - t0
+        # Checked once per epoch on the reduced sum (a per-step check would sync the GPU every
+        # step), so every process sees the same value and stops together.
+        if not torch.isfinite(stats[0]):
+            raise ModelError(f"training loss became {stats[0].item()} in epoch {epoch + 1}; lower optim.lr or set optim.grad_clip")
+        dist_.broadcast_buffers(model)  # every process scores (and rank 0 saves) the same model
+        val = evaluate(model, val_images, val_labels, cfg, device, amp, info, memory_format)
+        epoch += 1
+        value = val[cfg.schedule.monitor]
+        is_best = stopper.update(value, epoch)
+        schedule.epoch_end(value)
+        row = {
+            "epoch": epoch, "lr": lr,
+            "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]), **val,
+            "seconds": round(time.perf_counter() - t0, 3), "images_per_s": round(float(stats[2]) / max(train_secs, 1e-9), 1),
+        }
+        history.append(row)
+        _log(info, f"epoch {epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+             f"val loss {val['val_loss']:.4f} acc {val['val_acc']:.4f} f1 {val['val_f1']:.4f}  "
+             f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *best*" if is_best else ""))
+        if info.is_main:
+            seconds = seconds_before + time.perf_counter() - t_start
+            meta = {
+                "epoch": epoch, "global_step": global_step, "seconds": seconds, "world_size": info.world_size,
+                "config": cfg.to_dict(), "data": data_meta, "schedule": schedule.state_dict(),
+                "early_stopping": stopper.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "history": history, "emolens_version": __version__,
+            }
+            blob, text = encode_checkpoint(model.state_dict(), optimizer.state_dict(), meta)
+            ckpt_dir = run_dir / "checkpoints"
+            write_checkpoint(ckpt_dir / "last.safetensors", blob, text)
+            if is_best:
+                write_checkpoint(ckpt_dir / "best.safetensors", blob, text)
+                _save_best_model(model, record, best_path, history, stopper, seconds)
+            write_history(run_dir, history)
+            if cfg.run.plots:
+                plot_curves(run_dir, history)
+        # Rank 0 decides, so every process leaves the loop together.
+        stopper.stop = dist_.broadcast_flag(stopper.stop, device)
+        if stopper.stop:
+            _log(info, f"emolens: early stop: {cfg.schedule.monitor} has not improved for {stopper.bad_epochs} epochs")
+        dist_.barrier()
+
+    seconds = seconds_before + time.perf_counter() - t_start
+    metrics: dict[str, Any] = {}
+    best_model = None
+    if info.is_main:
+        best_model, metrics = _finalize(record, best_path, history, stopper, seconds, val_ds, device, cfg.data.eval_batch_size, info)
+    dist_.barrier()
+    return TrainResult(
+        run_dir=run_dir, model_path=best_path, best_epoch=stopper.best_epoch, metrics=metrics, history=history,
+        epochs_run=epoch, seconds=seconds, stopped_early=stopper.stop, model=best_model,
+    )
+
+
+@dataclass
+class _ModelRecord:
+    """What every saved model file of this run records, beside the weights."""
+
+    base: ModelConfig  # arch, kwargs, labels, preprocess
+    static: dict[str, Any]  # resolved config, data source and hash, device, versions
+
+    def config(self, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, metrics: dict[str, Any], temperature: float = 1.0) -> ModelConfig:
+        training = {**self.static, "epochs": len(history), "best_epoch": stopper.best_epoch, "seconds": round(seconds, 1)}
+        return dataclasses.replace(self.base, training=training, metrics=metrics, temperature=temperature)
+
+
+def _best_row(history: list[dict[str, Any]], stopper: EarlyStopping) -> dict[str, Any]:
+    return next(h for h in history if h["epoch"] == stopper.best_epoch)
+
+
+def _save_best_model(model: nn.Module, record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float) -> None:
+    row = _best_row(history, stopper)
+    metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")} | {"best_epoch": stopper.best_epoch}
+    save_model(model, path, record.config(history, stopper, seconds, metrics))
+
+
+def _finalize(
+    record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float,
+    val_ds: FaceDataset, device: torch.device, batch_size: int, info: dist_.DistInfo,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Reload the best weights, fit a temperature on validation, write the final model file."""
+    from emolens.inference import predict_logits, softmax_with_temperature
+    from emolens.models.io import load_model
+    from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
+    from emolens.evaluation.calibration import temperature_nll as nll
+
+    if not path.is_file():
+        raise ModelError(f"{path}: the best model was never written; did any epoch finish?")
+    best = load_model(path, device=device)
+    logits = predict_logits(best, val_ds.images, batch_size=batch_size)  # the shared inference path
+    labels = val_ds.labels
+    T = fit_temperature(logits, labels)
+    row = _best_row(history, stopper)
+    metrics = {
+        "val_acc": row["val_acc"], "val_f1": row["val_f1"], "val_loss": row["val_loss"], "best_epoch": stopper.best_epoch,
+        "temperature": T,
+        "val_nll_before": nll(logits, labels, 1.0), "val_nll_after": nll(logits, labels, T),
+        "val_ece_before": expected_calibration_error(softmax_with_temperature(logits, 1.0), labels),
+        "val_ece_after": expected_calibration_error(softmax_with_temperature(logits, T), labels),
+    }
+    final = record.config(history, stopper, seconds, metrics, temperature=T)
+    save_model(best, path, final)
+    best.emolens_config = final
+    _log(info, f"emolens: best epoch {stopper.best_epoch}: val acc {metrics['val_acc']:.4f}, macro-F1 {metrics['val_f1']:.4f}; "
+         f"temperature {T:.3f} (val ECE {metrics['val_ece_before']:.4f} -> {metrics['val_ece_after']:.4f}); model {path}")
+    return best, metrics

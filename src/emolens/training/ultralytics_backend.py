@@ -1,0 +1,163 @@
+"""`emolens train --backend ultralytics`: a YOLOv8-cls model trained by Ultralytics on emolens data.
+
+The dataset emolens reads is exported once into the run folder in the Ultralytics
+classification layout (`emolens.export.to_ultralytics_cls`); a classifier is built from its
+yaml (`yolov8n-cls.yaml` by default: random initialisation, nothing downloaded) and trained by
+Ultralytics on train, selected on val; its best weights then predict the test split and are
+measured with the same `EvaluationReport` as every emolens model, a softmax temperature fitted
+on val first, as `emolens train` does.
+
+Ultralytics is an optional extra (`pip install 'emolens[ultralytics]'`) and needs
+torchvision built for the installed torch. Its weights (`best.pt`) are its own pickle-based
+format: emolens opens only the file that this run has just written.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emolens.errors import ConfigError, DataError, ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emolens.data import FaceDataset
+    from emolens.evaluation import EvaluationReport
+    from emolens.training import TrainConfig
+
+DEFAULT_YAML = "yolov8n-cls.yaml"  # the smallest YOLOv8 classifier, 1.4M parameters at 7 classes
+_STRIDE = 32  # Ultralytics rounds the image size up to a multiple of its largest stride
+
+
+def import_ultralytics() -> Any:
+    """The ultralytics module, or ConfigError with the install line and the import's own error."""
+    try:
+        import ultralytics
+    except Exception as exc:  # ImportError, or torchvision missing/mismatched inside ultralytics
+        import torch
+
+        raise ConfigError(
+            "--backend ultralytics needs the optional extra: pip install 'emolens[ultralytics]'. Ultralytics imports "
+            f"torchvision, which must be the build made for the installed torch {torch.__version__} (a CPU-only torch "
+            f"needs the CPU torchvision wheel of the same release). Importing ultralytics failed: {exc.__class__.__name__}: {exc}"
+        ) from None
+    return ultralytics
+
+
+@dataclass
+class UltralyticsResult:
+    """What `train_ultralytics` produced."""
+
+    run_dir: Path
+    weights_path: Path  # Ultralytics' best.pt
+    report: EvaluationReport  # on the test split (or val when there is no test split)
+    report_dir: Path
+    temperature: float
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir), "weights_path": str(self.weights_path), "report_dir": str(self.report_dir),
+            "temperature": self.temperature, "seconds": round(self.seconds, 1), **self.report.summary(),
+        }
+
+
+def model_yaml_for(arch: str) -> str:
+    """The yaml to build: model.arch when it names one (yolov8s-cls.yaml, a path), else the default."""
+    if arch.endswith((".pt", ".pth")):
+        raise ConfigError(f"model.arch = {arch!r}: the ultralytics backend builds models from a yaml only (no downloaded weights)")
+    return arch if arch.endswith((".yaml", ".yml")) else DEFAULT_YAML
+
+
+def _fresh(path: Path) -> Path:
+    cand, n = path, 1
+    while cand.exists():
+        n += 1
+        cand = path.with_name(f"{path.name}-{n}")
+    cand.mkdir(parents=True)
+    return cand
+
+
+def _faces_bgr(images: np.ndarray) -> list[np.ndarray]:
+    return [np.repeat(im[:, :, None], 3, axis=2) for im in images]  # the 3 channels Ultralytics reads from a PNG
+
+
+def _predict_logits(model: Any, images: np.ndarray, classes: tuple[str, ...], imgsz: int, batch: int) -> np.ndarray:
+    """log-probabilities (N, C) in `classes` order for uint8 faces (N, S, S)."""
+    names = {int(k): v for k, v in model.names.items()}
+    missing = [c for c in classes if c not in names.values()]
+    if missing:
+        raise ModelError(f"the Ultralytics model's classes {sorted(names.values())} lack {missing}")
+    order = [next(k for k, v in names.items() if v == c) for c in classes]
+    out = []
+    for start in range(0, len(images), batch):
+        results = model.predict(source=_faces_bgr(images[start : start + batch]), imgsz=imgsz, batch=batch, verbose=False)
+        out += [r.probs.data.float().cpu().numpy()[order] for r in results]
+    probs = np.stack(out) if out else np.zeros((0, len(classes)), np.float32)
+    return np.log(np.clip(probs, 1e-7, None))
+
+
+def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None) -> UltralyticsResult:
+    """Train a YOLO classifier from its yaml on the config's data; evaluate it like `emolens evaluate`.
+
+    Uses from the config: data.path / train_fraction / batch_size, model.arch (a yaml name,
+    default yolov8n-cls.yaml), model.preprocess.input_size (rounded up to a multiple of 32),
+    schedule.epochs / early_stop_patience, optim.name / lr / weight_decay, run.seed / device /
+    out_dir / name / plots.
+    """
+    ultralytics = import_ultralytics()  # before minutes of data loading
+    from emolens.baselines.report import report_from_logits
+    from emolens.baselines.run import split_rows
+    from emolens.data import SPLITS
+    from emolens.evaluation.calibration import fit_temperature
+    from emolens.export import to_ultralytics_cls
+    from emolens.training import load_training_data
+
+    yaml_name = model_yaml_for(config.model.arch)
+    ds = dataset if dataset is not None else load_training_data(config, progress=config.run.progress)
+    # The rows emolens would train on (train_fraction; a val carved from train on hand-built data).
+    rows = split_rows(ds, config.data.train_fraction, config.run.seed)
+    split = ds.split.copy()
+    split[rows["val"]] = SPLITS.index("val")
+    keep = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
+    ds = replace(ds.subset(keep), split=split[keep])
+    run_dir = _fresh(Path(config.run.out_dir) / (config.run.name or Path(yaml_name).stem))
+    data_dir = run_dir / "dataset"
+    to_ultralytics_cls(ds, data_dir, progress=config.run.progress)
+    config.save(run_dir / "config.yaml")
+
+    imgsz = max(_STRIDE, math.ceil(config.model.preprocess.input_size / _STRIDE) * _STRIDE)
+    device = None if config.run.device == "auto" else config.run.device
+    t0 = time.perf_counter()
+    model = ultralytics.YOLO(yaml_name, task="classify")
+    model.train(
+        data=str(data_dir), epochs=config.schedule.epochs, imgsz=imgsz, batch=config.data.batch_size, seed=config.run.seed,
+        deterministic=True, device=device, project=str(run_dir), name="train", exist_ok=False, pretrained=False,
+        optimizer="AdamW" if config.optim.name == "adamw" else "SGD", lr0=config.optim.lr, weight_decay=config.optim.weight_decay,
+        patience=config.schedule.early_stop_patience or config.schedule.epochs + 1, plots=config.run.plots, verbose=False,
+    )
+    seconds = time.perf_counter() - t0
+    best = Path(model.trainer.best)
+    if not best.is_file():
+        raise ModelError(f"{best}: Ultralytics wrote no best weights; see the log in {run_dir / 'train'}")
+    trained = ultralytics.YOLO(str(best), task="classify")  # the file this run just wrote, nothing else
+    classes = tuple(ds.classes)
+    bs = config.data.eval_batch_size
+    val_idx = np.flatnonzero(ds.split == SPLITS.index("val"))
+    temperature = fit_temperature(_predict_logits(trained, ds.images[val_idx], classes, imgsz, bs), ds.labels[val_idx])
+    eval_split = "test" if ds.has_split("test") else "val"
+    idx = np.flatnonzero(ds.split == SPLITS.index(eval_split))
+    if len(idx) == 0:
+        raise DataError(f"{ds.source or 'dataset'}: nothing to evaluate on")
+    t1 = time.perf_counter()
+    logits = _predict_logits(trained, ds.images[idx], classes, imgsz, bs)
+    report = report_from_logits(
+        ds, eval_split, logits, temperature=temperature, classes=classes, model_name=run_dir.name, arch=f"ultralytics:{yaml_name}",
+        model_path=str(best), seconds=time.perf_counter() - t1, device=str(device or "auto"), batch_size=bs,
+    )
+    report_dir = report.save(run_dir / f"{eval_split}-report")
+    return UltralyticsResult(run_dir, best, report, report_dir, temperature, seconds)

@@ -1,0 +1,181 @@
+"""End to end in real headless Chromium: the page at / with a fake camera showing a real face.
+
+Chromium is Debian's (`chromium` and `chromium-driver`, installed by .ci/install-browser.sh),
+never a downloaded build. The fake camera plays a Y4M video made here from scikit-image's
+astronaut photo. The test asserts that the page draws a face box with an emotion label over
+the live video and fills the score bars, then does the same through the photo upload, and
+saves a screenshot of each (set EMOLENS_SCREENSHOT_DIR to keep them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emolens.labels import EMOTIONS
+
+selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
+pytest.importorskip("uvicorn")
+skimage_data = pytest.importorskip("skimage.data")
+
+CHROMIUM = os.environ.get("EMOLENS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = os.environ.get("EMOLENS_CHROMEDRIVER") or shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="Chromium and its driver are not installed (apt-get install chromium chromium-driver, or .ci/install-browser.sh)",
+)
+
+
+def write_y4m(path: Path, rgb: np.ndarray, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
+    """A short 4:2:0 Y4M video of `rgb` on a gray background, drifting a few pixels per frame."""
+    from PIL import Image
+
+    width, height = size
+    side = height - 40
+    face = Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR)
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = Image.new("RGB", (width, height), (90, 90, 90))
+            canvas.paste(face, ((width - side) // 2 + (i % 5) * 2, 20))
+            y, cb, cr = (np.asarray(c) for c in canvas.convert("YCbCr").split())
+            f.write(b"FRAME\n")
+            f.write(y.tobytes())
+            for chroma in (cb, cr):  # average 2x2 blocks: 4:2:0 subsampling
+                sub = chroma.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)).round().astype(np.uint8)
+                f.write(sub.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The real app on a free loopback port, run by uvicorn in a thread."""
+    import torch
+    import uvicorn
+
+    from emolens.models import ModelConfig, build_model, save_model
+    from emolens.pipeline import EmotionRecognizer
+    from emolens.serving import create_app
+
+    torch.manual_seed(0)
+    path = save_model(build_model(ModelConfig(arch="simple_cnn", name="test-cnn", version="0.0.1")), tmp_path_factory.mktemp("m") / "m.safetensors")
+    app = create_app(EmotionRecognizer(model=path), workers=2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    tmp = tmp_path_factory.mktemp("chromium")
+    video = write_y4m(tmp / "face.y4m", skimage_data.astronaut())
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)  # generous: the CI machine may be busy; a normal run takes seconds
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, script: str, timeout: float = 60.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+
+
+def screenshot(driver, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    keep = os.environ.get("EMOLENS_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / name)
+    return path
+
+
+def painted_pixels(driver) -> int:
+    return driver.execute_script(
+        "const c = document.getElementById('overlay');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;"
+    )
+
+
+def faces_listed(driver) -> list[dict]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#faces li')].map(li => ({label: li.dataset.label, box: li.dataset.box}));"
+    )
+
+
+def check_face(driver, width: int, height: int) -> dict:
+    faces = faces_listed(driver)
+    assert len(faces) == 1, faces
+    face = faces[0]
+    assert face["label"] in EMOTIONS
+    x, y, w, h = map(int, face["box"].split(","))
+    assert w > 40 and h > 40
+    assert 0 <= x <= x + w <= width and 0 <= y <= y + h <= height
+    assert painted_pixels(driver) > 4 * (w + h)  # the box outline and its label tag were drawn
+    bar = driver.execute_script(f"return document.getElementById('value-{face['label']}').textContent")
+    assert bar.endswith("%"), bar
+    return face
+
+
+def test_webcam_page_shows_face_box_and_label(server, browser, tmp_path):
+    browser.get(server + "/")
+    wait_for(browser, "return document.body.dataset.state === 'ready'")
+    assert "test-cnn" in browser.find_element("id", "model").text
+    browser.find_element("id", "start").click()
+    wait_for(browser, "return document.querySelectorAll('#faces li').length > 0")
+    check_face(browser, 640, 480)
+    # Several frames go round the WebSocket, one at a time, and the timeline fills.
+    wait_for(browser, "return Number(document.body.dataset.frames) >= 3")
+    assert "fps" in browser.find_element("id", "rate").text
+    check_face(browser, 640, 480)
+    screenshot(browser, tmp_path, "webcam.png")
+    browser.find_element("id", "stop").click()
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors  # no script errors, no CSP violations, no failed requests
+
+
+def test_photo_upload_mode(server, browser, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+    browser.get(server + "/")
+    wait_for(browser, "return document.body.dataset.state === 'ready'")
+    browser.find_element("id", "tab-photo").click()
+    browser.find_element("id", "file").send_keys(str(photo))
+    wait_for(browser, "return document.body.dataset.state === 'photo'")
+    check_face(browser, 512, 512)
+    assert "1 face" in browser.find_element("id", "message").text
+    screenshot(browser, tmp_path, "photo.png")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

@@ -1,0 +1,108 @@
+"""Batched transforms: shapes, shared normalisation, exact geometry, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from emolens.errors import DataError
+from emolens.preprocessing import PreprocessConfig, normalize
+from emolens.training.config import AugConfig
+from emolens.transforms import create_transform
+
+NO_AUG = AugConfig(scale=(1.0, 1.0), rotate=0.0, translate=0.0, hflip=0.0, brightness=0.0, contrast=0.0, erase_prob=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On a shared 2-core machine, 2 OpenMP threads spin against other jobs: 1 thread measured 10x faster.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def faces() -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8))
+
+
+def test_eval_transform_is_the_inference_normalisation(faces: torch.Tensor) -> None:
+    cfg = PreprocessConfig(input_size=44)
+    out = create_transform(cfg, is_training=False)(faces)
+    assert out.shape == (16, 1, 44, 44)
+    torch.testing.assert_close(out, normalize(faces, cfg))
+
+
+@pytest.mark.parametrize("input_size", [48, 40])
+def test_train_transform_shapes_and_range(faces: torch.Tensor, input_size: int) -> None:
+    cfg = PreprocessConfig(input_size=input_size)
+    out = create_transform(cfg, AugConfig(), is_training=True, seed=0)(faces)
+    assert out.shape == (16, 1, input_size, input_size) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    lo, hi = (0 - cfg.mean) / cfg.std, (1 - cfg.mean) / cfg.std
+    # Everything but erased noise stays within the normalised pixel range.
+    assert ((out >= lo - 1e-5) & (out <= hi + 1e-5)).float().mean() > 0.9
+    assert create_transform(cfg, AugConfig(), is_training=True)(faces[:0]).shape == (0, 1, input_size, input_size)
+
+
+def test_identity_and_mirror_are_exact(faces: torch.Tensor) -> None:
+    # With every random strength at zero, the one-pass warp must sample pixel centres exactly.
+    cfg = PreprocessConfig()
+    ident = create_transform(cfg, NO_AUG, is_training=True)(faces)
+    torch.testing.assert_close(ident, normalize(faces, cfg), atol=1e-4, rtol=0)
+    mirror = create_transform(cfg, dataclasses.replace(NO_AUG, hflip=1.0), is_training=True)(faces)
+    torch.testing.assert_close(mirror, normalize(faces, cfg).flip(-1), atol=1e-4, rtol=0)
+
+
+def test_crop_is_a_pure_shift_within_the_image() -> None:
+    # On a linear ramp, bilinear sampling is exact, so each 40x40 output must be the ramp
+    # shifted by an offset in [0, 8] on each axis: no zoom, rotation or flip sneaks in.
+    y, x = np.mgrid[0:48, 0:48]
+    ramp = torch.from_numpy((3 * x + 2 * y).astype(np.uint8)).expand(8, 48, 48)
+    cfg = PreprocessConfig(input_size=40)
+    out = create_transform(cfg, NO_AUG, is_training=True, seed=1)(ramp)
+    values = (out[:, 0] * cfg.std + cfg.mean) * 255  # back to pixel values, (8, 40, 40)
+    offset = values[:, :1, :1]
+    torch.testing.assert_close(values - offset, torch.from_numpy((3 * x + 2 * y)[:40, :40]).float().expand(8, 40, 40), atol=1e-3, rtol=0)
+    # offset = 3 * dx + 2 * dy with dx, dy in [0, 8]
+    assert (offset >= -1e-3).all() and (offset <= 5 * 8 + 1e-3).all()
+    assert offset.unique().numel() > 1  # the crops really move
+
+
+def test_disabled_augmentation_equals_eval(faces: torch.Tensor) -> None:
+    cfg = PreprocessConfig(input_size=44)
+    out = create_transform(cfg, AugConfig(enabled=False), is_training=True)(faces)
+    torch.testing.assert_close(out, normalize(faces, cfg))
+
+
+def test_seeded_and_reproducible(faces: torch.Tensor) -> None:
+    cfg = PreprocessConfig()
+    a = create_transform(cfg, AugConfig(), is_training=True, seed=5)
+    b = create_transform(cfg, AugConfig(), is_training=True, seed=5)
+    first = a(faces)
+    assert torch.equal(first, b(faces))
+    second = a(faces)
+    assert not torch.equal(first, second)  # the stream moves on between batches
+    a.reseed(5)
+    assert torch.equal(a(faces), first)
+    assert not torch.equal(create_transform(cfg, AugConfig(), is_training=True, seed=6)(faces), first)
+
+
+def test_erasing_and_photometric_change_pixels(faces: torch.Tensor) -> None:
+    cfg = PreprocessConfig()
+    erase = dataclasses.replace(NO_AUG, erase_prob=1.0, erase_area=(0.1, 0.1))
+    out = create_transform(cfg, erase, is_training=True)(faces)
+    changed = ((out - normalize(faces, cfg)).abs() > 1e-3).float().mean(dim=(1, 2, 3))
+    assert ((changed > 0.05) & (changed < 0.2)).all()  # ~10% of each image erased
+    photo = dataclasses.replace(NO_AUG, brightness=0.5, contrast=0.5)
+    out = create_transform(cfg, photo, is_training=True)(faces)
+    assert not torch.allclose(out, normalize(faces, cfg))
+
+
+def test_bad_shapes_raise(faces: torch.Tensor) -> None:
+    with pytest.raises(DataError, match=r"\(B, S, S\)"):
+        create_transform(PreprocessConfig(), AugConfig(), is_training=True)(faces[0])

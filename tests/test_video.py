@@ -1,0 +1,264 @@
+"""Videos and live streams: tracking, smoothing, outputs, the webcam loop on a video file."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from emolens.errors import ConfigError, DataError
+from emolens.labels import EMOTIONS
+
+pytest.importorskip("skimage")
+cv2 = pytest.importorskip("cv2")
+
+from emolens.cli import main  # noqa: E402
+from emolens.faces import iou  # noqa: E402
+from emolens.pipeline import EmotionRecognizer, FaceStream, live_frames, process_video, run_webcam  # noqa: E402
+from emolens.pipeline.samples import make_video  # noqa: E402
+from emolens.pipeline.video import csv_columns  # noqa: E402
+
+FRAMES, EMPTY = 36, (14, 20)  # frames 14-19 show no face
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    import torch
+
+    from emolens.models import ModelConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    return save_model(build_model(ModelConfig(arch="simple_cnn")), tmp_path_factory.mktemp("model") / "random.safetensors")
+
+
+@pytest.fixture(scope="module")
+def rec(model_path) -> EmotionRecognizer:
+    # onnxruntime with one thread: per session, unlike torch.set_num_threads, and spinning
+    # thread pools are what makes inference crawl on a busy 2-core machine.
+    pytest.importorskip("onnxruntime")
+    return EmotionRecognizer(model_path, min_face_size=48, backend="onnx", threads=1)
+
+
+@pytest.fixture(scope="module")
+def one_face(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("video") / "one.mp4", faces=1, frames=FRAMES, empty=EMPTY)
+
+
+@pytest.fixture(scope="module")
+def four_faces(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("video") / "four.avi", faces=4, frames=24, fourcc="MJPG")
+
+
+def test_video_outputs_csv_annotated_video_and_plot(rec, one_face, tmp_path):
+    res = process_video(one_face.path, recognizer=rec, output=tmp_path, progress=False)
+    assert res.frames == FRAMES and res.frames_with_faces == FRAMES - (EMPTY[1] - EMPTY[0])
+    assert set(res.outputs) == {"csv", "video", "plot"}
+    with open(res.outputs["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == csv_columns(EMOTIONS) == ["frame", "time", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "detection_confidence"]
+    assert len(rows) == res.faces == res.frames_with_faces  # one face, one row per frame with it
+    # One id through each stretch with a face; after the faceless gap the face is elsewhere, so
+    # the tracker may (and here does) treat it as a new face.
+    before = {r["face_id"] for r in rows if int(r["frame"]) < EMPTY[0]}
+    after = {r["face_id"] for r in rows if int(r["frame"]) >= EMPTY[1]}
+    assert before == {"1"} and len(after) == 1
+    assert not any(EMPTY[0] <= int(r["frame"]) < EMPTY[1] for r in rows)
+    for r in rows:  # every box lands on the true face of its frame
+        truth = one_face.boxes[int(r["frame"])][0]
+        assert iou(truth, tuple(int(r[k]) for k in "xywh")) > 0.45, r
+        assert float(r["time"]) == pytest.approx(int(r["frame"]) / 30.0, abs=1e-3)
+        assert sum(float(r[k]) for k in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+    cap = cv2.VideoCapture(str(res.outputs["video"]))
+    n = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape == (480, 640, 3)
+        n += 1
+    assert n == FRAMES
+    assert cv2.imread(str(res.outputs["plot"])) is not None
+    assert res.to_df().shape[0] == res.faces and res.summary()["tracks"] == len(before | after)
+
+
+def test_four_faces_keep_four_stable_ids(rec, four_faces, tmp_path):
+    res = process_video(four_faces.path, recognizer=rec, output=tmp_path, progress=False, save_video=False, plot=False)
+    assert set(res.outputs) == {"csv"}
+    assert res.tracks == 4 and res.frames == 24
+    truth_of: dict[int, set[int]] = {}
+    for r in res.rows:
+        box = (r["x"], r["y"], r["w"], r["h"])
+        best = max(range(4), key=lambda k: iou(four_faces.boxes[r["frame"]][k], box))
+        assert iou(four_faces.boxes[r["frame"]][best], box) > 0.4
+        truth_of.setdefault(r["face_id"], set()).add(best)
+    assert all(len(v) == 1 for v in truth_of.values())  # an id never jumps to another face
+    assert sum(1 for r in res.rows) >= 0.9 * 4 * 24
+
+
+def test_every_n_frames_and_no_overwrite(rec, one_face, tmp_path):
+    res = process_video(one_face.path, recognizer=rec, output=tmp_path, every=5, progress=False, plot=False)
+    frames = sorted({r["frame"] for r in res.rows})
+    assert res.frames == 8 and all(f % 5 == 0 for f in frames)
+    again = process_video(one_face.path, recognizer=rec, output=tmp_path, every=5, progress=False, plot=False, max_frames=2)
+    assert again.outputs["csv"].name == "one-2.csv" and again.frames == 2  # the first run's files are kept
+    assert res.outputs["csv"].exists()
+
+
+def test_smoothing_steadies_scores():
+    class Flicker:  # a backend whose scores jump between two emotions every frame
+        name, source = "stub", "<stub>"
+
+        def __init__(self, config):
+            self.config, self.calls = config, 0
+
+        def predict_proba(self, faces):
+            self.calls += 1
+            p = np.full((len(faces), 7), 0.02)
+            p[:, 3 if self.calls % 2 else 4] = 0.88
+            return p
+
+    from emolens.models import ModelConfig
+
+    frame = cv2.cvtColor(np.full((240, 320), 120, np.uint8), cv2.COLOR_GRAY2BGR)
+    from emolens.pipeline.samples import astronaut_head
+
+    head = cv2.resize(astronaut_head(), (120, 127))
+    frame[50:177, 100:220] = head
+
+    def happy_series(smooth: float) -> list[float]:
+        stream = FaceStream(EmotionRecognizer(Flicker(ModelConfig(arch="simple_cnn"))), smooth=smooth, detect_every=2)
+        return [stream.process(frame)[0].scores["happy"] for _ in range(12)]
+
+    raw, smoothed = happy_series(0.0), happy_series(0.7)
+    assert np.std(raw[4:]) > 0.4 and np.std(smoothed[4:]) < 0.15
+    assert abs(np.mean(smoothed[4:]) - 0.45) < 0.1
+    with pytest.raises(ConfigError, match="smooth"):
+        FaceStream(EmotionRecognizer(Flicker(ModelConfig(arch="simple_cnn"))), smooth=1.0)
+
+
+def test_videos_that_cannot_be_read(rec, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"notes\.mp4: not a video OpenCV can read"):
+        process_video(text, recognizer=rec, output=tmp_path, progress=False)
+    with pytest.raises(DataError, match=r"empty.mp4: empty file \(0 bytes\)"):
+        process_video(empty, recognizer=rec, output=tmp_path, progress=False)
+    with pytest.raises(DataError, match="no such video file"):
+        process_video(tmp_path / "missing.mp4", recognizer=rec, output=tmp_path, progress=False)
+
+
+def test_cli_video(model_path, one_face, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["video", str(one_face.path), "--model", str(model_path), "-o", str(out), "--no-progress", "--every", "3", "--smooth", "0.5"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "12 frames processed" in text and "faces in 10 frames" in text
+    assert (out / "one.csv").exists() and (out / "one.annotated.mp4").exists() and (out / "one.emotions.png").exists()
+    assert main(["video", str(tmp_path / "missing.mp4"), "--model", str(model_path)]) == 1
+    assert "no such video file" in capsys.readouterr().err
+
+
+def test_live_loop_runs_on_a_video_file_standing_in_for_the_camera(rec, one_face):
+    frames = list(live_frames(str(one_face.path), rec, max_frames=10))
+    assert len(frames) == 10
+    assert frames[0].fps == 0 and all(f.fps > 0 for f in frames[1:])
+    assert frames[0].view.shape[0] == 480 and frames[0].view.shape[1] > 640  # frame plus the score panel
+    assert {f.result[0].face_id for f in frames} == {1}
+
+
+def test_webcam_keys_snapshot_and_quit(rec, one_face, tmp_path):
+    class ScriptedWindow:  # presses s on the 3rd frame and q on the 5th
+        def __init__(self):
+            self.shown, self.closed_ = 0, False
+
+        def show(self, image):
+            self.shown += 1
+
+        def key(self):
+            return {3: "s", 5: "q"}.get(self.shown)
+
+        def closed(self):
+            return False
+
+        def close(self):
+            self.closed_ = True
+
+    window = ScriptedWindow()
+    report = run_webcam(str(one_face.path), recognizer=rec, display=window, snapshot_dir=tmp_path)
+    assert report.frames == 5 and window.shown == 5 and window.closed_
+    assert len(report.snapshots) == 1 and cv2.imread(str(report.snapshots[0])).shape[1] > 640
+    rec_path = tmp_path / "rec.mp4"
+    report = run_webcam(str(one_face.path), recognizer=rec, window=False, record=rec_path, max_frames=6)
+    assert report.frames == 6 and report.recording == rec_path and rec_path.stat().st_size > 0
+
+
+def test_missing_camera_and_missing_gui_are_clear_errors(rec, monkeypatch):
+    with pytest.raises(DataError, match="camera 9 could not be opened"):
+        run_webcam(camera=9, recognizer=rec, window=False, max_frames=1)
+    if "NONE" not in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
+        pytest.skip("this OpenCV has a GUI")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    import matplotlib
+
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "agg")
+    from emolens.pipeline.webcam import open_window
+
+    with pytest.raises(ConfigError, match=r"pip install 'opencv-python<5'"):
+        open_window()
+
+
+def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
+    import emolens.pipeline as api
+    from emolens.pipeline.video import VideoResult
+    from emolens.pipeline.webcam import WebcamReport
+
+    seen = {}
+    monkeypatch.setattr(api, "process_video", lambda *a, **k: seen.update(video=(a, k)) or VideoResult("v", 1, 1, 1, 1, 30.0, 10.0, 0.1))
+    monkeypatch.setattr(api, "run_webcam", lambda *a, **k: seen.update(webcam=(a, k)) or WebcamReport(frames=3, seconds=1.0))
+    assert main(["video", "clip.mp4", "-m", "m.safetensors", "--every", "2", "--smooth", "0.4", "--detect-every", "7",
+                 "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "-o", str(tmp_path)]) == 0
+    args, kw = seen["video"]
+    assert args == ("clip.mp4", "m.safetensors")
+    assert kw == {"detector": "haar", "backend": "onnx", "output": tmp_path, "every": 2, "smooth": 0.4, "detect_every": 7,
+                  "min_face_size": 60, "save_video": False, "plot": True, "max_frames": None, "overwrite": False,
+                  "progress": True, "detector_threshold": 0.6}
+    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0"]) == 0
+    args, kw = seen["webcam"]
+    assert args == (None, 2, None)
+    assert kw["window"] is False and kw["record"].name == "r.mp4" and kw["smooth"] == 0.0 and kw["detect_every"] == 3
+
+
+def test_pipelined_run_matches_frame_by_frame_processing(rec, one_face):
+    from emolens.pipeline.stream import iter_frames, open_source, prefetch
+
+    def frames():
+        src = open_source(str(one_face.path))
+        try:
+            yield from iter_frames(src, max_frames=12)
+        finally:
+            src.release()
+
+    stream = FaceStream(rec, smooth=0.5)
+    serial = [stream.process(f, i, t) for i, t, f in frames()]
+    piped = list(FaceStream(rec, smooth=0.5).run(prefetch(frames())))
+    assert [r.frame for r in piped] == list(range(12))
+    for a, b in zip(serial, piped, strict=True):
+        assert [(f.box, f.face_id, f.label) for f in a] == [(f.box, f.face_id, f.label) for f in b]
+        assert [f.scores for f in a] == [f.scores for f in b]
+
+
+def test_prefetch_hands_over_errors_of_the_reader():
+    from emolens.pipeline.stream import prefetch
+
+    def broken():
+        yield 1
+        raise DataError("disk gone")
+
+    got = []
+    with pytest.raises(DataError, match="disk gone"):
+        for x in prefetch(broken()):
+            got.append(x)
+    assert got == [1]
