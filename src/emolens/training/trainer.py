@@ -496,10 +496,10 @@ def _finalize(
     val_ds: FaceDataset, device: torch.device, batch_size: int, info: dist_.DistInfo,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Reload the best weights, fit a temperature on validation, write the final model file."""
-    from emolens.inference import predict_logits, softmax_with_temperature
-    from emolens.models.io import load_model
     from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
     from emolens.evaluation.calibration import temperature_nll as nll
+    from emolens.inference import predict_logits, softmax_with_temperature
+    from emolens.models.io import load_model
 
     if not path.is_file():
         raise ModelError(f"{path}: the best model was never written; did any epoch finish?")
