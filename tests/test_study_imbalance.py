@@ -22,7 +22,7 @@ TINY = ["model.preprocess.input_size=24", "schedule.max_steps_per_epoch=1", "dat
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     ds = make_synthetic_dataset(n_per_class=6, seed=2)
-    return run_imbalance_study(ds, model="simple_cnn", budget_epochs=2, overrides=TINY, out=tmp_path_factory.mktemp("s") / "study", seed=7)
+    return run_imbalance_study(ds, model="simple_cnn", budget_epochs=1, overrides=TINY, out=tmp_path_factory.mktemp("s") / "study", seed=7)
 
 
 def test_every_strategy_trains_on_the_same_budget(study):
@@ -31,13 +31,13 @@ def test_every_strategy_trains_on_the_same_budget(study):
     for r in study.results:
         cfg = yaml.safe_load((r.train.run_dir / "config.yaml").read_text())
         assert cfg["imbalance"]["strategy"] == r.strategy
-        assert r.train.epochs_run == 2 and len(r.train.history) == 2
+        assert r.train.epochs_run == 1 and len(r.train.history) == 1
         cfg["imbalance"].pop("strategy")
         cfg["run"].pop("name")
         configs[r.strategy] = cfg
     first = configs["none"]
     assert all(c == first for c in configs.values())  # nothing but the strategy differs
-    assert first["run"]["seed"] == 7 and first["schedule"]["early_stop_patience"] == 0 and first["schedule"]["epochs"] == 2
+    assert first["run"]["seed"] == 7 and first["schedule"]["early_stop_patience"] == 0 and first["schedule"]["epochs"] == 1
 
 
 def test_table_rows_come_from_the_test_reports(study):
@@ -50,9 +50,9 @@ def test_table_rows_come_from_the_test_reports(study):
         assert row["test_accuracy"] == report.accuracy and row["macro_f1"] == report.macro_f1
         disgust = next(c for c in report.per_class if c["class"] == "disgust")
         assert row["disgust_recall"] == disgust["recall"]
-        assert row["val_accuracy"] == res.train.metrics["val_acc"] and row["epochs"] == 2 and row["seconds"] > 0
+        assert row["val_accuracy"] == res.train.metrics["val_acc"] and row["epochs"] == 1 and row["seconds"] > 0
     md = (out / "study.md").read_text()
-    assert "2 epochs, at most 1 steps of 8 faces per epoch, seed 7, early stopping off" in md
+    assert "1 epoch, at most 1 step of 8 faces per epoch, seed 7, early stopping off" in md
     assert "| undersample |" in md and "disgust recall" in md
     header = (out / "study.csv").read_text().splitlines()[0]
     assert header.startswith("strategy,test_accuracy,macro_f1,disgust_recall")

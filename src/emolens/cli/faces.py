@@ -49,7 +49,7 @@ def predict_cmd(
     model: ModelOpt = None,
     detector: DetectorOpt = "haar",
     backend: BackendOpt = Backend.torch,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for annotated images and the table. Existing files are kept.")] = Path("runs/predict"),
+    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="Folder for annotated images and the table. Existing files are kept.")] = Path("runs/predict"),
     format: Annotated[TableFormat, typer.Option("--format", help="Table of faces: json (nested) or csv (a flat row per face).")] = TableFormat.json,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write annotated images (--no-save: the table only).")] = True,
     min_face_size: MinFaceOpt = None,
@@ -90,7 +90,7 @@ def video_cmd(
     model: ModelOpt = None,
     detector: DetectorOpt = "haar",
     backend: BackendOpt = Backend.auto,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 and STEM.emotions.png.")] = Path("runs/video"),
+    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 and STEM.emotions.png.")] = Path("runs/video"),
     every: Annotated[int, typer.Option(min=1, help="Process every N-th frame only (the CSV and output video hold those frames).")] = 1,
     smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each face's scores: 0 off, 0.6 steady.")] = 0.0,
     detect_every: Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")] = 10,
@@ -156,7 +156,7 @@ def export_cmd(
         Path | None,
         typer.Option(help="For --int8: face images (a folder, or a dataset zip such as FER-2013, whose train images are used) to calibrate on. Without it, dynamic quantisation.", show_default=False),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="The .onnx file to write. Default: MODEL.onnx or MODEL.int8.onnx here.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "--out", "-o", help="The .onnx file to write. Default: MODEL.onnx or MODEL.int8.onnx here.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a model to ONNX (runs with onnxruntime; `--backend onnx` or an .onnx --model everywhere)."""

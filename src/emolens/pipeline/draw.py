@@ -98,28 +98,48 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
     return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
 
 
-def _panel_spot(box: tuple[int, int, int, int], pw: int, ph: int, shape: tuple[int, ...], taken: list) -> tuple[int, int]:
-    """Where a face's score panel covers least of the other faces and panels: right of the
-    face, left, below or above, each kept inside the image."""
+def _panel_spot(box: tuple[int, int, int, int], pw: int, ph: int, shape: tuple[int, ...], taken: list) -> tuple[tuple[int, int], bool]:
+    """Where a face's score panel covers least of the other faces and panels (right of the
+    face, left, below or above, kept inside the image), and whether it covers nothing there."""
     x, y, w, h = box
     H, W = shape[:2]
     gap = 4
     spots = [(x + w + gap, y), (x - gap - pw, y), (x, y + h + gap), (x, y - gap - ph)]
     best, best_cost = spots[0], None
-    for i, (px, py) in enumerate(spots):
+    for px, py in spots:
         inside = min(px, py) >= 0 and px + pw <= W and py + ph <= H
         cost = 0 if inside else W * H  # leaving the image: last resort
         px, py = min(max(0, px), max(0, W - pw)), min(max(0, py), max(0, H - ph))
-        cost += sum(_overlap((px, py, pw, ph), t) for t in taken) + i  # ties: the earlier spot
-        if best_cost is None or cost < best_cost:
+        cost += sum(_overlap((px, py, pw, ph), t) for t in taken)
+        if best_cost is None or cost < best_cost:  # ties: the earlier spot
             best, best_cost = (px, py), cost
-    return best
+    return best, best_cost == 0
+
+
+def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h: int, labels: Sequence[str] = EMOTIONS) -> int:
+    """A narrow column chart, one bar per emotion in its colour, top-left at (x, y), h high;
+    for crowded images where the named panel would cover other faces. Returns its width."""
+    import cv2
+
+    bw = max(3, h // 12)
+    width = len(labels) * (bw + 1) + 3
+    H, W = img.shape[:2]
+    x, y = int(min(max(0, x), max(0, W - width))), int(min(max(0, y), max(0, H - h)))
+    roi = img[y : y + h, x : x + width]
+    cv2.convertScaleAbs(roi, roi, alpha=0.35)
+    for i, name in enumerate(labels):
+        top = y + h - 2 - int(round((h - 4) * float(scores.get(name, 0.0))))
+        bx = x + 2 + i * (bw + 1)
+        cv2.rectangle(img, (bx, top), (bx + bw - 1, y + h - 2), color_of(name), -1)
+    return width
 
 
 def draw_faces(
     image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool = True, ids: bool | None = None
 ) -> np.ndarray:
-    """A BGR copy of `image` with every face boxed, labelled, and (bars=True) its scores."""
+    """A BGR copy of `image` with every face boxed, labelled, and (bars=True) its scores: a
+    named bar per emotion beside the face where that covers nothing, else a narrow column
+    chart in the emotions' colours."""
     import cv2
 
     img = to_bgr(image)
@@ -130,9 +150,16 @@ def draw_faces(
         ph = int(round(15 * u)) * len(labels) + int(6 * u)
         taken = [f.box for f in faces]
         for face in faces:
-            px, py = _panel_spot(face.box, pw, ph, img.shape, taken)
-            draw_bars(img, face.scores, px, py, u, labels, width=pw)
-            taken.append((px, py, pw, ph))
+            (px, py), free = _panel_spot(face.box, pw, ph, img.shape, taken)
+            if free:
+                draw_bars(img, face.scores, px, py, u, labels, width=pw)
+                taken.append((px, py, pw, ph))
+                continue
+            x, y, w, h = face.box
+            mw = len(labels) * (max(3, h // 12) + 1) + 3
+            (mx, my), _ = _panel_spot(face.box, mw, h, img.shape, taken)
+            draw_mini_bars(img, face.scores, mx, my, h, labels)
+            taken.append((mx, my, mw, h))
     for face in faces:
         x, y, w, h = face.box
         color = color_of(face.label)

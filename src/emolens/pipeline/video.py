@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emolens.errors import ConfigError, DataError
 from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
@@ -66,10 +68,15 @@ def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Pat
         axes[0].set_axis_off()
     for ax, fid in zip(axes, sorted(ids), strict=False):
         face_rows = by_id[fid]
-        t = [r["time"] for r in face_rows]
+        t = np.array([r["time"] for r in face_rows], float)
+        # Break the lines where the face was not seen, rather than bridging the gap.
+        step = np.median(np.diff(t)) if len(t) > 1 else 0.0
+        cut = np.flatnonzero(np.diff(t) > 2.5 * step) + 1 if step > 0 else np.array([], int)
+        t_plot = np.insert(t, cut, np.nan)
         for name in labels:
             b, g, r_ = color_of(name)
-            ax.plot(t, [r[name] for r in face_rows], label=name, color=(r_ / 255, g / 255, b / 255), linewidth=1.4)
+            values = np.insert(np.array([r[name] for r in face_rows], float), cut, np.nan)
+            ax.plot(t_plot, values, label=name, color=(r_ / 255, g / 255, b / 255), linewidth=1.4)
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face #{fid}\nprobability")
         ax.grid(alpha=0.3)

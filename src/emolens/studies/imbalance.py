@@ -94,9 +94,13 @@ class ImbalanceStudy:
 
     def budget_text(self) -> str:
         s, d = self.config["schedule"], self.config["data"]
-        steps = f", at most {s['max_steps_per_epoch']} steps of {d['batch_size']} faces per epoch" if s["max_steps_per_epoch"] else ""
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}" + ("" if k == 1 else "s")
+
+        cap = s["max_steps_per_epoch"]
+        steps = f", at most {n(cap, 'step')} of {d['batch_size']} faces per epoch" if cap else f", batches of {d['batch_size']}"
         frac = f", train_fraction {d['train_fraction']}" if d["train_fraction"] < 1 else ""
-        return f"{self.budget_epochs} epochs{steps}{frac}, seed {self.seed}, early stopping off"
+        return f"{n(self.budget_epochs, 'epoch')}{steps}{frac}, seed {self.seed}, early stopping off"
 
     def to_markdown(self) -> str:
         from emolens.baselines.table import markdown_table
