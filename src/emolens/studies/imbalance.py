@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from emolens.data import FaceDataset
@@ -33,13 +33,13 @@ STRATEGIES: tuple[str, ...] = ("none", "undersample", "oversample", "class_weigh
 
 # Keys the study sets itself; an override of one would break the comparison.
 _STUDY_KEYS = {
-    "imbalance.strategy": "the study trains every strategy; choose them with strategies=",
-    "schedule.epochs": "the budget is budget_epochs",
-    "run.seed": "use seed=",
-    "run.out_dir": "use out=",
+    "imbalance.strategy": "it trains every strategy; pick them with --strategies",
+    "schedule.epochs": "the budget is --budget-epochs",
+    "run.seed": "use --seed",
+    "run.out_dir": "use --out",
     "run.name": "run folders are named after the strategies",
-    "data.path": "use data=",
-    "model.arch": "use model=",
+    "data.path": "use --data",
+    "model.arch": "use --model",
 }
 
 COLUMNS = [
@@ -156,7 +156,7 @@ def run_imbalance_study(
         every strategy (e.g. "schedule.max_steps_per_epoch=40", "data.train_fraction=0.5").
     out: the study folder; a non-empty one is never written into (out-2, ... instead).
     """
-    from emolens.baselines.table import fresh_dir, write_table
+    from emolens.baselines.table import fresh_dir
     from emolens.data import FaceDataset
     from emolens.evaluation import evaluate
     from emolens.training import load_config, load_training_data, train
@@ -185,6 +185,8 @@ def run_imbalance_study(
         create_model(model)  # fails before the data is read, with close-match suggestions
 
     ds = data if isinstance(data, FaceDataset) else load_training_data(base, progress=base.run.progress)
+    if not ds.has_split("test"):
+        raise DataError(f"{ds.source or 'dataset'}: has no test split to measure the strategies on")
     out_dir = fresh_dir(out)
     study = ImbalanceStudy(
         arch=model, budget_epochs=budget_epochs, seed=seed, dataset=ds.source, n_train=0,
@@ -200,7 +202,7 @@ def run_imbalance_study(
         study.n_train = _n_train(result)
         study.results.append(StrategyResult(strategy, result, report, seconds, cpu_seconds))
         # Rewritten after every strategy, so an interrupted study keeps what it finished.
-        _write(study, write_table)
+        _write(study)
     return study
 
 
@@ -210,7 +212,9 @@ def _n_train(result: TrainResult) -> int:
     return int(read_model_config(result.model_path).training.get("data", {}).get("n_train", 0))
 
 
-def _write(study: ImbalanceStudy, write_table: Any) -> None:
+def _write(study: ImbalanceStudy) -> None:
+    from emolens.baselines.table import write_table
+
     assert study.out_dir is not None
     for ext in ("md", "csv", "json"):
         (study.out_dir / f"study.{ext}").unlink(missing_ok=True)  # our own table from the previous strategy
