@@ -126,7 +126,7 @@ def test_resume_continues_exactly(tmp_path: Path, small, monkeypatch: pytest.Mon
 
 
 def test_kill_during_checkpoint_write_leaves_the_previous_one(tmp_path: Path, small, monkeypatch: pytest.MonkeyPatch) -> None:
-    import emolens.training.checkpoint as ckpt
+    import emolens.models.io as ckpt  # checkpoints are written by its atomic_write_bytes
 
     real_replace, calls = ckpt.os.replace, []
 

@@ -71,13 +71,24 @@ def build_model(config: ModelConfig) -> nn.Module:
     return model
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to `path.tmp`, fsync, rename over `path`, fsync the folder: all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:  # make the rename itself durable; not possible on every platform
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def save_model(model: nn.Module, path: str | Path, config: ModelConfig | None = None, *, half: bool = False) -> Path:
@@ -99,8 +110,8 @@ def save_model(model: nn.Module, path: str | Path, config: ModelConfig | None = 
         v = v.detach().cpu().contiguous()
         state[k] = v.half() if half and v.is_floating_point() else v
     meta_json = json.dumps(config.to_dict(), sort_keys=True)
-    _atomic_write_bytes(path, save(state, metadata={"emolens_config": meta_json}))
-    _atomic_write_bytes(path.with_suffix(".json"), (json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, save(state, metadata={"emolens_config": meta_json}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     return path
 
 

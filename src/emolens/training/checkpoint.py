@@ -15,36 +15,16 @@ epoch boundaries, so a resumed run draws exactly what the uninterrupted run woul
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from emolens.errors import ModelError
+from emolens.models.io import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 _META_KEY = "emolens_checkpoint"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to `path.tmp`, fsync, rename over `path`, fsync the folder: all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable; not possible on every platform
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _jsonable(v: Any) -> Any:
