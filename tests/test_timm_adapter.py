@@ -165,7 +165,7 @@ def _timm_or_reason() -> str | None:
     try:
         import timm  # noqa: F401
     except Exception as exc:
-        return f"timm does not import here ({exc.__class__.__name__}: {exc}); it needs torchvision built for this torch"
+        return f"timm does not import here ({exc.__class__.__name__}: {exc}); install the timm extra, with a torchvision built for this torch"
     return None
 
 

@@ -96,7 +96,7 @@ class BaselineModel:
         """Write `path` (.safetensors) and its `.json` twin; an existing file is never overwritten."""
         from safetensors.numpy import save
 
-        from emolens.training.checkpoint import atomic_write_bytes
+        from emolens.models.io import atomic_write_bytes
 
         path = Path(path)
         if path.suffix != ".safetensors":
