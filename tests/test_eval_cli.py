@@ -117,3 +117,19 @@ def test_split_choices_exclude_train(fer_folder, model_file):
     result = CliRunner().invoke(app, ["evaluate", str(model_file), "--data", str(fer_folder), "--split", "train"])
     assert result.exit_code == 2
     assert "'train'" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:fitted temperature:RuntimeWarning")
+def test_calibrate_with_class_bias_records_the_offsets(fer_folder, model_file, tmp_path, capsys):
+    out = tmp_path / "cb"
+    argv = ["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(out), "--split", "val", "--calibrate", "--class-bias"]
+    assert main(argv) == 0
+    assert "class offsets fitted on val: angry" in capsys.readouterr().out
+    cal = load_model(out / "model-calibrated.safetensors").emolens_config.metrics["calibration"]
+    assert len(cal["class_bias"]) == 7 and cal["min_recall"] == 0.0
+    assert cal["val_f1_after"] >= cal["val_f1_before"]  # zero offsets are a candidate, so the fit never does worse
+    report = json.loads((out / "report.json").read_text())
+    assert report["macro_f1"] == pytest.approx(cal["val_f1_after"], abs=1e-6)
+    # --class-bias alone would change nothing on disk: refused with a message.
+    assert main(["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(tmp_path / "y"), "--class-bias"]) != 0
+    assert "--class-bias needs --calibrate" in capsys.readouterr().err

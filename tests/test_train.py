@@ -205,3 +205,16 @@ def test_cli_trains_on_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (tmp_path / "cli" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["train", "--resume", str(tmp_path / "cli"), "--epochs", "2", "--set", "run.progress=false"]) == 0
     assert json.loads(capsys.readouterr().out)["epochs_run"] == 2
+
+
+def test_second_stage_starts_from_the_first_runs_weights(tmp_path: Path, small) -> None:
+    first = train(tiny(tmp_path, "schedule.epochs=1", "run.name=stage1"), dataset=small)
+    second = train(tiny(tmp_path, "schedule.epochs=1", "run.name=stage2", f"model.init={first.run_dir}", "optim.lr=1e-9",
+                        "schedule.warmup_epochs=0"), dataset=small)
+    init = read_model_config(second.run_dir / "best.safetensors").training["init"]
+    assert init["name"] == "stage1" and len(init["sha256"]) == 64
+    # At a learning rate of 1e-9 only BatchNorm statistics move: the weights are the first run's.
+    w1, w2 = load_model(first.run_dir).state_dict(), load_model(second.run_dir).state_dict()
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1 if "running" not in k and "num_batches" not in k)
+    with pytest.raises(ConfigError, match="holds a 'vgg_fer' model"):
+        train(tiny(tmp_path, "run.name=stage3", f"model.init={first.run_dir}", "model.arch=simple_cnn", "model.kwargs={}"), dataset=small)

@@ -47,6 +47,16 @@ def evaluate_cmd(
             help="First fit the softmax temperature on the val split, write a new model file with it, and evaluate that model.",
         ),
     ] = False,
+    class_bias: Annotated[
+        bool,
+        typer.Option(
+            "--class-bias",
+            help="With --calibrate: also fit per-class logit offsets on val that maximise macro-F1 (lifts recall of rare classes).",
+        ),
+    ] = False,
+    min_recall: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --class-bias: ask the offsets to lift every class to this val recall (e.g. 0.47).")
+    ] = 0.0,
     calibrated_out: Annotated[
         Path | None, typer.Option(help=f"Where --calibrate writes the new model (default: OUT/{CALIBRATED_NAME}). Never overwritten.", show_default=False)
     ] = None,
@@ -66,10 +76,18 @@ def evaluate_cmd(
     if out_dir != out:
         typer.echo(f"{out} already holds a report; writing to {out_dir} instead", err=True)
 
+    if class_bias and not calibrate:
+        raise typer.BadParameter("--class-bias needs --calibrate (it writes a new model file)", param_hint="--class-bias")
     if calibrate:
         cal = calibrate_model(
-            model_path, dataset, calibrated_out or out_dir / CALIBRATED_NAME, tta=tta, batch_size=batch_size, device=device, progress=True
+            model_path, dataset, calibrated_out or out_dir / CALIBRATED_NAME, tta=tta, batch_size=batch_size, device=device, progress=True,
+            class_bias=class_bias, min_recall=min_recall,
         )
+        if cal.class_bias is not None:
+            typer.echo(
+                f"class offsets fitted on val: {', '.join(f'{n} {b:+.2f}' for n, b in zip(cfg.labels, cal.class_bias, strict=True))}; "
+                f"val accuracy {cal.val_acc_before:.4f} -> {cal.val_acc_after:.4f}, macro-F1 {cal.val_f1_before:.4f} -> {cal.val_f1_after:.4f}"
+            )
         typer.echo(
             f"calibrated on val ({cal.n_images} images): temperature {cal.temperature_before:.3f} -> {cal.temperature:.3f}, "
             f"ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}, NLL {cal.nll_before:.4f} -> {cal.nll_after:.4f}"

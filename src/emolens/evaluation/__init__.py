@@ -7,7 +7,9 @@
 
 from emolens.evaluation.calibration import (
     expected_calibration_error,
+    fit_class_bias,
     fit_temperature,
+    macro_f1_score,
     plot_reliability_diagram,
     reliability_bins,
     temperature_nll,
@@ -18,5 +20,5 @@ from emolens.evaluation.report import EvaluationReport
 
 __all__ = [
     "CalibrationResult", "EvaluationReport", "calibrate_model", "classification_metrics", "evaluate",
-    "expected_calibration_error", "fit_temperature", "plot_reliability_diagram", "reliability_bins", "temperature_nll",
+    "expected_calibration_error", "fit_class_bias", "fit_temperature", "macro_f1_score", "plot_reliability_diagram", "reliability_bins", "temperature_nll",
 ]

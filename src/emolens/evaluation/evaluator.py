@@ -6,6 +6,7 @@ here is what photos, video and HTTP get. Nothing is ever fitted on the test spli
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -225,6 +226,12 @@ class CalibrationResult:
     nll_after: float
     n_images: int
     tta: str
+    class_bias: list[float] | None = None  # per-class logit offsets folded into the classifier (None: not fitted)
+    val_acc_before: float | None = None  # with class_bias: val accuracy / macro-F1 before and after the offsets
+    val_acc_after: float | None = None
+    val_f1_before: float | None = None
+    val_f1_after: float | None = None
+    min_recall: float | None = None
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -252,8 +259,15 @@ def calibrate_model(
     n_bins: int = 15,
     device: str | None = None,
     progress: bool = False,
+    class_bias: bool = False,
+    min_recall: float = 0.0,
 ) -> CalibrationResult:
     """Fit the softmax temperature on the validation split and write a NEW model file with it.
+
+    class_bias=True first fits per-class logit offsets that maximise validation macro-F1
+    (`fit_class_bias`) and folds them into the classifier's bias; the temperature is then fitted
+    on the shifted logits. This changes predictions (for recall on rare classes), unlike T.
+    `min_recall` asks the offsets to lift every class to that validation recall.
 
     The weights are copied unchanged; the new file's config carries the fitted temperature and,
     in `metrics["calibration"]`, the validation ECE and NLL before and after. Use the same `tta`
@@ -274,6 +288,21 @@ def calibrate_model(
 
     logits, _ = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc="calibrating on val")
     t_before = float(cfg.temperature)
+    bias_info: dict[str, Any] = {}
+    if class_bias:
+        from emolens.evaluation.calibration import fit_class_bias, macro_f1_score
+        from emolens.models import add_class_bias
+
+        bias = fit_class_bias(logits, y_val, min_recall=min_recall)
+        n = logits.shape[1]
+        before, after = logits.argmax(1), (logits + bias).argmax(1)
+        bias_info = {
+            "class_bias": [round(float(b), 4) for b in bias], "min_recall": min_recall,
+            "val_acc_before": float((before == y_val).mean()), "val_acc_after": float((after == y_val).mean()),
+            "val_f1_before": macro_f1_score(before, y_val, n), "val_f1_after": macro_f1_score(after, y_val, n),
+        }
+        net = add_class_bias(copy.deepcopy(net), bias)  # the caller's module is left as it was
+        logits = logits + bias
     t_new = fit_temperature(logits, y_val)
     result = CalibrationResult(
         path=out,
@@ -285,6 +314,7 @@ def calibrate_model(
         nll_after=temperature_nll(logits, y_val, t_new),
         n_images=len(rows),
         tta=tta,
+        **bias_info,
     )
     record = {**result.summary(), "split": "val", "n_bins": n_bins, "dataset": ds.source, "dataset_sha256": ds.source_sha256}
     del record["path"]

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -68,6 +69,25 @@ def build_model(config: ModelConfig) -> nn.Module:
     """An untrained model of the architecture `config` describes, with the config attached."""
     model = create_model(config.arch, num_classes=len(config.labels), input_size=config.preprocess.input_size, **config.arch_kwargs)
     model.emolens_config = config
+    return model
+
+
+def add_class_bias(model: nn.Module, bias: Any) -> nn.Module:
+    """Add per-class offsets to the logits by folding them into the classifier's bias, in place.
+
+    Folding keeps every inference path (PyTorch, ONNX, int8) identical with no extra step.
+    The classifier is the last nn.Linear whose outputs are the classes.
+    """
+    n_classes = len(model.emolens_config.labels) if hasattr(model, "emolens_config") else None
+    offsets = torch.as_tensor(np.asarray(bias, dtype=np.float32))
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == (n_classes or offsets.numel())]
+    if not heads or heads[-1].bias is None:
+        raise ModelError("add_class_bias needs a final nn.Linear with a bias and one output per class")
+    head = heads[-1]
+    if offsets.shape != head.bias.shape:
+        raise ModelError(f"class bias must have {head.out_features} values, got shape {tuple(offsets.shape)}")
+    with torch.no_grad():
+        head.bias.add_(offsets.to(head.bias))
     return model
 
 

@@ -67,6 +67,7 @@ class ModelSection:
     arch: str = "resnet_fer_small"  # see `emolens.models.list_models()`; small enough for CPU
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra arguments of the architecture, e.g. {dropout: 0.4}
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # travels with the weights
+    init: str = ""  # an emolens model file (or run folder) to start from instead of random weights: a second training stage
 
 
 @dataclass

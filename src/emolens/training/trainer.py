@@ -18,6 +18,7 @@ Run folder `runs/<name>/`:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import sys
 import time
@@ -214,6 +215,22 @@ def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
     return path
 
 
+def _init_weights(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    """Copy the weights of `cfg.model.init` into `model`; returns what to record about them."""
+    from emolens.models.io import load_model, resolve_model_path
+
+    path = resolve_model_path(cfg.model.init)
+    source = load_model(path)
+    src_cfg: ModelConfig = source.emolens_config  # type: ignore[assignment]
+    if src_cfg.arch != cfg.model.arch:
+        raise ConfigError(f"model.init {path}: holds a {src_cfg.arch!r} model but model.arch is {cfg.model.arch!r}")
+    if tuple(src_cfg.labels) != tuple(model.emolens_config.labels):  # type: ignore[union-attr]
+        raise ConfigError(f"model.init {path}: labels {list(src_cfg.labels)} differ from the data's {list(model.emolens_config.labels)}")  # type: ignore[union-attr]
+    model.load_state_dict(source.state_dict())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"path": str(path), "sha256": digest, "name": src_cfg.name, "training": src_cfg.training.get("config", {})}
+
+
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for k in sorted(set(a) | set(b)):
@@ -311,6 +328,7 @@ def _train(
         model = build_model(mcfg)
     except TypeError as exc:
         raise ConfigError(f"model.kwargs {cfg.model.kwargs} do not fit {cfg.model.arch!r}: {exc}") from None
+    init_meta = _init_weights(model, cfg) if cfg.model.init and ckpt_meta is None else None
     channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
@@ -359,8 +377,10 @@ def _train(
     t_start = time.perf_counter()
     epoch = start_epoch
     data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
+    if ckpt_meta is not None:
+        init_meta = ckpt_meta.get("init")
     record = _ModelRecord(mcfg, {
-        "config": cfg.to_dict(), "data": data_meta, "device": str(device), "world_size": info.world_size,
+        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "device": str(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
     })
     best_path = run_dir / "best.safetensors"
@@ -440,7 +460,7 @@ def _train(
                 "epoch": epoch, "global_step": global_step, "seconds": seconds, "world_size": info.world_size,
                 "config": cfg.to_dict(), "data": data_meta, "schedule": schedule.state_dict(),
                 "early_stopping": stopper.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "history": history, "emolens_version": __version__,
+                "history": history, "emolens_version": __version__, "init": init_meta,
             }
             blob, text = encode_checkpoint(model.state_dict(), optimizer.state_dict(), meta)
             ckpt_dir = run_dir / "checkpoints"
