@@ -53,6 +53,8 @@ def predict_logits(
     """Mean logits over TTA views, (B, C) float32. `faces` are uint8 crops (B, S, S)."""
     cfg: PreprocessConfig = model.emolens_config.preprocess
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    # channels_last pays on CUDA; on the CPU it measured no faster for these models at inference.
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     faces = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
     if faces.ndim == 2:
         faces = faces.unsqueeze(0)
@@ -61,7 +63,7 @@ def predict_logits(
     for start in range(0, len(faces), batch_size):
         chunk = faces[start : start + batch_size]
         views = _views(chunk, cfg, tta)
-        logits = sum(model(v.to(device).contiguous(memory_format=torch.channels_last)).float() for v in views) / len(views)
+        logits = sum(model(v.to(device).contiguous(memory_format=memory_format)).float() for v in views) / len(views)
         out.append(logits.cpu())
     if not out:
         return np.zeros((0, len(model.emolens_config.labels)), np.float32)

@@ -1,8 +1,9 @@
 """Where the classifier runs: PyTorch, or ONNX through onnxruntime (imported only when used)."""
 
 from emolens.runtime.backends import BACKENDS, Backend, TorchBackend, create_backend
+from emolens.runtime.compiled import CompiledModel, compile_model
 
-__all__ = ["BACKENDS", "Backend", "OnnxBackend", "TorchBackend", "create_backend", "export_onnx"]
+__all__ = ["BACKENDS", "Backend", "CompiledModel", "OnnxBackend", "TorchBackend", "compile_model", "create_backend", "export_onnx"]
 
 
 def __getattr__(name: str):

@@ -34,7 +34,10 @@ def onnx_available() -> bool:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model: Any, *, device: str = "cpu", tta: str = "none", source: str = "<in memory>", threads: int | None = None):
+    def __init__(
+        self, model: Any, *, device: str = "cpu", tta: str = "none", source: str = "<in memory>", threads: int | None = None,
+        compile: bool = False,
+    ):
         import torch
 
         if threads:
@@ -44,7 +47,11 @@ class TorchBackend:
 
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "emolens_config"):
             raise ConfigError("TorchBackend needs an emolens model (an nn.Module with .emolens_config), e.g. from load_model()")
-        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        self.model = model.to(device).eval()
+        if compile:
+            from emolens.runtime.compiled import compile_model
+
+            self.model = compile_model(self.model)  # compiles on the first large batch
         self.config = model.emolens_config
         self.tta = tta
         self.source = source
@@ -56,14 +63,16 @@ class TorchBackend:
 
 
 def create_backend(
-    model: Any = None, backend: str = "torch", *, device: str = "cpu", tta: str = "none", threads: int | None = None
+    model: Any = None, backend: str = "torch", *, device: str = "cpu", tta: str = "none", threads: int | None = None,
+    compile: bool = False,
 ) -> Backend:
     """A backend from a model file (.safetensors or .onnx), a folder, None (the shipped model),
     a loaded nn.Module, or an existing backend.
 
     backend="onnx" with a PyTorch model exports it to ONNX in memory first (about a second);
     "auto" picks onnx when onnxruntime is installed (faster for the few faces of a video frame). threads: CPU
-    threads for inference (None: the library's default).
+    threads for inference (None: the library's default). compile: run the torch backend through
+    `torch.compile` (emolens.runtime.compiled): about 2x the batch throughput after 10-40 s.
     """
     import torch
 
@@ -92,4 +101,4 @@ def create_backend(
         if tta != "none":
             raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with backend='onnx'")
         return OnnxBackend(export_onnx_bytes(net), source=source, threads=threads)
-    return TorchBackend(net, device=device, tta=tta, source=source, threads=threads)
+    return TorchBackend(net, device=device, tta=tta, source=source, threads=threads, compile=compile)
