@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from emolens.data.cache import hash_tree
-from emolens.data.readers.base import RawBuilder, RawData, Reader, ReadOptions, decode_face, is_ignored
-from emolens.data.readers.tree import TreePlan, plan_tree
+from emolens.data.readers.base import RawBuilder, RawData, Reader, ReadOptions, is_ignored
+from emolens.data.readers.tree import TreePlan, decode_tree, plan_tree
 from emolens.errors import DataError
 
 
@@ -49,23 +47,9 @@ class FolderReader(Reader):
 
     def read(self, options: ReadOptions, *, progress: bool = True) -> RawData:
         self.check_options(options)
-        cfg = options.preprocess
         plan = self._plan(options)
         out = RawBuilder(options.image_size, layout=f"folder, {plan.layout}")
-        for message in plan.messages:
-            out.skip(message)
-        for item in tqdm(plan.items, desc=f"decoding {self.path.name}", unit="img", disable=not progress, mininterval=0.5):
-            if item.label is None:
-                out.ignore_class(item.class_name, item.name)
-                continue
-            try:
-                # Messages name the file relative to the dataset root, like FaceDataset.names.
-                face = decode_face(Path(item.key).read_bytes(), item.name, cfg)
-            except DataError as exc:
-                out.skip(f"{exc}; skipped")
-                continue
-            except OSError as exc:
-                out.skip(f"{item.name}: cannot be read ({exc.strerror or exc}); skipped")
-                continue
-            out.add(face, item.label, item.split, item.name)
-        return out.build()
+        return decode_tree(
+            plan, lambda key: Path(key).read_bytes(), out, options.preprocess, desc=f"decoding {self.path.name}", progress=progress,
+            read_errors=(OSError,), read_error=lambda exc: f"cannot be read ({getattr(exc, 'strerror', None) or exc})",
+        )

@@ -9,10 +9,15 @@ Class folder names go through `canonical_label`, so `Happiness/`, `HA/` and `hap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from emolens.data.readers.base import IMAGE_SUFFIXES, SPLIT_DIRS, is_ignored, split_from_path
+from tqdm.auto import tqdm
+
+from emolens.data.readers.base import IMAGE_SUFFIXES, SPLIT_DIRS, RawBuilder, RawData, decode_face, is_ignored, split_from_path
+from emolens.errors import DataError
 from emolens.labels import EMOTIONS, canonical_label
+from emolens.preprocessing import PreprocessConfig
 
 _MAX_WRAPPERS = 2
 
@@ -90,3 +95,27 @@ def plan_tree(
         plan.messages.append(f"{'/'.join(d)}/: empty class folder; skipped")
     plan.class_dirs = len(class_dirs | seen_class_dirs)
     return plan
+
+
+def decode_tree(
+    plan: TreePlan, read_bytes: Callable[[str], bytes], out: RawBuilder, cfg: PreprocessConfig, *,
+    desc: str, progress: bool, read_errors: tuple[type[BaseException], ...], read_error: Callable[[BaseException], str],
+) -> RawData:
+    """Decode every planned image into `out`; a file that cannot be read or decoded is reported
+    (`read_error(exc)` says why it could not be read) and skipped, and reading goes on."""
+    for message in plan.messages:
+        out.skip(message)
+    for item in tqdm(plan.items, desc=desc, unit="img", disable=not progress, mininterval=0.5):
+        if item.label is None:
+            out.ignore_class(item.class_name, item.name)
+            continue
+        try:
+            face = decode_face(read_bytes(item.key), item.name, cfg)  # messages name the file as FaceDataset.names does
+        except DataError as exc:
+            out.skip(f"{exc}; skipped")
+            continue
+        except read_errors as exc:
+            out.skip(f"{item.name}: {read_error(exc)}; skipped")
+            continue
+        out.add(face, item.label, item.split, item.name)
+    return out.build()

@@ -7,11 +7,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
-
 from emolens.data.cache import hash_file
-from emolens.data.readers.base import RawBuilder, RawData, Reader, ReadOptions, decode_face
-from emolens.data.readers.tree import TreePlan, plan_tree
+from emolens.data.readers.base import RawBuilder, RawData, Reader, ReadOptions
+from emolens.data.readers.tree import TreePlan, decode_tree, plan_tree
 from emolens.errors import DataError
 
 
@@ -45,7 +43,6 @@ class ZipReader(Reader):
 
     def read(self, options: ReadOptions, *, progress: bool = True) -> RawData:
         self.check_options(options)
-        cfg = options.preprocess
         try:
             zf = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -53,21 +50,8 @@ class ZipReader(Reader):
         with zf:
             plan = self._plan(zf, options)
             out = RawBuilder(options.image_size, layout=f"zip, {plan.layout}")
-            for message in plan.messages:
-                out.skip(message)
-            for item in tqdm(plan.items, desc=f"decoding {self.path.name}", unit="img", disable=not progress, mininterval=0.5):
-                if item.label is None:
-                    out.ignore_class(item.class_name, item.name)
-                    continue
-                try:
-                    data = zf.read(item.key)
-                    face = decode_face(data, item.name, cfg)
-                except DataError as exc:
-                    out.skip(f"{exc}; skipped")
-                    continue
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-                    # Damaged member (CRC error, truncated archive, unsupported compression).
-                    out.skip(f"{item.name}: cannot be read from the zip ({exc}); skipped")
-                    continue
-                out.add(face, item.label, item.split, item.name)
-        return out.build()
+            # A damaged member raises a CRC error, a truncated archive EOFError, an unsupported compression NotImplementedError.
+            return decode_tree(
+                plan, zf.read, out, options.preprocess, desc=f"decoding {self.path.name}", progress=progress,
+                read_errors=(zipfile.BadZipFile, OSError, EOFError, NotImplementedError), read_error=lambda exc: f"cannot be read from the zip ({exc})",
+            )
