@@ -16,14 +16,7 @@ from emolens.training.losses import DistributionLoss, class_weights, mix_batch
 from emolens.training.samplers import BalancedSampler, epoch_indices, make_sampler
 from emolens.training.schedule import EarlyStopping, LRSchedule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared 2-core machine, 2 OpenMP threads spin against other jobs: 1 thread measured 10x faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

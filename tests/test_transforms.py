@@ -16,13 +16,7 @@ from emolens.transforms import create_transform
 NO_AUG = AugConfig(scale=(1.0, 1.0), rotate=0.0, translate=0.0, hflip=0.0, brightness=0.0, contrast=0.0, erase_prob=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared 2-core machine, 2 OpenMP threads spin against other jobs: 1 thread measured 10x faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
