@@ -8,6 +8,7 @@ with a tiny network that has timm's interface (`create_model`, `is_model`, `get_
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -143,6 +144,8 @@ def test_finetune_freezes_then_unfreezes(fake_timm, rgb_weights, tmp_path):
     cfg2 = yaml.safe_load((final_dir / "config.yaml").read_text())
     assert cfg2["optim"]["lr"] == pytest.approx(1e-4) and cfg2["schedule"]["epochs"] == 1
     assert result.metrics["finetune"]["freeze_epochs"] == 1 and result.metrics["finetune"]["source"] == str(frozen_dir / "best.safetensors")
+    frozen = result.metrics["finetune"]["frozen_phase"]  # phase 1 loaded the user's RGB file, folded to gray, froze all but fc
+    assert frozen["source"] == str(path) and frozen["adapted_to_gray"] == ["conv1.weight"] and frozen["trainable"] == 16 * 7 + 7
     # The model file names no weights file: it reloads anywhere timm is installed.
     model = load_model(result.model_path)
     assert model.emolens_config.arch == "timm:tiny" and model.emolens_config.arch_kwargs == {}
@@ -170,17 +173,49 @@ def _timm_or_reason() -> str | None:
 
 
 @pytest.mark.skipif(_timm_or_reason() is not None, reason=_timm_or_reason() or "")
-def test_real_timm_model_finetunes_offline_from_local_weights(tmp_path):
+@pytest.mark.filterwarnings("ignore:fitted temperature")  # two steps of training leave the logits uninformative
+def test_real_timm_model_finetunes_offline_from_local_weights(tmp_path, monkeypatch, capsys, one_torch_thread):
+    """`emolens finetune --pretrained PATH` on a real timm resnet10t, ImageNet-shaped weights made here."""
     import timm
+    import timm.models._builder
 
+    from emolens.cli import main
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("timm tried to load hub weights")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", no_download)  # what pretrained=True would call
     torch.manual_seed(0)
-    src = timm.create_model("test_convnext", pretrained=False, num_classes=1000, in_chans=3)
-    path = tmp_path / "local.safetensors"
+    src = timm.create_model("resnet10t", pretrained=False, num_classes=1000, in_chans=3)  # RGB stem, ImageNet head
+    path = tmp_path / "resnet10t-local.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    cfg = load_config(overrides=[
-        "model.arch=timm:test_convnext", "schedule.epochs=2", "schedule.max_steps_per_epoch=1", "data.batch_size=8",
-        "run.progress=false", "run.plots=false", f"run.out_dir={tmp_path / 'runs'}", "run.name=real",
-    ])
-    result = ta.finetune(cfg, pretrained=path, freeze_epochs=1, dataset=make_synthetic_dataset(n_per_class=4))
-    model = load_model(result.model_path)
-    assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    out = tmp_path / "runs"
+    args = ["finetune", "--data", "synthetic", "--model", "timm:resnet10t", "--epochs", "2", "--freeze-epochs", "1", "--pretrained", str(path),
+            "--unfrozen-lr-scale", "0.5", "--name", "real"]
+    sets = ["data.synthetic_per_class=4", "data.batch_size=8", "schedule.max_steps_per_epoch=2", "schedule.warmup_epochs=0",
+            "run.progress=false", "run.plots=false", f"run.out_dir={out}"]
+    assert main(args + [x for s in sets for x in ("--set", s)]) == 0
+    out_text = capsys.readouterr().out
+    summary = json.loads(out_text[out_text.index("{\n"):])  # the run summary the command prints last
+    frozen = summary["finetune"]["frozen_phase"]
+    assert frozen["source"] == str(path) and frozen["adapted_to_gray"] == ["conv1.0.weight"] and frozen["trainable"] == 512 * 7 + 7
+
+    stem, head = "conv1.0.weight", {"fc.weight", "fc.bias"}
+    folded = src.state_dict()[stem].sum(1, keepdim=True)  # (24, 3, 3, 3) -> (24, 1, 3, 3)
+    phase1 = load_file(str(out / "real-frozen" / "best.safetensors"))
+    assert phase1[stem].shape == (24, 1, 3, 3)
+    torch.testing.assert_close(phase1[stem], folded)  # grayscale: RGB kernels summed, then frozen
+    params = {n for n, _ in src.named_parameters()} - head
+    for n in params:  # frozen phase: every backbone parameter is exactly the loaded one
+        if n != stem:
+            torch.testing.assert_close(phase1[n], src.state_dict()[n], msg=n)
+    assert phase1["fc.weight"].shape == (7, 512)
+    final = load_file(str(out / "real" / "best.safetensors"))
+    assert any(not torch.equal(final[n], phase1[n]) for n in params)  # unfrozen phase: the backbone trains
+    cfg2 = yaml.safe_load((out / "real" / "config.yaml").read_text())
+    assert cfg2["optim"]["lr"] == pytest.approx(5e-4) and cfg2["model"]["arch"] == "timm:resnet10t"
+
+    model = load_model(out / "real" / "best.safetensors")  # the saved model names no weights file
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.rand(2, 1, 48, 48)), 1)
+    assert probs.shape == (2, 7) and torch.allclose(probs.sum(1), torch.ones(2))

@@ -168,3 +168,42 @@ def test_ultralytics_backend_trains_from_yaml_and_reports(monkeypatch, tmp_path)
     assert result.report.split == "test" and result.report.accuracy == 1.0 and result.report.arch == "ultralytics:yolov8n-cls.yaml"
     assert (result.report_dir / "report.json").is_file() and (result.run_dir / "config.yaml").is_file()
     assert sorted(p.name for p in (result.run_dir / "dataset").iterdir()) == ["manifest.csv", "test", "train", "val"]
+
+
+def _ultralytics_or_reason() -> str | None:
+    from emolens.training.ultralytics_backend import import_ultralytics
+
+    try:
+        import_ultralytics()  # sets YOLO_OFFLINE / YOLO_AUTOINSTALL first, as the backend does
+    except ConfigError as exc:
+        why = str(exc).split(". Importing ultralytics failed: ")[-1]
+        return f"ultralytics does not import here ({why}); install the ultralytics extra, with a torchvision built for this torch"
+    return None
+
+
+@pytest.mark.skipif(_ultralytics_or_reason() is not None, reason=_ultralytics_or_reason() or "")
+@pytest.mark.filterwarnings("ignore:fitted temperature")  # one epoch on 14 faces leaves the probabilities near uniform
+def test_real_yolov8_cls_trains_from_yaml_through_the_cli(tmp_path, one_torch_thread):
+    """`emolens train --backend ultralytics` with real Ultralytics: yaml only, 1 epoch at 32 px, offline."""
+    from emolens.evaluation import EvaluationReport
+    from emolens.evaluation.report import REPORT_FILES
+
+    src = tmp_path / "faces"  # a dataset on disk in a layout emolens reads: split/class folders of PNGs
+    to_ultralytics_cls(make_synthetic_dataset(n_per_class=4, seed=1), src)  # 14 train, 7 val, 7 test
+    (src / "manifest.csv").unlink()
+    out = tmp_path / "runs"
+    args = ["train", "--backend", "ultralytics", "--data", str(src), "--model", "yolov8n-cls.yaml", "--epochs", "1", "--name", "yolo"]
+    sets = ["model.preprocess.input_size=32", "data.batch_size=8", "run.progress=false", "run.plots=false", f"run.out_dir={out}"]
+    assert main(args + [x for s in sets for x in ("--set", s)]) == 0
+
+    run = out / "yolo"
+    assert sorted(p.name for p in (run / "test-report").iterdir()) == sorted(REPORT_FILES)  # what `emolens evaluate` writes
+    report = EvaluationReport.from_json(run / "test-report" / "report.json")
+    assert report.split == "test" and report.n_images == len(list((src / "test").glob("*/*.png"))) == 7
+    assert report.arch == "ultralytics:yolov8n-cls.yaml" and report.classes == EMOTIONS and 0 <= report.accuracy <= 1
+    assert sum(map(sum, report.confusion)) == 7 and report.temperature > 0
+    args_yaml = (run / "train" / "args.yaml").read_text()
+    assert "model: yolov8n-cls.yaml" in args_yaml and "pretrained: false" in args_yaml and "imgsz: 32" in args_yaml
+    weights = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pt"))
+    assert weights == ["runs/yolo/train/weights/best.pt", "runs/yolo/train/weights/last.pt"]  # written by this run; nothing fetched
+    assert (run / "config.yaml").is_file()

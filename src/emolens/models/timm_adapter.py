@@ -216,11 +216,13 @@ def finetune(
     ds = dataset if dataset is not None else load_training_data(config, progress=config.run.progress)
     name = config.run.name or arch.replace(":", "-")
     src: str | None = str(weights) if weights else None
+    frozen_report: dict[str, Any] | None = None  # how the user's weights were loaded: gray folding, trainable count
     if freeze_epochs:
         cfg1 = load_config(overrides=[f"schedule.epochs={freeze_epochs}", "run.name=" + json.dumps(f"{name}-frozen")], base=config)
         with _planned(_Plan(weights=src, hub=hub, freeze=True)) as plan:
             first = train(cfg1, dataset=ds)
         _check_used(plan)
+        frozen_report = plan.report
         src, hub = str(first.model_path), False
     lr = config.optim.lr * (unfrozen_lr_scale if freeze_epochs else 1.0)
     cfg2 = load_config(overrides=[f"schedule.epochs={epochs - freeze_epochs}", "run.name=" + json.dumps(name), f"optim.lr={lr}"], base=config)
@@ -228,7 +230,7 @@ def finetune(
         result = train(cfg2, dataset=ds)
     _check_used(plan)
     result.metrics = {**result.metrics, "finetune": {"pretrained": str(pretrained) if pretrained else None, "freeze_epochs": freeze_epochs,
-                                                    "unfrozen_lr": lr, **(plan.report or {})}}
+                                                    "unfrozen_lr": lr, **(plan.report or {}), "frozen_phase": frozen_report}}
     return result
 
 

@@ -10,11 +10,17 @@ on val first, as `emolens train` does.
 Ultralytics is an optional extra (`pip install 'emolens[ultralytics]'`) and needs
 torchvision built for the installed torch. Its weights (`best.pt`) are its own pickle-based
 format: emolens opens only the file that this run has just written.
+
+Nothing is downloaded: the model comes from its yaml, and before Ultralytics is first imported
+YOLO_OFFLINE=1 and YOLO_AUTOINSTALL=0 are set (unless the environment sets them already), so
+Ultralytics skips its online checks, its usage events and any `pip install` of its own; on
+CUDA its AMP check then skips the yolo26n.pt download it would otherwise attempt.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,8 +39,15 @@ DEFAULT_YAML = "yolov8n-cls.yaml"  # the smallest YOLOv8 classifier, 1.4M parame
 _STRIDE = 32  # Ultralytics rounds the image size up to a multiple of its largest stride
 
 
+# Read by Ultralytics once, at import: offline (no DNS probe, no events, AMP check without its
+# weights download) and no automatic `pip install` of missing requirements.
+OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"}
+
+
 def import_ultralytics() -> Any:
     """The ultralytics module, or ConfigError with the install line and the import's own error."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         import ultralytics
     except Exception as exc:  # ImportError, or torchvision missing/mismatched inside ultralytics
@@ -106,9 +119,16 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
 
     Uses from the config: data.path / train_fraction / batch_size, model.arch (a yaml name,
     default yolov8n-cls.yaml), model.preprocess.input_size (rounded up to a multiple of 32),
-    schedule.epochs / early_stop_patience, optim.name / lr / weight_decay, run.seed / device /
-    out_dir / name / plots.
+    schedule.epochs / early_stop_patience / warmup_epochs / name (cosine, constant; plateau
+    decays linearly) / min_lr_ratio, optim.name / lr / weight_decay / momentum or betas[0],
+    aug.hflip, run.seed / device / out_dir / name / plots. The rest of the augmentation is
+    Ultralytics' own classification recipe.
     """
+    if config.schedule.max_steps_per_epoch:
+        raise ConfigError(
+            "--backend ultralytics trains whole epochs; schedule.max_steps_per_epoch is for the emolens trainer. "
+            "Cap the budget with data.train_fraction and schedule.epochs instead"
+        )
     ultralytics = import_ultralytics()  # before minutes of data loading
     from emolens.baselines.report import report_from_logits
     from emolens.baselines.run import split_rows
@@ -132,13 +152,18 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
 
     imgsz = max(_STRIDE, math.ceil(config.model.preprocess.input_size / _STRIDE) * _STRIDE)
     device = None if config.run.device == "auto" else config.run.device
+    sched = config.schedule  # Ultralytics has cosine and linear decay; plateau decays linearly
     t0 = time.perf_counter()
     model = ultralytics.YOLO(yaml_name, task="classify")
     model.train(
         data=str(data_dir), epochs=config.schedule.epochs, imgsz=imgsz, batch=config.data.batch_size, seed=config.run.seed,
         deterministic=True, device=device, project=str(run_dir), name="train", exist_ok=False, pretrained=False,
         optimizer="AdamW" if config.optim.name == "adamw" else "SGD", lr0=config.optim.lr, weight_decay=config.optim.weight_decay,
+        momentum=config.optim.momentum if config.optim.name == "sgd" else config.optim.betas[0],  # AdamW's beta1 in Ultralytics
+        warmup_epochs=config.schedule.warmup_epochs, cos_lr=sched.name == "cosine", lrf=1.0 if sched.name == "constant" else sched.min_lr_ratio,
+        fliplr=config.aug.hflip if config.aug.enabled else 0.0,
         patience=config.schedule.early_stop_patience or config.schedule.epochs + 1, plots=config.run.plots, verbose=False,
+        cache="ram",  # 48x48 faces: decoded once instead of re-reading every PNG every epoch
     )
     seconds = time.perf_counter() - t0
     best = Path(model.trainer.best)

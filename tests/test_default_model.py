@@ -1,0 +1,34 @@
+"""The shipped default model keeps the PrivateTest accuracy its model card documents.
+
+docs/model-card/metrics.json is written by `python benchmarks/accuracy.py --data ...` beside
+docs/model-card.md. This test re-measures the shipped model on FER-2013 PrivateTest and fails
+if accuracy drops more than 0.5 points below the documented figure, or if the card describes
+other weights than the ones shipped. Skipped when the dataset is not there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from emolens.models import default_model_path
+
+CARD = Path(__file__).resolve().parents[1] / "docs" / "model-card" / "metrics.json"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_shipped_model_keeps_its_documented_privatetest_accuracy(fer_archive: Path) -> None:
+    from emolens.data import load_dataset
+    from emolens.evaluation import evaluate
+
+    documented = json.loads(CARD.read_text())
+    weights = default_model_path()
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == documented["model_sha256"], (
+        f"{CARD} describes other weights than {weights}; rerun `python benchmarks/accuracy.py --data {fer_archive}`"
+    )
+    report = evaluate(None, load_dataset(fer_archive, progress=False), split="test", tta=documented["tta"])
+    assert report.n_images == 3589
+    assert report.accuracy >= documented["test_accuracy"] - 0.005, (report.accuracy, documented["test_accuracy"])
