@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean default-model
+.PHONY: venv demo test lint clean default-model test-extras
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,21 @@ default-model: $(STAMP)
 	$(BIN)/emolens evaluate runs/default-v2 --data "$(DATA)" --split val --calibrate --class-bias --min-recall 0.47 --out runs/default-v2-cal
 	$(BIN)/python tools/ship_model.py runs/default-v2-cal/model-calibrated.safetensors --version $(VERSION) --replace
 	$(BIN)/python benchmarks/accuracy.py --data "$(DATA)"
+
+# timm and Ultralytics need torchvision, which does not import beside the CPU torch of .venv:
+# a second environment (torch 2.14.1 + torchvision 0.29.1, about 6.6 GB and 20 min to install).
+# Not part of `make test` for that reason; run it where the extras matter.
+VISION := .venv-vision
+$(VISION)/.installed: pyproject.toml
+	$(PY) -m venv $(VISION)
+	$(VISION)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VISION)/bin/pip install -q -e ".[dev,timm,ultralytics]" "opencv-python>=4.8,<5" torch==2.14.1 torchvision==0.29.1
+	# Ultralytics' opencv-python and emolens's headless build share the cv2 folder: reinstall ours last.
+	$(VISION)/bin/pip install -q --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"
+	touch $@
+
+test-extras: $(VISION)/.installed
+	OMP_NUM_THREADS=1 $(VISION)/bin/python -m pytest -q tests/test_timm_adapter.py tests/test_yolo_export.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -183,7 +183,7 @@ def _ultralytics_or_reason() -> str | None:
 
 @pytest.mark.skipif(_ultralytics_or_reason() is not None, reason=_ultralytics_or_reason() or "")
 @pytest.mark.filterwarnings("ignore:fitted temperature")  # one epoch on 14 faces leaves the probabilities near uniform
-def test_real_yolov8_cls_trains_from_yaml_through_the_cli(tmp_path, one_torch_thread):
+def test_real_yolov8_cls_trains_from_yaml_through_the_cli(tmp_path, monkeypatch, one_torch_thread):
     """`emolens train --backend ultralytics` with real Ultralytics: yaml only, 1 epoch at 32 px, offline."""
     from emolens.evaluation import EvaluationReport
     from emolens.evaluation.report import REPORT_FILES
@@ -191,12 +191,12 @@ def test_real_yolov8_cls_trains_from_yaml_through_the_cli(tmp_path, one_torch_th
     src = tmp_path / "faces"  # a dataset on disk in a layout emolens reads: split/class folders of PNGs
     to_ultralytics_cls(make_synthetic_dataset(n_per_class=4, seed=1), src)  # 14 train, 7 val, 7 test
     (src / "manifest.csv").unlink()
-    out = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)  # run.out_dir relative, as users give it: everything must land under it
     args = ["train", "--backend", "ultralytics", "--data", str(src), "--model", "yolov8n-cls.yaml", "--epochs", "1", "--name", "yolo"]
-    sets = ["model.preprocess.input_size=32", "data.batch_size=8", "run.progress=false", "run.plots=false", f"run.out_dir={out}"]
+    sets = ["model.preprocess.input_size=32", "data.batch_size=8", "run.progress=false", "run.plots=false", "run.out_dir=runs"]
     assert main(args + [x for s in sets for x in ("--set", s)]) == 0
 
-    run = out / "yolo"
+    run = tmp_path / "runs" / "yolo"
     assert sorted(p.name for p in (run / "test-report").iterdir()) == sorted(REPORT_FILES)  # what `emolens evaluate` writes
     report = EvaluationReport.from_json(run / "test-report" / "report.json")
     assert report.split == "test" and report.n_images == len(list((src / "test").glob("*/*.png"))) == 7
@@ -204,6 +204,6 @@ def test_real_yolov8_cls_trains_from_yaml_through_the_cli(tmp_path, one_torch_th
     assert sum(map(sum, report.confusion)) == 7 and report.temperature > 0
     args_yaml = (run / "train" / "args.yaml").read_text()
     assert "model: yolov8n-cls.yaml" in args_yaml and "pretrained: false" in args_yaml and "imgsz: 32" in args_yaml
-    weights = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pt"))
+    weights = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pt"))  # none under runs/classify/
     assert weights == ["runs/yolo/train/weights/best.pt", "runs/yolo/train/weights/last.pt"]  # written by this run; nothing fetched
     assert (run / "config.yaml").is_file()

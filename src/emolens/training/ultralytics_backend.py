@@ -145,7 +145,8 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
     split[rows["val"]] = SPLITS.index("val")
     keep = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
     ds = replace(ds.subset(keep), split=split[keep])
-    run_dir = _fresh(Path(config.run.out_dir) / (config.run.name or Path(yaml_name).stem))
+    # Absolute: Ultralytics would put a relative `project` under its own runs_dir (runs/classify/...).
+    run_dir = _fresh(Path(config.run.out_dir) / (config.run.name or Path(yaml_name).stem)).resolve()
     data_dir = run_dir / "dataset"
     to_ultralytics_cls(ds, data_dir, progress=config.run.progress)
     config.save(run_dir / "config.yaml")
