@@ -109,7 +109,8 @@ def fit_class_bias(
     logits, labels = _check_logits_labels(logits, labels, "logits")
     _range_check("min_recall", min_recall, 0.0, 1.0)
     n_classes = logits.shape[1]
-    present = np.bincount(labels, minlength=n_classes) > 0
+    counts = np.bincount(labels, minlength=n_classes)
+    present = counts > 0
     grid = np.arange(-max_shift, max_shift + step / 2, step)
     grid = grid[np.argsort(np.abs(grid), kind="stable")]  # try small shifts first: ties keep them
     bias = np.zeros(n_classes)
@@ -117,7 +118,7 @@ def fit_class_bias(
     def score(b: np.ndarray) -> float:
         pred = (logits + b).argmax(1)
         hits = np.bincount(labels, weights=(pred == labels).astype(np.float64), minlength=n_classes)
-        recall = hits[present] / np.bincount(labels, minlength=n_classes)[present]
+        recall = hits[present] / counts[present]
         return macro_f1_score(pred, labels, n_classes) - 2.0 * float(np.clip(min_recall - recall, 0.0, None).sum())
 
     best = score(bias)

@@ -328,7 +328,8 @@ def _train(
         model = build_model(mcfg)
     except TypeError as exc:
         raise ConfigError(f"model.kwargs {cfg.model.kwargs} do not fit {cfg.model.arch!r}: {exc}") from None
-    init_meta = _init_weights(model, cfg) if cfg.model.init and ckpt_meta is None else None
+    # A resumed run keeps what its first start recorded; its checkpoint already holds the weights.
+    init_meta = ckpt_meta.get("init") if ckpt_meta is not None else (_init_weights(model, cfg) if cfg.model.init else None)
     channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
@@ -377,8 +378,6 @@ def _train(
     t_start = time.perf_counter()
     epoch = start_epoch
     data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
-    if ckpt_meta is not None:
-        init_meta = ckpt_meta.get("init")
     record = _ModelRecord(mcfg, {
         "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "device": str(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
