@@ -92,6 +92,34 @@ def _class_bias_lines(cfg) -> list[str]:
     ]
 
 
+def _training_lines(cfg) -> list[str]:
+    """How the weights were made, read from the record `emolens train` wrote into the file."""
+    t = cfg.training
+    if not t:
+        return []
+    c = t.get("config", {})
+    lines = [
+        "## How it was trained",
+        "",
+        f"- This run: `{c.get('model', {}).get('arch', cfg.arch)}`, {t.get('epochs')} epochs (best at {t.get('best_epoch')}), "
+        f"batch {c.get('data', {}).get('batch_size')}, {c.get('optim', {}).get('name')} lr {c.get('optim', {}).get('lr')}, "
+        f"{c.get('schedule', {}).get('name')} schedule, seed {c.get('run', {}).get('seed')}; "
+        f"{t.get('seconds', 0) / 60:.1f} min on {t.get('device')} (amp {t.get('amp')}, torch {t.get('torch_version')})",
+    ]
+    init = t.get("init")
+    if init:
+        lines.append(f"- Started from the weights of `{init['name']}` (sha256 `{init['sha256'][:12]}...`), "
+                     f"itself trained with `{init['training'].get('model', {}).get('arch')}` for {init['training'].get('schedule', {}).get('epochs')} epochs")
+    distill = t.get("distill")
+    if distill:
+        names = ", ".join(f"`{x['name']}` ({x['training'].get('model', {}).get('arch')}, sha256 `{x['sha256'][:12]}...`)" for x in distill["teachers"])
+        lines.append(f"- Distilled from {len(distill['teachers'])} teachers: {names}; "
+                     f"alpha {distill['alpha']} on the teachers, temperature {distill['temperature']}")
+    lines += ["- The full config of every stage is in the `.json` beside the weights; the commands are in the README, "
+              "\"Reproducing the default model\"", ""]
+    return lines
+
+
 def main() -> None:
     from emolens.data import load_dataset
     from emolens.evaluation import evaluate
@@ -173,6 +201,7 @@ def main() -> None:
         f"| **this model** | **{100 * t.accuracy:.2f}%** (macro-F1 {100 * t.macro_f1:.2f}%) |",
         "",
     ]
+    lines += _training_lines(cfg)
     if fer_row:
         ours = f"| emolens `{cfg.name or path.stem}` {cfg.version} ({cfg.arch}, {cfg.preprocess.input_size}x{cfg.preprocess.input_size}) | {100 * t.accuracy:.2f}% | {100 * t.macro_f1:.2f}% |"
         lines += ["## Side by side with `fer` (same PrivateTest faces)", "", "| model | accuracy | macro-F1 |", "|---|---|---|", ours, fer_row, ""]

@@ -212,3 +212,49 @@ def test_second_stage_starts_from_the_first_runs_weights(tmp_path: Path, small) 
     assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1 if "running" not in k and "num_batches" not in k)
     with pytest.raises(ConfigError, match="holds a 'vgg_fer' model"):
         train(tiny(tmp_path, "run.name=stage3", f"model.init={first.run_dir}", "model.arch=simple_cnn", "model.kwargs={}"), dataset=small)
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teachers() -> None:
+    from emolens.training.losses import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(8, 7, generator=g)
+    for T in (1.0, 4.0):
+        assert distillation_loss(teacher.clone(), [teacher], T).item() == pytest.approx(0.0, abs=1e-6)
+        assert distillation_loss(torch.zeros(8, 7), [teacher], T).item() > 0.01
+    # Two teachers: the target is the mean of their distributions, not of their logits.
+    a, b = torch.randn(4, 7, generator=g), torch.randn(4, 7, generator=g)
+    student = torch.zeros(4, 7, requires_grad=True)
+    distillation_loss(student, [a, b], 1.0).backward()
+    mean_p = (a.softmax(1) + b.softmax(1)) / 2
+    assert torch.allclose(student.grad, (student.softmax(1) - mean_p).detach() / 4, atol=1e-6)
+
+
+def test_student_learns_what_its_teacher_says(tmp_path: Path, small) -> None:
+    """A teacher biased to answer 'happy' everywhere: a student taught only by it (alpha=1)
+    answers 'happy' too, which the labels alone (balanced synthetic classes) never teach."""
+    from emolens.models import add_class_bias, save_model
+
+    teacher_run = train(tiny(tmp_path, "schedule.epochs=1", "run.name=teacher"), dataset=small)
+    teacher = load_model(teacher_run.run_dir)
+    happy = teacher.emolens_config.labels.index("happy")
+    add_class_bias(teacher, [30.0 if i == happy else 0.0 for i in range(len(teacher.emolens_config.labels))])
+    teacher_path = save_model(teacher, tmp_path / "happy-teacher.safetensors")
+    student = train(tiny(tmp_path, "schedule.epochs=3", "run.name=student", f"distill.teachers=[{teacher_path}]",
+                         "distill.alpha=1.0", "distill.temperature=1.0", "imbalance.strategy=none", "loss.label_smoothing=0"), dataset=small)
+    probs = predict_proba(load_model(student.run_dir), small.images)
+    assert (probs.argmax(1) == happy).mean() > 0.9
+    record = read_model_config(student.run_dir / "best.safetensors").training["distill"]
+    assert record["alpha"] == 1.0 and record["teachers"][0]["sha256"] == __import__("hashlib").sha256(teacher_path.read_bytes()).hexdigest()
+    # Resuming with other teacher files is refused: the run would no longer be one recipe.
+    save_model(load_model(teacher_run.run_dir), teacher_path)
+    with pytest.raises(ConfigError, match=r"distill\.teachers changed"):
+        train(resume=student.run_dir)
+
+
+def test_teacher_must_match_the_students_labels_and_input(tmp_path: Path, small) -> None:
+    teacher_run = train(tiny(tmp_path, "schedule.epochs=1", "run.name=teacher"), dataset=small)
+    with pytest.raises(ConfigError, match="expects preprocessing"):
+        train(tiny(tmp_path, "run.name=s1", f"distill.teachers={teacher_run.run_dir}", "model.preprocess.input_size=20"), dataset=small)
+    with pytest.raises(ConfigError, match=r"distill\.teachers: .*no-such"):
+        train(tiny(tmp_path, "run.name=s2", f"distill.teachers=[{tmp_path / 'no-such.safetensors'}]"), dataset=small)

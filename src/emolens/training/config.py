@@ -122,6 +122,24 @@ class LossConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (Hinton et al. 2015): the student also learns the teachers' predictions.
+
+    Each batch, after augmentation and mixing, goes through every teacher too; the student is
+    pulled towards the mean of their softened distributions. An ensemble of large teachers
+    carries knowledge a small network cannot find on its own from noisy FER labels.
+    """
+
+    teachers: list[str] = field(default_factory=list)  # emolens model files (or run folders); empty = no distillation
+    alpha: float = 0.5  # share of the loss on the teachers; the rest stays on the labels
+    temperature: float = 2.0  # softens teacher and student alike; >1 shows the teachers' second choices
+
+    def __post_init__(self) -> None:
+        _range("distill", "alpha", self.alpha, 0.0, 1.0)
+        _range("distill", "temperature", self.temperature, 0.05, 20.0)
+
+
+@dataclass
 class AugConfig:
     enabled: bool = True  # off = train on exactly what evaluation sees
     scale: tuple[float, float] = (0.9, 1.1)  # zoom range; >1 zooms in
@@ -191,6 +209,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     aug: AugConfig = field(default_factory=AugConfig)
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +301,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{key} must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if isinstance(value, str | int | float):  # a single value where a list is expected
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")

@@ -91,3 +91,16 @@ def mix_batch(x: torch.Tensor, target: torch.Tensor, aug: AugConfig, g: torch.Ge
         x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
         lam = 1.0 - (y1 - y0) * (x1 - x0) / (H * W)  # the share actually kept
     return x, target * lam + target[perm] * (1.0 - lam)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """KL divergence from the teachers' mean softened distribution to the student's (Hinton et al. 2015).
+
+    Scaled by T^2 so that the gradients keep their size whatever the temperature, and the
+    `distill.alpha` mix with the label loss means the same thing at every T.
+    """
+    T = float(temperature)
+    p_teacher = torch.stack([F.softmax(z.float() / T, dim=1) for z in teacher_logits]).mean(0)  # (B, C)
+    log_student = F.log_softmax(student_logits.float() / T, dim=1)
+    kl = (p_teacher * (p_teacher.clamp_min(1e-12).log() - log_student)).sum(1)
+    return kl.mean() * (T * T)

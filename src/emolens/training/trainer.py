@@ -39,7 +39,7 @@ from emolens.training.checkpoint import encode_checkpoint, read_checkpoint, unfl
 from emolens.training.config import TrainConfig, load_config
 from emolens.training.device import resolve_amp, resolve_device
 from emolens.training.history import plot_curves, write_history
-from emolens.training.losses import make_loss, mix_batch
+from emolens.training.losses import distillation_loss, make_loss, mix_batch
 from emolens.training.samplers import epoch_indices, make_sampler
 from emolens.training.schedule import EarlyStopping, LRSchedule
 from emolens.transforms import create_transform
@@ -215,20 +215,61 @@ def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
     return path
 
 
+def _model_file_record(path: Path, config: ModelConfig, data: bytes | None = None) -> dict[str, Any]:
+    """What a run records about a model file it used (init weights, teachers): enough to find it again."""
+    digest = hashlib.sha256(data if data is not None else path.read_bytes()).hexdigest()
+    return {"path": str(path), "sha256": digest, "name": config.name, "training": config.training.get("config", {})}
+
+
+def _read_model_file(spec: str, what: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Load an emolens model file named in the config, and its record (one read of the file)."""
+    from safetensors.torch import load as load_safetensors
+
+    from emolens.models.io import read_model_config, resolve_model_path
+
+    try:
+        path = resolve_model_path(spec)
+        config = read_model_config(path)
+        data = path.read_bytes()
+        net = build_model(config)
+        net.load_state_dict(load_safetensors(data))
+    except (ModelError, RuntimeError, OSError) as exc:
+        raise ConfigError(f"{what} {spec}: {exc}") from None
+    return net.eval(), _model_file_record(path, config, data)
+
+
 def _init_weights(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     """Copy the weights of `cfg.model.init` into `model`; returns what to record about them."""
-    from emolens.models.io import load_model, resolve_model_path
-
-    path = resolve_model_path(cfg.model.init)
-    source = load_model(path)
+    source, record = _read_model_file(cfg.model.init, "model.init")
     src_cfg: ModelConfig = source.emolens_config  # type: ignore[assignment]
     if src_cfg.arch != cfg.model.arch:
-        raise ConfigError(f"model.init {path}: holds a {src_cfg.arch!r} model but model.arch is {cfg.model.arch!r}")
+        raise ConfigError(f"model.init {record['path']}: holds a {src_cfg.arch!r} model but model.arch is {cfg.model.arch!r}")
     if tuple(src_cfg.labels) != tuple(model.emolens_config.labels):  # type: ignore[union-attr]
-        raise ConfigError(f"model.init {path}: labels {list(src_cfg.labels)} differ from the data's {list(model.emolens_config.labels)}")  # type: ignore[union-attr]
+        raise ConfigError(f"model.init {record['path']}: labels {list(src_cfg.labels)} differ from the data's {list(model.emolens_config.labels)}")  # type: ignore[union-attr]
     model.load_state_dict(source.state_dict())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"path": str(path), "sha256": digest, "name": src_cfg.name, "training": src_cfg.training.get("config", {})}
+    return record
+
+
+def _load_teachers(
+    cfg: TrainConfig, labels: tuple[str, ...], device: torch.device, memory_format: torch.memory_format,
+) -> tuple[list[nn.Module], list[dict[str, Any]]]:
+    """The frozen teachers of `distill.teachers`, on `device`, and what to record about them.
+
+    A teacher must predict the same labels in the same order and see the same normalised input
+    as the student: it is fed the student's own augmented batch.
+    """
+    teachers, records = [], []
+    for spec in cfg.distill.teachers:
+        net, record = _read_model_file(spec, "distill.teachers:")
+        tcfg: ModelConfig = net.emolens_config  # type: ignore[assignment]
+        if tuple(tcfg.labels) != labels:
+            raise ConfigError(f"distill.teachers: {record['path']} predicts {list(tcfg.labels)}, the data has {list(labels)}")
+        if tcfg.preprocess != cfg.model.preprocess:
+            raise ConfigError(f"distill.teachers: {record['path']} expects preprocessing {tcfg.preprocess}, the student uses {cfg.model.preprocess}")
+        net.requires_grad_(False)
+        teachers.append(net.to(device, memory_format=memory_format))
+        records.append(record)
+    return teachers, records
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -333,6 +374,10 @@ def _train(
     channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
+    teachers, teacher_records = _load_teachers(cfg, tuple(ds.classes), device, memory_format)
+    if ckpt_meta is not None and ckpt_meta.get("distill") and [t["sha256"] for t in ckpt_meta["distill"]["teachers"]] != [t["sha256"] for t in teacher_records]:
+        raise ConfigError(f"{run_dir}: distill.teachers changed since this run started; resume needs the same teacher files")
+    distill_meta = {"teachers": teacher_records, "alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature} if teachers else None
     optimizer = _make_optimizer(model, cfg)
     sampler = make_sampler(train_ds.labels, cfg.imbalance.strategy, num_replicas=info.world_size, rank=info.rank, seed=cfg.run.seed)
     per_rank = len(sampler)  # type: ignore[arg-type]
@@ -379,7 +424,7 @@ def _train(
     epoch = start_epoch
     data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
     record = _ModelRecord(mcfg, {
-        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "device": str(device), "world_size": info.world_size,
+        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "distill": distill_meta, "device": str(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
     })
     best_path = run_dir / "best.safetensors"
@@ -412,7 +457,13 @@ def _train(
             x = x.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits = net(x)
+                if teachers:
+                    with torch.no_grad():
+                        teacher_logits = [t(x) for t in teachers]
             loss = loss_fn(logits, target)
+            if teachers:
+                a = cfg.distill.alpha
+                loss = (1.0 - a) * loss + a * distillation_loss(logits, teacher_logits, cfg.distill.temperature)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip:
@@ -459,7 +510,7 @@ def _train(
                 "epoch": epoch, "global_step": global_step, "seconds": seconds, "world_size": info.world_size,
                 "config": cfg.to_dict(), "data": data_meta, "schedule": schedule.state_dict(),
                 "early_stopping": stopper.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "history": history, "emolens_version": __version__, "init": init_meta,
+                "history": history, "emolens_version": __version__, "init": init_meta, "distill": distill_meta,
             }
             blob, text = encode_checkpoint(model.state_dict(), optimizer.state_dict(), meta)
             ckpt_dir = run_dir / "checkpoints"

@@ -1,0 +1,62 @@
+"""Score several models, and the average of their probabilities, on FER-2013 PublicTest and PrivateTest.
+
+    python benchmarks/ensemble.py --data ../shared/datasets/fer2013/archive.zip \
+        --models runs/teacher-s0 runs/teacher-s1 runs/teacher-s2
+
+Used for the teachers of the default model (docs/experiments.md): how good is what the
+student is distilled from, alone and together. Prints a Markdown table; `--json` also writes
+the figures. Each model's own temperature is applied before averaging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+
+def main() -> None:
+    from emolens.data import load_dataset
+    from emolens.inference import predict_proba
+    from emolens.models import load_model
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", required=True, help="model files or run folders")
+    ap.add_argument("--data", required=True, help="FER-2013 in any form emolens reads")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+
+    models = [load_model(m) for m in args.models]
+    size = {m.emolens_config.preprocess.image_size for m in models}
+    if len(size) != 1:
+        raise SystemExit(f"the models read different image sizes {sorted(size)}; an ensemble needs one")
+    ds = load_dataset(args.data, image_size=size.pop(), progress=False)
+    splits = {"PublicTest": ds.subset("val"), "PrivateTest": ds.subset("test")}
+    rows: dict[str, dict[str, float]] = {}
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in splits}
+    for spec, model in zip(args.models, models, strict=True):
+        rows[spec] = {}
+        for name, part in splits.items():
+            p = predict_proba(model, part.images)
+            probs[name].append(p)
+            rows[spec] |= {f"{name} acc": accuracy_score(part.labels, p.argmax(1)), f"{name} macro-F1": f1_score(part.labels, p.argmax(1), average="macro")}
+    mean = f"mean of {len(models)}"
+    rows[mean] = {}
+    for name, part in splits.items():
+        pred = np.mean(probs[name], axis=0).argmax(1)
+        rows[mean] |= {f"{name} acc": accuracy_score(part.labels, pred), f"{name} macro-F1": f1_score(part.labels, pred, average="macro")}
+
+    cols = [f"{s} {m}" for s in splits for m in ("acc", "macro-F1")]
+    print("| model | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for spec, r in rows.items():
+        print(f"| {spec} | " + " | ".join(f"{100 * r[c]:.2f}%" for c in cols) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
