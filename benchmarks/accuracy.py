@@ -104,7 +104,7 @@ def _training_lines(cfg) -> list[str]:
         f"- This run: `{c.get('model', {}).get('arch', cfg.arch)}`, {t.get('epochs')} epochs (best at {t.get('best_epoch')}), "
         f"batch {c.get('data', {}).get('batch_size')}, {c.get('optim', {}).get('name')} lr {c.get('optim', {}).get('lr')}, "
         f"{c.get('schedule', {}).get('name')} schedule, seed {c.get('run', {}).get('seed')}; "
-        f"{t.get('seconds', 0) / 60:.1f} min on {t.get('device')} (amp {t.get('amp')}, torch {t.get('torch_version')})",
+        f"{t.get('seconds', 0) / 60:.1f} min on {t.get('device_name') or t.get('device')} (amp {t.get('amp')}, torch {t.get('torch_version')})",
     ]
     init = t.get("init")
     if init:

@@ -206,7 +206,7 @@ def test_second_stage_starts_from_the_first_runs_weights(tmp_path: Path, small) 
     second = train(tiny(tmp_path, "schedule.epochs=1", "run.name=stage2", f"model.init={first.run_dir}", "optim.lr=1e-9",
                         "schedule.warmup_epochs=0"), dataset=small)
     init = read_model_config(second.run_dir / "best.safetensors").training["init"]
-    assert init["name"] == "stage1" and len(init["sha256"]) == 64
+    assert init["name"] == "stage1" and len(init["sha256"]) == 64 and set(init["metrics"]) == {"val_acc", "val_f1"}
     # At a learning rate of 1e-9 only BatchNorm statistics move: the weights are the first run's.
     w1, w2 = load_model(first.run_dir).state_dict(), load_model(second.run_dir).state_dict()
     assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1 if "running" not in k and "num_batches" not in k)

@@ -218,7 +218,8 @@ def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
 def _model_file_record(path: Path, config: ModelConfig, data: bytes | None = None) -> dict[str, Any]:
     """What a run records about a model file it used (init weights, teachers): enough to find it again."""
     digest = hashlib.sha256(data if data is not None else path.read_bytes()).hexdigest()
-    return {"path": str(path), "sha256": digest, "name": config.name, "training": config.training.get("config", {})}
+    metrics = {k: config.metrics[k] for k in ("val_acc", "val_f1") if k in config.metrics}
+    return {"path": str(path), "sha256": digest, "name": config.name, "metrics": metrics, "training": config.training.get("config", {})}
 
 
 def _read_model_file(spec: str, what: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -270,6 +271,11 @@ def _load_teachers(
         teachers.append(net.to(device, memory_format=memory_format))
         records.append(record)
     return teachers, records
+
+
+def _device_name(device: torch.device) -> str:
+    """The GPU's name (e.g. 'NVIDIA H100 80GB HBM3'), so a recorded training time says on what."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -424,7 +430,7 @@ def _train(
     epoch = start_epoch
     data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
     record = _ModelRecord(mcfg, {
-        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "distill": distill_meta, "device": str(device), "world_size": info.world_size,
+        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "distill": distill_meta, "device": str(device), "device_name": _device_name(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
     })
     best_path = run_dir / "best.safetensors"
