@@ -36,7 +36,7 @@ default-model: $(STAMP)
 	for s in 0 1 2; do $(BIN)/emolens train configs/teacher.yaml --data "$(DATA)" --set run.seed=$$s --set run.name=teacher-s$$s || exit 1; done
 	$(BIN)/emolens train configs/default.yaml --data "$(DATA)"
 	$(BIN)/emolens train configs/default-stage2.yaml --data "$(DATA)"
-	$(BIN)/python tools/ship_model.py runs/default-v4 --version $(VERSION) --replace
+	$(BIN)/python tools/ship_model.py runs/default-v4 --version $(VERSION) --replace --data "$(DATA)"
 	$(BIN)/python benchmarks/accuracy.py --data "$(DATA)"
 
 # timm and Ultralytics need torchvision, which does not import beside the CPU torch of .venv:

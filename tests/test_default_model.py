@@ -32,3 +32,16 @@ def test_shipped_model_keeps_its_documented_privatetest_accuracy(fer_archive: Pa
     report = evaluate(None, load_dataset(fer_archive, progress=False), split="test", tta=documented["tta"])
     assert report.n_images == 3589
     assert report.accuracy >= documented["test_accuracy"] - 0.005, (report.accuracy, documented["test_accuracy"])
+
+
+def test_shipped_model_file_records_the_figures_of_its_card() -> None:
+    """The weights file carries its own PrivateTest figures (tools/ship_model.py --data), and they
+    are the card's: the file, the card and metrics.json describe one measurement."""
+    from emolens.models import read_model_config
+
+    documented = json.loads(CARD.read_text())
+    test = read_model_config(default_model_path()).metrics["test"]
+    assert test["n_images"] == 3589 and test["tta"] == documented["tta"]
+    assert test["accuracy"] == pytest.approx(documented["test_accuracy"], abs=1e-9)
+    assert test["macro_f1"] == pytest.approx(documented["test_macro_f1"], abs=1e-9)
+    assert test["data_sha256"] == "268142ed6b16cd82910fc12f5303f1c841d67f3e4b5ecdc5ad8f700065c4e2b7"  # the Kaggle archive.zip

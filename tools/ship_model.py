@@ -1,10 +1,13 @@
 """Install a trained run as the model emolens ships and loads by default.
 
-    python tools/ship_model.py runs/default-v1 --version 0.1.0
+    python tools/ship_model.py runs/default-v4 --version 0.3.0 --data PATH/TO/fer2013/archive.zip
 
 Copies the run's best.safetensors into src/emolens/weights/default.safetensors (+ .json) with a
 name and version; the weights, the training config, the data sha256 and the validation metrics
-are the run's own, untouched. Refuses to replace an existing default unless --replace is given.
+are the run's own, untouched. With --data, the model is first measured on that dataset's test
+split (FER-2013 PrivateTest) and the figures are recorded beside the validation ones
+(`metrics["test"]`), so the file itself says how good it is. Refuses to replace an existing
+default unless --replace is given.
 """
 
 from __future__ import annotations
@@ -16,18 +19,34 @@ from pathlib import Path
 from emolens.models import default_model_path, load_model, save_model
 
 
+def _test_metrics(model, data: str) -> dict:
+    from emolens.data import load_dataset
+    from emolens.evaluation import evaluate
+
+    ds = load_dataset(data, image_size=model.emolens_config.preprocess.image_size, progress=False)
+    report = evaluate(model, ds, split="test")
+    figures = {k: v for k, v in report.summary().items() if k not in ("model", "images_per_s")}
+    figures["recall"] = {row["class"]: row["recall"] for row in report.per_class}
+    figures["data_sha256"] = ds.source_sha256
+    print(f"test split of {data}: accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f}")
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run folder or model file")
     ap.add_argument("--name", default="emolens-default")
     ap.add_argument("--version", required=True)
     ap.add_argument("--replace", action="store_true", help="replace the default model that is there")
+    ap.add_argument("--data", default=None, help="measure on this dataset's test split and record the figures in the file")
     args = ap.parse_args()
     target = default_model_path()
     if target.exists() and not args.replace:
         raise SystemExit(f"{target} exists; pass --replace to replace it")
     model = load_model(args.run)
     config = replace(model.emolens_config, name=args.name, version=args.version)
+    if args.data:
+        config = replace(config, metrics={**config.metrics, "test": _test_metrics(model, args.data)})
     print(f"wrote {save_model(model, Path(target), config)}")
 
 
