@@ -1,7 +1,8 @@
 """`train(config) -> TrainResult`: the training loop, single-process or data-parallel.
 
 One epoch: draw this process's rows (imbalance sampler), augment each batch on the device,
-optionally mix, forward under autocast, step. Then evaluate on validation (metrics summed
+optionally mix, forward under autocast (through the frozen teachers too when
+`distill.teachers` is set), step. Then evaluate on validation (metrics summed
 over processes), update schedule and early stopping, and on rank 0 write the `last`
 checkpoint (and `best` when the monitored metric improved), the history, the curves and the
 best model file. After the last epoch the best weights get a temperature fitted on
