@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 
 def main() -> None:
     from emolens.data import load_dataset
-    from emolens.evaluation.calibration import fit_class_bias
+    from emolens.evaluation.calibration import fit_class_bias, macro_f1_score
     from emolens.inference import predict_logits
     from emolens.models import load_model
 
@@ -33,6 +32,7 @@ def main() -> None:
     model = load_model(args.model)
     val = load_dataset(args.data, image_size=model.emolens_config.preprocess.image_size, progress=False).subset("val")
     logits, labels = np.asarray(predict_logits(model, val.images)), val.labels
+    n_classes = logits.shape[1]
     rng = np.random.default_rng(0)
     gains = []
     for _ in range(args.repeats):
@@ -43,7 +43,7 @@ def main() -> None:
             base, adjusted = logits[held].argmax(1), (logits[held] + offsets).argmax(1)
             gains.append((
                 (adjusted == labels[held]).mean() - (base == labels[held]).mean(),
-                f1_score(labels[held], adjusted, average="macro") - f1_score(labels[held], base, average="macro"),
+                macro_f1_score(adjusted, labels[held], n_classes) - macro_f1_score(base, labels[held], n_classes),
             ))
     g = 100 * np.asarray(gains)
     print(f"held-out change from class offsets over {len(g)} folds: accuracy {g[:, 0].mean():+.2f} points (sd {g[:, 0].std():.2f}), "

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 
 def main() -> None:
     from emolens.data import load_dataset
+    from emolens.evaluation.metrics import accuracy_and_macro_f1
     from emolens.inference import predict_proba
     from emolens.models import load_model
 
@@ -42,12 +42,12 @@ def main() -> None:
         for name, part in splits.items():
             p = predict_proba(model, part.images)
             probs[name].append(p)
-            rows[spec] |= {f"{name} acc": accuracy_score(part.labels, p.argmax(1)), f"{name} macro-F1": f1_score(part.labels, p.argmax(1), average="macro")}
+            rows[spec] |= dict(zip((f"{name} acc", f"{name} macro-F1"), accuracy_and_macro_f1(part.labels, p.argmax(1)), strict=True))
     mean = f"mean of {len(models)}"
     rows[mean] = {}
     for name, part in splits.items():
         pred = np.mean(probs[name], axis=0).argmax(1)
-        rows[mean] |= {f"{name} acc": accuracy_score(part.labels, pred), f"{name} macro-F1": f1_score(part.labels, pred, average="macro")}
+        rows[mean] |= dict(zip((f"{name} acc", f"{name} macro-F1"), accuracy_and_macro_f1(part.labels, pred), strict=True))
 
     cols = [f"{s} {m}" for s in splits for m in ("acc", "macro-F1")]
     print("| model | " + " | ".join(cols) + " |")

@@ -19,7 +19,6 @@ Run folder `runs/<name>/`:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 import sys
 import time
@@ -216,28 +215,21 @@ def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
     return path
 
 
-def _model_file_record(path: Path, config: ModelConfig, data: bytes | None = None) -> dict[str, Any]:
-    """What a run records about a model file it used (init weights, teachers): enough to find it again."""
-    digest = hashlib.sha256(data if data is not None else path.read_bytes()).hexdigest()
-    metrics = {k: config.metrics[k] for k in ("val_acc", "val_f1") if k in config.metrics}
-    return {"path": str(path), "sha256": digest, "name": config.name, "metrics": metrics, "training": config.training.get("config", {})}
-
-
 def _read_model_file(spec: str, what: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Load an emolens model file named in the config, and its record (one read of the file)."""
-    from safetensors.torch import load as load_safetensors
-
-    from emolens.models.io import read_model_config, resolve_model_path
+    """Load an emolens model file named in the config (init weights, a teacher), and what a run
+    records about it: enough to find it again."""
+    from emolens.data.cache import hash_file
+    from emolens.models.io import load_model, resolve_model_path
 
     try:
         path = resolve_model_path(spec)
-        config = read_model_config(path)
-        data = path.read_bytes()
-        net = build_model(config)
-        net.load_state_dict(load_safetensors(data))
-    except (ModelError, RuntimeError, OSError) as exc:
-        raise ConfigError(f"{what} {spec}: {exc}") from None
-    return net.eval(), _model_file_record(path, config, data)
+        net = load_model(path)
+    except ModelError as exc:
+        raise ConfigError(f"{what} {exc}") from None
+    config: ModelConfig = net.emolens_config  # type: ignore[assignment]
+    metrics = {k: config.metrics[k] for k in ("val_acc", "val_f1") if k in config.metrics}
+    record = {"path": str(path), "sha256": hash_file(path), "name": config.name, "metrics": metrics, "training": config.training.get("config", {})}
+    return net, record
 
 
 def _init_weights(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
