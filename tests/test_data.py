@@ -215,7 +215,7 @@ FERPLUS_VOTES = [
     (0, 0, 0, 0, 0, 0, 0, 0, 0, 10),  # row 3: not a face -> dropped
     (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),  # row 4: no votes at all -> dropped
     (0, 0, 3, 0, 0, 0, 5, 0, 2, 0),  # row 5: fear
-    (0, 0, 0, 0, 4, 4, 0, 0, 2, 0),  # row 6: anger/disgust tie -> anger (first column)
+    (0, 0, 0, 0, 4, 4, 0, 0, 2, 0),  # row 6: anger/disgust tie -> dropped
 ]
 
 
@@ -229,14 +229,15 @@ def write_ferplus(path: Path, usages: list[str], votes=FERPLUS_VOTES) -> Path:
 
 def test_ferplus_majority_votes(fer_csv, tmp_path):
     fp = write_ferplus(tmp_path / "fer2013new.csv", CSV_USAGE)
-    with pytest.warns(DataWarning, match="skipped 3 items"):
+    with pytest.warns(DataWarning, match="skipped 4 items"):
         ds = load_dataset(fer_csv, ferplus=fp, progress=False)
-    assert [str(n) for n in ds.names] == ["row 0", "row 1", "row 5", "row 6"]
-    assert [EMOTIONS[i] for i in ds.labels] == ["happy", "neutral", "fear", "angry"]
+    assert [str(n) for n in ds.names] == ["row 0", "row 1", "row 5"]
+    assert [EMOTIONS[i] for i in ds.labels] == ["happy", "neutral", "fear"]
     assert ds.soft_labels is None
     msgs = "\n".join(ds.skipped)
     assert "row 2: FER+ majority is contempt" in msgs and "row 3: FER+ majority is NF" in msgs
     assert "row 4: no votes among the 7 emotions" in msgs
+    assert "row 6: FER+ votes tied between anger and disgust (4 each)" in msgs
     assert np.array_equal(ds.images[2], pixels_of(105))  # row 5's pixels stay with row 5
 
 
@@ -244,7 +245,7 @@ def test_ferplus_soft_labels(fer_csv, tmp_path):
     fp = write_ferplus(tmp_path / "fer2013new.csv", CSV_USAGE)
     with pytest.warns(DataWarning):
         ds = load_dataset(fer_csv, ferplus=fp, soft_labels=True, progress=False)
-    assert ds.soft_labels.shape == (4, 7) and ds.soft_labels.dtype == np.float32
+    assert ds.soft_labels.shape == (3, 7) and ds.soft_labels.dtype == np.float32
     np.testing.assert_allclose(ds.soft_labels.sum(1), 1.0, rtol=1e-6)
     happy = dict(zip(EMOTIONS, ds.soft_labels[0], strict=True))
     assert happy["happy"] == pytest.approx(0.8) and happy["surprise"] == pytest.approx(0.2)

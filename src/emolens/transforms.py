@@ -113,6 +113,7 @@ class TrainTransform:
             x = ((x - mean) * contrast + mean) * bright
             x = x.clamp_(0.0, 255.0)
 
+        x = self._degrade(x, g)  # (B, 1, I, I), 0..255
         x = normalize(x, self._norm_cfg)  # the shared normalisation; (B, 1, I, I)
 
         # Random erasing after normalisation, filled with noise of the normalised scale.
@@ -131,6 +132,54 @@ class TrainTransform:
             noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
             x = torch.where(mask, noise, x)
         return x
+
+    def _degrade(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Low light, blur, small-face resolution and noise, each on its own random images."""
+        a, dev, B = self.aug, x.device, x.shape[0]
+        if (idx := _pick(B, a.gamma_prob, g, dev)).numel():
+            gamma = torch.exp(self._uniform(idx.numel(), math.log(a.gamma[0]), math.log(a.gamma[1]), g, dev)).view(-1, 1, 1, 1)
+            x[idx] = 255.0 * (x[idx] / 255.0).clamp(0, 1) ** gamma
+        if (idx := _pick(B, a.blur_prob, g, dev)).numel():
+            x[idx] = gaussian_blur(x[idx], self._uniform(idx.numel(), a.blur_sigma[0], a.blur_sigma[1], g, dev))
+        if (idx := _pick(B, a.lowres_prob, g, dev)).numel():
+            lo, hi = a.lowres_size
+            sides = torch.randint(lo, hi + 1, (idx.numel(),), generator=g, device=dev)
+            x[idx] = _low_resolution(x[idx], sides)
+        if (idx := _pick(B, a.noise_prob, g, dev)).numel():
+            std = self._uniform(idx.numel(), a.noise_std[0], a.noise_std[1], g, dev).view(-1, 1, 1, 1)
+            x[idx] = (x[idx] + std * torch.randn(x[idx].shape, generator=g, device=dev, dtype=x.dtype)).clamp(0.0, 255.0)
+        return x
+
+
+def _pick(n: int, prob: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Indices of the images (of n) that get an augmentation applied with probability `prob`."""
+    if prob <= 0:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    return torch.nonzero(torch.rand(n, generator=g, device=device) < prob).flatten()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of (B, 1, H, W) with its own sigma (B,), separably, reflecting at edges."""
+    B = x.shape[0]
+    radius = max(1, int(math.ceil(3 * float(sigma.max()))))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+    k = (k / k.sum(1, keepdim=True)).view(B, 1, 1, -1)  # (B, 1, 1, K): one kernel per image
+    y = F.pad(x.transpose(0, 1), (radius, radius, radius, radius), mode="reflect")  # (1, B, H+2r, W+2r)
+    y = F.conv2d(y, k, groups=B)  # along W
+    y = F.conv2d(y, k.transpose(2, 3), groups=B)  # along H
+    return y.transpose(0, 1)
+
+
+def _low_resolution(x: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
+    """Down to `sides[i]` pixels (area-averaged, as a camera sees a small face) and back up."""
+    out = x.clone()
+    size = x.shape[-1]
+    for side in sides.unique().tolist():
+        idx = torch.nonzero(sides == side).flatten()
+        small = F.interpolate(x[idx], size=(int(side), int(side)), mode="area")
+        out[idx] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    return out
 
 
 def create_transform(preprocess: PreprocessConfig, aug: AugConfig | None = None, is_training: bool = False, *, seed: int = 0) -> Transform:

@@ -154,6 +154,16 @@ class AugConfig:
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
     cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cutmix; 0 = off; with both, each batch picks one
     mix_prob: float = 1.0  # chance that a batch is mixed when mixup or cutmix is on
+    # Degradations of photos and video that FER-2013's studio-like crops rarely show; each is
+    # applied to an image with its probability (0 = off, the default, as in the 0.3.0 recipe).
+    gamma_prob: float = 0.0  # low light / overexposure: pixel^gamma, gamma in `gamma`
+    gamma: tuple[float, float] = (0.6, 2.0)  # >1 darkens mid-tones like an underexposed frame
+    blur_prob: float = 0.0  # out of focus or motion: Gaussian blur, sigma in `blur_sigma` (input pixels)
+    blur_sigma: tuple[float, float] = (0.4, 1.6)
+    lowres_prob: float = 0.0  # small faces: down to a side in `lowres_size`, then back up
+    lowres_size: tuple[int, int] = (12, 32)
+    noise_prob: float = 0.0  # sensor noise: Gaussian, std in `noise_std` grey levels
+    noise_std: tuple[float, float] = (2.0, 12.0)
 
     def __post_init__(self) -> None:
         _choice("aug", "padding", self.padding, PADDING)
@@ -169,6 +179,12 @@ class AugConfig:
         _range("aug", "translate", self.translate, 0.0, 0.5)
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ConfigError("aug.mixup_alpha and aug.cutmix_alpha must be >= 0")
+        for name in ("gamma_prob", "blur_prob", "lowres_prob", "noise_prob"):
+            _range("aug", name, getattr(self, name), 0.0, 1.0)
+        for name, lo in (("gamma", 0.05), ("blur_sigma", 0.01), ("lowres_size", 2), ("noise_std", 0.0)):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not lo <= pair[0] <= pair[1]:
+                raise ConfigError(f"aug.{name} must be (low, high) with {lo} <= low <= high, got {pair}")
 
 
 @dataclass

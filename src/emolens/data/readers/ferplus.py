@@ -1,10 +1,15 @@
-"""FER+ relabelling of FER-2013 (Barsoum et al. 2016): ten crowd votes per image, in
-`fer2013new.csv`, whose rows line up one to one with `fer2013.csv`.
+"""FER+ relabelling of FER-2013 (Barsoum et al. 2016): ten crowd votes per image.
 
-Columns: Usage, Image name, neutral, happiness, surprise, sadness, anger, disgust, fear,
-contempt, unknown, NF. Majority vote: the class with the most votes; an image whose top vote is
-contempt, unknown or NF (not a face), or that has no vote among the seven, is dropped. Ties
-between emotions go to the one first in the file's column order (neutral first).
+Two files carry the votes: `fer2013new.csv`, whose rows line up one to one with `fer2013.csv`
+(Usage, Image name, then the votes), and the `label.csv` of each folder that Microsoft's
+instructions produce (`FER2013Train/`, `FER2013Valid/`, `FER2013Test/`: image name, face box,
+then the same votes). Vote columns: neutral, happiness, surprise, sadness, anger, disgust,
+fear, contempt, unknown, NF.
+
+Majority label, as the FER+ paper defines it: the emotion with strictly the most votes; an
+image whose top vote is tied, or is contempt, unknown or NF (not a face), or that has no vote
+among the seven, is dropped. Soft labels are the vote shares of the seven emotions on the
+images that have a majority label (contempt, unknown and NF votes left out).
 """
 
 from __future__ import annotations
@@ -66,13 +71,51 @@ def ferplus_label(votes: np.ndarray, *, soft: bool) -> tuple[int | None, np.ndar
     """(label index into EMOTIONS, soft distribution (7,) in EMOTIONS order, reason if dropped)."""
     emotion_votes = votes[:7]
     top = votes.max()
-    winners = np.flatnonzero(emotion_votes == top)
-    if top > 0 and len(winners) == 0:
-        return None, None, f"FER+ majority is {VOTE_COLUMNS[int(np.argmax(votes))]}"
-    if emotion_votes.sum() <= 0:
+    if top <= 0:
         return None, None, "no votes among the 7 emotions"
+    winners = np.flatnonzero(votes == top)
+    if len(winners) > 1:
+        tied = " and ".join(VOTE_COLUMNS[int(w)] for w in winners)
+        return None, None, f"FER+ votes tied between {tied} ({int(top)} each)"
+    if winners[0] >= 7:
+        return None, None, f"FER+ majority is {VOTE_COLUMNS[int(winners[0])]}"
+    label = int(_TO_EMOTIONS[winners[0]])
+    if not soft:
+        return label, None, ""
     dist = np.zeros(len(EMOTIONS), np.float32)
     dist[_TO_EMOTIONS] = emotion_votes / emotion_votes.sum()
-    if soft:
-        return int(np.argmax(dist)), dist, ""
-    return int(_TO_EMOTIONS[winners[0]]), None, ""
+    return label, dist, ""
+
+
+@dataclass
+class LabelCsvRow:
+    name: str  # image file name, e.g. fer0032220.png
+    votes: np.ndarray | None  # (10,) in VOTE_COLUMNS order; None when the row is malformed
+    error: str = ""
+
+
+def parse_label_csv(data: bytes, where: str) -> list[LabelCsvRow]:
+    """Rows of one FER+ `label.csv`: `name,"(x, y, w, h)",<10 vote counts>`, no header.
+
+    `where` names the file in messages (e.g. `FER2013Test/label.csv`). Bytes that are not UTF-8
+    spoil only their own row.
+    """
+    text = data.decode("utf-8-sig", errors="replace")
+    rows: list[LabelCsvRow] = []
+    for i, rec in enumerate(csv.reader(text.splitlines())):
+        if not rec:
+            continue
+        line = f"{where} line {i + 1}"
+        if len(rec) != 2 + len(VOTE_COLUMNS):
+            rows.append(LabelCsvRow(rec[0], None, f"{line}: {len(rec)} fields, expected {2 + len(VOTE_COLUMNS)} (name, box, 10 vote counts)"))
+            continue
+        try:
+            votes = np.array([float(v) for v in rec[2:]], np.float64)
+        except ValueError:
+            rows.append(LabelCsvRow(rec[0], None, f"{line}: vote counts {rec[2:]} are not all numbers"))
+            continue
+        if not np.isfinite(votes).all() or (votes < 0).any():
+            rows.append(LabelCsvRow(rec[0], None, f"{line}: vote counts {rec[2:]} must be finite and non-negative"))
+            continue
+        rows.append(LabelCsvRow(rec[0].strip(), votes))
+    return rows
