@@ -26,6 +26,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about its httpx dependency, irrelevant here
     from fastapi.testclient import TestClient
 
+# The server answers only to its own names (DNS rebinding); TestClient says "testserver" unless told.
+LOCAL = "http://localhost"
+
 from PIL import Image  # noqa: E402
 
 from emolens.labels import EMOTIONS  # noqa: E402
@@ -68,7 +71,7 @@ def recognizer(model_path):
 
 @pytest.fixture(scope="module")
 def client(recognizer):
-    with TestClient(create_app(recognizer, workers=2)) as c:
+    with TestClient(create_app(recognizer, workers=2), base_url=LOCAL) as c:
         yield c
 
 
@@ -209,7 +212,7 @@ def test_huge_dimensions_are_refused_before_decoding(client):
 
 
 def test_image_over_a_configured_pixel_limit(recognizer, astronaut):
-    with TestClient(create_app(recognizer, max_pixels=256 * 256)) as small:
+    with TestClient(create_app(recognizer, max_pixels=256 * 256), base_url=LOCAL) as small:
         assert_error(post_raw(small, encode(astronaut)), 413, "512x512", "65,536")
         assert post_raw(small, encode(astronaut[::2, ::2].copy())).status_code == 200  # 256 x 256 passes
 
@@ -238,7 +241,7 @@ def test_oversize_upload_is_413_declared_and_streamed(recognizer, astronaut):
     limit = 50_000
     big = encode(astronaut, "PNG")  # ~500 kB
     assert len(big) > limit
-    with TestClient(create_app(recognizer, max_upload_bytes=limit)) as small:
+    with TestClient(create_app(recognizer, max_upload_bytes=limit), base_url=LOCAL) as small:
         body = assert_error(post_raw(small, big, "image/png"), 413, f"{len(big):,}", f"{limit:,}")
         assert body["error"] == "Request Entity Too Large"
 
@@ -283,7 +286,7 @@ def test_crops_answers_each_and_reports_bad_ones(client, recognizer, lfw_crops):
 
 
 def test_crops_limits_and_types(recognizer, lfw_crops):
-    with TestClient(create_app(recognizer, max_batch=2)) as c:
+    with TestClient(create_app(recognizer, max_batch=2), base_url=LOCAL) as c:
         files = [("files", (f"f{i}.png", lfw_crops[i], "image/png")) for i in range(3)]
         assert_error(c.post("/v1/predict/crops", files=files), 422, "at most 2")
         assert_error(post_raw(c, lfw_crops[0], "image/png", "/v1/predict/crops"), 415, "multipart/form-data")
@@ -295,7 +298,7 @@ def test_crops_limits_and_types(recognizer, lfw_crops):
 
 
 def test_stream_answers_every_frame_and_survives_bad_ones(client, face_jpeg):
-    with client.websocket_connect("/v1/stream") as ws:
+    with client.websocket_connect("ws://localhost/v1/stream") as ws:
         hello = ws.receive_json()
         assert hello["type"] == "hello" and hello["labels"] == list(EMOTIONS)
         assert hello["model"]["name"] == "test-cnn"
@@ -316,7 +319,7 @@ def test_stream_answers_every_frame_and_survives_bad_ones(client, face_jpeg):
 
 
 def test_stream_refuses_oversize_frames(recognizer, face_jpeg):
-    with TestClient(create_app(recognizer, max_upload_bytes=1000)) as c, c.websocket_connect("/v1/stream") as ws:
+    with TestClient(create_app(recognizer, max_upload_bytes=1000), base_url=LOCAL) as c, c.websocket_connect("ws://localhost/v1/stream") as ws:
         ws.receive_json()
         ws.send_bytes(face_jpeg)
         reply = ws.receive_json()
@@ -352,7 +355,7 @@ class GatedRecognizer:
 def test_overload_answers_503_with_retry_after_then_recovers(recognizer, face_jpeg):
     gated = GatedRecognizer(recognizer)
     app = create_app(gated, workers=1, max_queue=1)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         results: list = [None, None]
 
         def send(i: int) -> None:

@@ -15,6 +15,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+# The server answers only to its own names (DNS rebinding); TestClient says "testserver" unless told.
+LOCAL = "http://localhost"
+
 from emolens.cli import main
 
 
@@ -62,7 +65,7 @@ def test_serve_passes_options_and_loads_the_model_once(launched, model_path):
     assert (limits.workers, limits.max_queue, limits.max_upload_bytes, limits.max_pixels) == (3, 5, 100_000, 1_000_000)
     assert launched["cores"] == [3]
     assert launched["recognizer_args"][1] == {"model": model_path, "detector": "haar", "backend": "torch"}
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         for _ in range(3):
             assert client.get("/v1/model").json()["name"] == "cli-cnn"
             assert client.post("/v1/predict", content=b"x" * 100_001, headers={"content-type": "image/jpeg"}).status_code == 413

@@ -14,6 +14,7 @@ Stages:
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,12 @@ import numpy as np
 from emolens.errors import ConfigError, DataError
 
 ColorOrder = Literal["rgb", "bgr"]
+
+# What a model file may declare. 8 is the smallest side a config can be built with; 256 bounds
+# the network a file can make us build (a fully connected head grows with the side squared).
+SIDE_RANGE = (8, 256)
+MEAN_RANGE = (0.0, 1.0)  # of pixel/255, which lies in [0, 1]
+STD_RANGE = (1e-3, 1.0)  # a tinier std turns float32 inputs into inf
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,38 @@ class PreprocessConfig:
         if unknown:
             raise ConfigError(f"unknown preprocessing keys {sorted(unknown)}; expected some of {sorted(known)}")
         return cls(**d)
+
+    @classmethod
+    def validated(cls, d: Any, source: str = "preprocess") -> PreprocessConfig:
+        """A config from untrusted JSON (a model file): each field's type and range checked first.
+
+        Raises ConfigError naming `source`, the field, what was found and what was expected.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object of preprocessing settings, found {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown preprocessing keys {sorted(map(str, unknown))}; expected some of {sorted(known)}")
+        for name in ("image_size", "input_size"):
+            if name in d:
+                _check_number(d[name], f"{source}.{name}", SIDE_RANGE, integer=True)
+        for name, bounds in (("mean", MEAN_RANGE), ("std", STD_RANGE), ("face_margin", (0.0, 1.0))):
+            if name in d:
+                _check_number(d[name], f"{source}.{name}", bounds)
+        try:
+            return cls(**d)
+        except ConfigError as exc:  # the cross-field rules of __post_init__ (input_size <= image_size)
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_number(value: Any, where: str, bounds: tuple[float, float], *, integer: bool = False) -> None:
+    lo, hi = bounds
+    # bool is an int to Python; `true` for a size is a damaged file, not 1.
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError(f"{where}: expected {kind} in [{lo}, {hi}], found {value!r}")
 
 
 def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ is loaded. Everything heavy happens here, once, before the first request.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -36,12 +37,22 @@ def create_app(
     workers: int = _DEFAULTS.workers,
     max_queue: int = _DEFAULTS.max_queue,
     max_batch: int = _DEFAULTS.max_batch,
+    max_crop_pixels: int = _DEFAULTS.max_crop_pixels,
+    pixel_budget: int = _DEFAULTS.pixel_budget,
+    max_side: int = _DEFAULTS.max_side,
+    read_timeout: float = _DEFAULTS.read_timeout,
+    max_connections: int = _DEFAULTS.max_connections,
+    max_streams: int = _DEFAULTS.max_streams,
+    allowed_hosts: Iterable[str] | None = None,
+    allowed_origins: Iterable[str] = (),
 ) -> Any:
     """The emolens HTTP app: JSON API under /v1, health at /healthz, the webcam page at /.
 
     `recognizer` needs `predict(image) -> ImageResult`, `predict_crops(images) -> list[FaceResult]`
     and `model_info() -> dict`, like `emolens.pipeline.EmotionRecognizer`; None loads the default
-    model. Limits are described in `emolens.serving.limits.ServerLimits`.
+    model. Limits are described in `emolens.serving.limits.ServerLimits`. `allowed_hosts`
+    (default: localhost, 127.0.0.1, ::1) are the Host names served; `allowed_origins` the other
+    sites whose pages may call the API (its own page always may); see `emolens.serving.security`.
     """
     from fastapi import FastAPI
     from fastapi.responses import FileResponse
@@ -53,7 +64,12 @@ def create_app(
     from emolens.serving.jobs import Runner, jsonable
     from emolens.serving.pool import InferencePool
 
-    limits = ServerLimits(max_upload_bytes, max_pixels, workers, max_queue, max_batch)
+    from emolens.serving.security import LOCAL_HOSTS, OriginGuardMiddleware, SecurityHeadersMiddleware
+
+    limits = ServerLimits(
+        max_upload_bytes, max_pixels, workers, max_queue, max_batch, max_crop_pixels, pixel_budget, max_side,
+        read_timeout, max_connections, max_streams,
+    )
     if recognizer is None:
         from emolens.pipeline import EmotionRecognizer
 
@@ -79,11 +95,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.recognizer = recognizer
-    app.state.runner = Runner(recognizer)
+    app.state.runner = Runner(recognizer, limits)
+    app.state.streams = 0  # open /v1/stream connections, bounded by limits.max_streams
     app.state.model_info = model_info
     app.state.pool = pool
     app.state.limits = limits
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes)
+    # Outermost last: headers on every answer, then Host/Origin, then the body's size and time.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes, read_timeout=limits.read_timeout)
+    app.add_middleware(OriginGuardMiddleware, allowed_hosts=LOCAL_HOSTS if allowed_hosts is None else allowed_hosts, allowed_origins=allowed_origins)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_handlers(app)
     app.include_router(routes.router)
     app.include_router(stream.router)

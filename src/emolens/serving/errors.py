@@ -9,6 +9,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from emolens.errors import ConfigError, DataError, EmolensError, ModelError
+from emolens.serving.limits import PixelsBusy
 from emolens.serving.pool import Overloaded
 from emolens.serving.uploads import ImageTooLarge, UnsupportedMediaType
 
@@ -21,6 +22,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (EmolensError, 422),
     (UnsupportedMediaType, 415),
     (Overloaded, 503),
+    (PixelsBusy, 503),  # the decoded-pixel budget stayed full
 )
 
 
@@ -32,18 +34,25 @@ def describe(exc: BaseException) -> tuple[int, dict[str, str], dict[str, str]]:
         return exc.status_code, {"detail": str(exc.detail), "error": HTTPStatus(exc.status_code).phrase}, dict(exc.headers or {})
     for cls, status in STATUS:
         if isinstance(exc, cls):
-            headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else {}
+            headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded | PixelsBusy) else {}
             return status, {"detail": str(exc), "error": type(exc).__name__}, headers
     return 500, {"detail": "internal server error", "error": type(exc).__name__}, {}
 
 
 def install_handlers(app) -> None:
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     async def handle(request, exc: Exception) -> JSONResponse:
         status, body, headers = describe(exc)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    for cls in (EmolensError, UnsupportedMediaType, Overloaded, HTTPException):
+    async def gone(request, exc: Exception) -> Response:
+        # The client left mid-upload: nobody reads an answer, and BodyLimitMiddleware has logged
+        # one line; without this handler every such client costs a 30-line traceback.
+        return Response(status_code=400, headers={"Connection": "close"})
+
+    for cls in (EmolensError, UnsupportedMediaType, Overloaded, PixelsBusy, HTTPException):
         app.add_exception_handler(cls, handle)
+    app.add_exception_handler(ClientDisconnect, gone)

@@ -6,6 +6,7 @@ event loop only serialises.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -13,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from emolens.errors import DataError
-from emolens.serving.uploads import Upload, decode_image
+from emolens.errors import DataError, ModelError
+from emolens.serving.limits import PixelBudget, ServerLimits
+from emolens.serving.uploads import ImageTooLarge, Upload, decode_bounded, load_image, open_header, plan_decode
 
 
 def jsonable(obj: Any) -> Any:
@@ -39,6 +41,28 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
+def check_finite(faces: list[dict[str, Any]], what: str) -> None:
+    """A NaN or infinite score would make invalid JSON; it means the model is broken, not the request."""
+    for face in faces:
+        scores = face.get("scores") or {}
+        bad = [k for k, v in scores.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad or (isinstance(face.get("score"), float) and not math.isfinite(face["score"])):
+            raise ModelError(
+                f"{what}: the model produced non-finite scores ({', '.join(f'{k}={scores[k]}' for k in bad) or 'score'}); "
+                "its weights or temperature are broken: check the model file (emolens serve --model ...)"
+            )
+
+
+def scale_boxes(faces: list[dict[str, Any]], sx: float, sy: float, width: int, height: int) -> None:
+    """Boxes found in a downscaled image, in place, onto the original's pixels."""
+    for face in faces:
+        box = face.get("box")
+        if not isinstance(box, dict):
+            continue
+        x, y = min(width, round(box["x"] * sx)), min(height, round(box["y"] * sy))
+        face["box"] = {"x": x, "y": y, "w": min(width - x, round(box["w"] * sx)), "h": min(height - y, round(box["h"] * sy))}
+
+
 class Runner:
     """The recognizer, and what it takes to call it from several worker threads at once.
 
@@ -47,46 +71,78 @@ class Runner:
     (measured with 4 threads). So whole-image prediction, which detects, is serialised unless
     the recognizer sets `thread_safe = True`; decoding and crop classification (no detector;
     PyTorch and onnxruntime allow concurrent inference) run in parallel.
+
+    Memory: every decode first reserves its pixels from one `PixelBudget` for the process, and
+    photos are detected at most `max_side` pixels on their longer side (JPEGs are decoded
+    reduced, others shrunk after decoding), so neither one request nor all workers together
+    hold more than the limits allow, and a 49 MP photo costs what a 4 MP one does to detect.
     """
 
-    def __init__(self, recognizer: Any):
+    def __init__(self, recognizer: Any, limits: ServerLimits | None = None):
         self.recognizer = recognizer
+        self.limits = limits or ServerLimits()
+        self.pixels = PixelBudget(self.limits.pixel_budget)
         self.detect_lock: AbstractContextManager = nullcontext() if getattr(recognizer, "thread_safe", False) else threading.Lock()
 
-    def predict_image(self, upload: Upload, max_pixels: int) -> dict[str, Any]:
+    def predict_image(self, upload: Upload) -> dict[str, Any]:
         t0 = time.perf_counter()
-        image = decode_image(upload, max_pixels)
-        t1 = time.perf_counter()
-        with self.detect_lock:
-            t_locked = time.perf_counter()
-            result = self.recognizer.predict(image, color_order="rgb", name=upload.name)
-        t2 = time.perf_counter()
+        limits = self.limits
+        plan = plan_decode(upload, limits.max_pixels, limits.max_side)
+        with self.pixels.reserve(plan.pixels, upload.name):
+            image, (width, height) = decode_bounded(plan, limits.max_side)
+            t1 = time.perf_counter()
+            with self.detect_lock:
+                t_locked = time.perf_counter()
+                result = self.recognizer.predict(image, color_order="rgb", name=upload.name)
+            t2 = time.perf_counter()
+            shape = image.shape
+            del image
+        faces = jsonable(result.summary())
+        if (width, height) != (shape[1], shape[0]):
+            scale_boxes(faces, width / shape[1], height / shape[0], width, height)
+        check_finite(faces, upload.name)
         timings = {"decode_ms": _ms(t1 - t0), "lock_ms": _ms(t_locked - t1), "predict_ms": _ms(t2 - t_locked)}
         speed = getattr(result, "speed", None)
         if isinstance(speed, dict):  # the pipeline's own breakdown (preprocess, detect, classify)
             timings["pipeline_ms"] = {k: round(float(v), 3) for k, v in speed.items()}
-        return {
-            "faces": jsonable(result.summary()),
-            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
-            "timings": timings,
-        }
+        return {"faces": faces, "image": {"width": int(width), "height": int(height)}, "timings": timings}
 
-    def predict_crops(self, uploads: list[Upload], max_pixels: int) -> dict[str, Any]:
-        """A batch of face crops; one that cannot be decoded is reported and the others answered."""
+    def predict_crops(self, uploads: list[Upload]) -> dict[str, Any]:
+        """A batch of face crops; one that cannot be decoded is reported and the others answered.
+
+        Sizes are checked from the headers first: a crop over `max_crop_pixels`, or crops adding
+        up to more than `max_pixels`, refuse the whole request (413) before anything is decoded.
+        """
         t0 = time.perf_counter()
+        limits = self.limits
+        total = 0
+        for upload in uploads:
+            img = open_header(upload, limits.max_crop_pixels, what="crop")
+            if img is not None:
+                total += img.size[0] * img.size[1]
+                img.close()
+        if total > limits.max_pixels:
+            raise ImageTooLarge(
+                f"the {len(uploads)} crops add up to {total:,} pixels; this server decodes at most {limits.max_pixels:,} "
+                "pixels per request: send smaller crops, or fewer per request"
+            )
         entries: list[dict[str, Any]] = [{"index": i, "filename": u.name} for i, u in enumerate(uploads)]
-        images, good = [], []
-        for i, upload in enumerate(uploads):
-            try:
-                images.append(decode_image(upload, max_pixels))
-                good.append(i)
-            except DataError as exc:
-                entries[i]["error"] = str(exc)
-        t1 = time.perf_counter()
-        faces = self.recognizer.predict_crops(images, color_order="rgb") if images else []
-        t2 = time.perf_counter()
-        if len(faces) != len(images):
-            raise RuntimeError(f"recognizer returned {len(faces)} results for {len(images)} crops")
+        with self.pixels.reserve(total, f"{len(uploads)} crops"):
+            images, good = [], []
+            for i, upload in enumerate(uploads):
+                try:
+                    images.append(load_image(upload.data, name=upload.name))
+                    good.append(i)
+                except DataError as exc:
+                    entries[i]["error"] = str(exc)
+            t1 = time.perf_counter()
+            faces = self.recognizer.predict_crops(images, color_order="rgb") if images else []
+            t2 = time.perf_counter()
+            del images
+        if len(faces) != len(good):
+            raise RuntimeError(f"recognizer returned {len(faces)} results for {len(good)} crops")
         for i, face in zip(good, faces, strict=True):
-            entries[i].update({k: v for k, v in face_to_dict(face).items() if k not in ("index", "filename")})
+            summary = face_to_dict(face)
+            check_finite([summary], uploads[i].name)
+            entries[i].update({k: v for k, v in summary.items() if k not in ("index", "filename")})
         return {"crops": entries, "timings": {"decode_ms": _ms(t1 - t0), "predict_ms": _ms(t2 - t1)}}

@@ -69,7 +69,7 @@ async def predict(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter()
     state = request.app.state
     upload = await read_image_upload(request)
-    out, wait_s = await state.pool.run(state.runner.predict_image, upload, state.limits.max_pixels)
+    out, wait_s = await state.pool.run(state.runner.predict_image, upload)
     out["model"] = _model_ref(request)
     return _finish(out, t0, wait_s)
 
@@ -82,6 +82,6 @@ async def predict_crops(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter()
     state = request.app.state
     uploads = await read_crop_uploads(request, state.limits.max_batch)
-    out, wait_s = await state.pool.run(state.runner.predict_crops, uploads, state.limits.max_pixels)
+    out, wait_s = await state.pool.run(state.runner.predict_crops, uploads)
     out["model"] = _model_ref(request)
     return _finish(out, t0, wait_s)

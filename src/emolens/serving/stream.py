@@ -10,58 +10,104 @@ previous answer arrives, so a slow server lowers the frame rate instead of pilin
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from emolens.errors import ModelError
 from emolens.serving.errors import describe
 from emolens.serving.limits import too_large_message
 from emolens.serving.uploads import Upload
 
 router = APIRouter()
+log = logging.getLogger("emolens.serving")
+
+# RFC 6455 close codes: 1008 policy violation (the client broke the protocol's rules),
+# 1013 try again later (the server is full).
+POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
+
+
+class NotReading(Exception):
+    """The client has not taken a reply off the socket for `read_timeout` seconds."""
+
+
+async def _send(ws: WebSocket, message: dict[str, Any], timeout: float) -> None:
+    # allow_nan=False: a NaN would be invalid JSON for the browser (jobs.check_finite stops it first).
+    text = json.dumps(message, allow_nan=False, separators=(",", ":"))
+    try:
+        await asyncio.wait_for(ws.send_text(text), timeout)
+    except TimeoutError:
+        raise NotReading from None
 
 
 @router.websocket("/v1/stream")
 async def stream(ws: WebSocket) -> None:
     state = ws.app.state
     info = state.model_info
-    await ws.accept()
-    await ws.send_json({
+    limits = state.limits
+    if state.streams >= limits.max_streams:
+        log.info("/v1/stream: refused a connection, %d streams already open (max_streams)", state.streams)
+        await ws.accept()
+        await ws.close(TRY_AGAIN_LATER, f"server busy: {state.streams} streams open, at most {limits.max_streams}")
+        return
+    state.streams += 1
+    try:
+        await ws.accept()
+        await _serve(ws, state, info, limits)
+    except NotReading:
+        # Only one frame is ever in flight per connection (uvicorn stops reading the socket
+        # until the handler asks for the next message), so a client that sends without
+        # reading stalls here, holding a bounded buffer, until this deadline drops it.
+        log.info("/v1/stream: client stopped reading replies for %g s; closing (%d)", limits.read_timeout, POLICY_VIOLATION)
+        try:
+            await asyncio.wait_for(ws.close(POLICY_VIOLATION, "replies not read"), 1.0)
+        except Exception:  # noqa: BLE001  the socket is stuck or gone; uvicorn drops it when the handler returns
+            pass
+    except WebSocketDisconnect:
+        return
+    finally:
+        state.streams -= 1
+
+
+async def _serve(ws: WebSocket, state: Any, info: dict[str, Any], limits: Any) -> None:
+    await _send(ws, {
         "type": "hello",
         "model": {"name": str(info.get("name", "")), "version": str(info.get("version", ""))},
         "labels": list(info.get("labels", [])),
-        "limits": state.limits.to_dict(),
-    })
+        "limits": limits.to_dict(),
+    }, limits.read_timeout)
     seq = 0
-    try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            seq += 1
-            t0 = time.perf_counter()
-            data = message.get("bytes")
-            try:
-                if data is None:
-                    from emolens.serving.uploads import UnsupportedMediaType
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        seq += 1
+        t0 = time.perf_counter()
+        data = message.get("bytes")
+        try:
+            if data is None:
+                from emolens.serving.uploads import UnsupportedMediaType
 
-                    raise UnsupportedMediaType("send each frame as a binary WebSocket message holding a JPEG or PNG file, not text")
-                if len(data) > state.limits.max_upload_bytes:
-                    from fastapi import HTTPException
+                raise UnsupportedMediaType("send each frame as a binary WebSocket message holding a JPEG or PNG file, not text")
+            if len(data) > limits.max_upload_bytes:
+                from fastapi import HTTPException
 
-                    raise HTTPException(413, too_large_message(len(data), state.limits.max_upload_bytes))
-                out, wait_s = await state.pool.run(state.runner.predict_image, Upload(data, f"frame {seq}"), state.limits.max_pixels)
-            except Exception as exc:
-                status, body, headers = describe(exc)
-                if status == 500:
-                    raise
-                reply: dict[str, Any] = {"type": "error", "seq": seq, "status": status, **body}
-                if "Retry-After" in headers:
-                    reply["retry_after"] = int(headers["Retry-After"])
-                await ws.send_json(reply)
-                continue
-            out["timings"] = {"queue_ms": round(wait_s * 1000, 3), **out["timings"], "total_ms": round((time.perf_counter() - t0) * 1000, 3)}
-            await ws.send_json({"type": "result", "seq": seq, **out})
-    except WebSocketDisconnect:
-        return
+                raise HTTPException(413, too_large_message(len(data), limits.max_upload_bytes))
+            out, wait_s = await state.pool.run(state.runner.predict_image, Upload(data, f"frame {seq}"))
+        except Exception as exc:
+            status, body, headers = describe(exc)
+            if status == 500 and not isinstance(exc, ModelError):
+                raise  # a bug: uvicorn logs it and closes the connection
+            reply: dict[str, Any] = {"type": "error", "seq": seq, "status": status, **body}
+            if "Retry-After" in headers:
+                reply["retry_after"] = int(headers["Retry-After"])
+            del data, message
+            await _send(ws, reply, limits.read_timeout)
+            continue
+        del data, message  # the frame's bytes are not kept while waiting for the next one
+        out["timings"] = {"queue_ms": round(wait_s * 1000, 3), **out["timings"], "total_ms": round((time.perf_counter() - t0) * 1000, 3)}
+        await _send(ws, {"type": "result", "seq": seq, **out}, limits.read_timeout)

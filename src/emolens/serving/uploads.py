@@ -100,9 +100,10 @@ async def read_crop_uploads(request: Any, max_batch: int) -> list[Upload]:
     return uploads
 
 
-def check_dimensions(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse an image whose header declares more than `max_pixels`, before decoding it.
+def open_header(upload: Upload, max_pixels: int, what: str = "image") -> Any:
+    """The upload as a lazy Pillow image (only the header read), or None when Pillow cannot open it.
 
+    Refuses (ImageTooLarge) a header declaring more than `max_pixels`, before any decoding.
     Anything Pillow cannot even open is left to `load_image`, which words the error.
     """
     from PIL import Image
@@ -110,20 +111,96 @@ def check_dimensions(data: bytes, name: str, max_pixels: int) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
+            img = Image.open(io.BytesIO(upload.data))
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{name}: image dimensions are too large to decode ({exc})") from None
+        raise ImageTooLarge(f"{upload.name}: image dimensions are too large to decode ({exc})") from None
     except Exception:
-        return
+        return None
+    width, height = img.size
     if width * height > max_pixels:
+        img.close()
         raise ImageTooLarge(
-            f"{name}: image is {width}x{height} = {width * height:,} pixels; this server decodes at most "
-            f"{max_pixels:,} pixels, resize it first"
+            f"{upload.name}: {what} is {width}x{height} = {width * height:,} pixels; this server decodes at most "
+            f"{max_pixels:,} pixels per {what}, resize it first"
         )
+    return img
+
+
+def check_dimensions(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than `max_pixels`, before decoding it."""
+    img = open_header(Upload(data, name), max_pixels)
+    if img is not None:
+        img.close()
 
 
 def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
     """Bytes -> numpy image as stored (gray, RGB or RGBA); DataError when unreadable."""
     check_dimensions(upload.data, upload.name, max_pixels)
     return load_image(upload.data, name=upload.name)
+
+
+@dataclass
+class DecodePlan:
+    """What decoding one photo will cost, known from its header alone."""
+
+    upload: Upload
+    img: Any  # the lazy Pillow image, or None when Pillow cannot open it (load_image words the error)
+    pixels: int  # pixels the decoder will allocate: after JPEG draft, before the final downscale
+    size: tuple[int, int] = (0, 0)  # (width, height) the header declares
+
+
+def plan_decode(upload: Upload, max_pixels: int, max_side: int) -> DecodePlan:
+    """Read the header; for a JPEG larger than `max_side`, ask the decoder for a reduced size.
+
+    JPEG decoders can produce 1/2, 1/4 or 1/8 scale directly (Pillow's draft), so a 49 MP photo
+    costs a quarter or less of its pixels; other formats decode in full and are shrunk after.
+    """
+    img = open_header(upload, max_pixels)
+    if img is None:
+        return DecodePlan(upload, None, 0)
+    width, height = size = img.size
+    if max(width, height) > max_side and img.format == "JPEG":
+        r = max_side / max(width, height)
+        img.draft(None, (max(1, int(width * r)), max(1, int(height * r))))  # a reduction that keeps >= max_side
+    return DecodePlan(upload, img, img.size[0] * img.size[1], size)
+
+
+def decode_bounded(plan: DecodePlan, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode a planned photo, at most `max_side` on its longer side, and give its full upright size.
+
+    Returns (image, (width, height)): the image as stored (gray, RGB or RGBA), and the size of
+    the original photo after its EXIF rotation, to map boxes found in the image back onto it.
+    A photo that needs no reduction is read by `load_image`, exactly as the rest of emolens reads it.
+    """
+    from PIL import Image, ImageOps
+
+    img, name = plan.img, plan.upload.name
+    if img is None:
+        return load_image(plan.upload.data, name=name), (0, 0)  # raises the DataError
+    full = _full_size(img, plan.size)
+    if max(full) <= max_side:
+        img.close()
+        image = load_image(plan.upload.data, name=name)
+        return image, (image.shape[1], image.shape[0])
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{name}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        img.close()  # rare high-bit-depth photos: the common loader scales their range
+        img = Image.fromarray(load_image(plan.upload.data, name=name))
+    elif img.mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+    img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img), full
+
+
+def _full_size(img: Any, size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the original photo as shown: header size, swapped by EXIF rotation."""
+    width, height = size
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
