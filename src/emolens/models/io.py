@@ -9,6 +9,7 @@ from the config (`create_model(arch, **arch_kwargs)`) and attaches the config as
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -19,13 +20,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from emolens.errors import ModelError
+from emolens.errors import ConfigError, EmolensError, ModelError
 from emolens.labels import EMOTIONS
-from emolens.models.registry import create_model
+from emolens.models.args import check_arch_kwargs
+from emolens.models.registry import check_arch, create_model
 from emolens.preprocessing import PreprocessConfig
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL_NAME = "default"
+# A model file is read whole into memory: 1 GiB holds 268M fp32 parameters, 25 times the
+# largest emolens architecture, and stops a file (or a link to /dev/zero) from exhausting memory.
+MAX_MODEL_BYTES = 1 << 30
+MAX_CONFIG_CHARS = 1 << 20  # the config JSON; a trained model's is about 4 KB
 
 
 @dataclass
@@ -50,24 +56,121 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, d: Any, source: str = "model config") -> ModelConfig:
+        """A config from JSON (a model file's metadata), every field checked before anything is built.
+
+        Raises ModelError naming `source`, the field, what was found and what was expected.
+        """
+        if not isinstance(d, dict):
+            raise ModelError(f"{source}: the emolens config must be a JSON object, found {_kind(d)}; the file is damaged or not from emolens.save_model")
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ModelError(f"{source}: format_version: expected a positive integer, found {_show(version)}")
         if version > FORMAT_VERSION:
-            raise ModelError(f"model file format {version} is newer than this emolens understands ({FORMAT_VERSION}); upgrade emolens")
-        d["labels"] = tuple(d.get("labels", EMOTIONS))
-        d["preprocess"] = PreprocessConfig.from_dict(d.get("preprocess", {}))
-        d["arch_kwargs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.get("arch_kwargs", {}).items()}
+            raise ModelError(f"{source}: model file format {version} is newer than this emolens understands ({FORMAT_VERSION}); upgrade emolens")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ModelError(f"model config has unknown keys {sorted(unknown)}")
+            raise ModelError(f"{source}: model config has unknown keys {sorted(map(str, unknown))}; expected some of {sorted(known)}")
+        if "arch" not in d:
+            raise ModelError(f"{source}: arch: missing; the config must name the architecture its weights belong to")
+        d["arch"] = _text(d["arch"], f"{source}: arch", limit=200, empty=False)
+        d["arch_kwargs"] = check_arch_kwargs(d["arch"], d.get("arch_kwargs", {}), source)
+        d["labels"] = _labels(d.get("labels", list(EMOTIONS)), source)
+        try:
+            d["preprocess"] = PreprocessConfig.validated(d.get("preprocess", {}), f"{source}: preprocess")
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from None
+        d["temperature"] = _temperature(d.get("temperature", 1.0), source)
+        for key in ("name", "version", "license"):
+            if key in d:
+                d[key] = _text(d[key], f"{source}: {key}", limit=1000)
+        for key in ("training", "metrics"):
+            if key in d:
+                d[key] = _record(d[key], f"{source}: {key}")
         return cls(**d)
+
+
+# The temperature divides the logits: 0 or NaN turns every score into NaN, which JSON cannot
+# carry, and a tiny one overflows float32. [0.01, 100] is the range calibration searches
+# (emolens.evaluation.calibration), so every fitted temperature loads.
+TEMPERATURE_RANGE = (0.01, 100.0)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(value: Any, where: str, *, limit: int, empty: bool = True) -> str:
+    if not isinstance(value, str) or len(value) > limit or (not empty and not value):
+        raise ModelError(f"{where}: expected a{' non-empty' if not empty else ''} string of at most {limit} characters, found {_show(value)}")
+    return value
+
+
+def _labels(value: Any, source: str) -> tuple[str, ...]:
+    """The label names: known emotions, each once, at least two (a classifier needs a choice)."""
+    if not isinstance(value, list | tuple) or not 2 <= len(value) <= len(EMOTIONS):
+        raise ModelError(f"{source}: labels: expected a list of 2 to {len(EMOTIONS)} emotion names, found {_show(value)}")
+    for name in value:
+        if name not in EMOTIONS:
+            raise ModelError(f"{source}: labels: {_show(name)} is not an emotion; expected names from {', '.join(EMOTIONS)}")
+    if len(set(value)) != len(value):
+        twice = sorted({n for n in value if list(value).count(n) > 1})
+        raise ModelError(f"{source}: labels: {', '.join(twice)} listed more than once; each class must have one name")
+    return tuple(value)
+
+
+def _temperature(value: Any, source: str) -> float:
+    lo, hi = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not lo <= value <= hi:
+        raise ModelError(f"{source}: temperature: expected a finite number in [{lo:g}, {hi:g}], found {_show(value)}")
+    return float(value)
+
+
+def _record(value: Any, where: str) -> dict[str, Any]:
+    """A free-form record (training settings, metrics): a JSON object whose NaN/inf become null.
+
+    They are shown, not computed with, so a NaN metric is no reason to refuse the model; but it
+    would make the API's JSON invalid, so it goes here.
+    """
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: expected a JSON object, found {_kind(value)}")
+    return _finite(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def config_from_json(text: Any, source: str) -> ModelConfig:
+    """The ModelConfig in a model file's metadata string (safetensors or ONNX), fully checked."""
+    if not isinstance(text, str) or len(text) > MAX_CONFIG_CHARS:
+        size = f"{len(text)} characters" if isinstance(text, str) else type(text).__name__
+        raise ModelError(f"{source}: emolens_config metadata: expected a JSON text of at most {MAX_CONFIG_CHARS} characters, found {size}")
+    try:
+        return ModelConfig.from_dict(json.loads(text), source)
+    except ValueError as exc:  # JSONDecodeError
+        raise ModelError(f"{source}: emolens_config metadata is not valid JSON ({exc}); the file is damaged or not from emolens.save_model") from None
+    except RecursionError:
+        raise ModelError(f"{source}: emolens_config metadata is nested too deeply to be an emolens config") from None
 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """An untrained model of the architecture `config` describes, with the config attached."""
-    model = create_model(config.arch, num_classes=len(config.labels), input_size=config.preprocess.input_size, **config.arch_kwargs)
+    kwargs = check_arch_kwargs(config.arch, config.arch_kwargs, f"model config of {config.arch!r}")
+    model = create_model(config.arch, num_classes=len(config.labels), input_size=config.preprocess.input_size, **kwargs)
     model.emolens_config = config
     return model
 
@@ -136,20 +239,40 @@ def save_model(model: nn.Module, path: str | Path, config: ModelConfig | None = 
 
 
 def read_model_config(path: str | Path) -> ModelConfig:
-    """The ModelConfig stored in a .safetensors model file (no weights are read)."""
+    """The ModelConfig stored in a .safetensors model file (no weights are read), fully checked."""
+    path = Path(path)
+    return _config_in(_read_header(path)[0], path)
+
+
+def _check_file(path: Path) -> None:
+    """A regular file no larger than MAX_MODEL_BYTES: a FIFO would hang, /dev/zero would never end."""
+    if not path.exists():
+        raise ModelError(f"{path}: no such model file")
+    if not path.is_file():
+        raise ModelError(f"{path}: not a regular file; expected a .safetensors model file")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: file is {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES / 2**20:.0f} MiB a model file may hold")
+
+
+def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """The metadata and the tensor shapes in a safetensors header, read without loading a tensor."""
     from safetensors import safe_open
 
-    path = Path(path)
+    _check_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file") from None
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118  (safe_open is not a dict)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    return meta, shapes
+
+
+def _config_in(meta: dict[str, str], path: Path) -> ModelConfig:
     if "emolens_config" not in meta:
         raise ModelError(f"{path}: safetensors file carries no emolens config; was it saved by emolens.save_model?")
-    return ModelConfig.from_dict(json.loads(meta["emolens_config"]))
+    return config_from_json(meta["emolens_config"], str(path))
 
 
 def default_model_path() -> Path:
@@ -176,24 +299,86 @@ def resolve_model_path(model: str | Path | None) -> Path:
 
 
 def load_model(model: str | Path | None = None, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model file (or the shipped default) in eval mode, config attached, without pickle."""
+    """Load a model file (or the shipped default) in eval mode, config attached, without pickle.
+
+    Everything the file claims is checked before memory is spent on it: the config's fields
+    against their bounds, then the header's tensor shapes against the architecture the config
+    describes (built on the meta device, which allocates nothing); only then is it built.
+    """
     from safetensors.torch import load_file
 
     path = resolve_model_path(model)
-    config = read_model_config(path)
-    net = build_model(config)
+    meta, shapes = _read_header(path)
+    config = _config_in(meta, path)
+    try:
+        check_arch(config.arch)
+    except ModelError as exc:
+        raise ModelError(f"{path}: arch: {exc}") from None
+    _check_shapes(config, shapes, path)
+    net = _build(config, path)
+    ref = net.state_dict()
+    _check_fit(config, {k: tuple(v.shape) for k, v in ref.items()}, shapes, path)  # again for models built without meta
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise ModelError(f"{path}: weights could not be read ({exc})") from None
-    ref = net.state_dict()
-    state = {k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()}
-    missing, unexpected = set(ref) - set(state), set(state) - set(ref)
+    state = {k: v.to(ref[k].dtype) for k, v in state.items()}
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ModelError(f"{path}: tensor {k} holds NaN or infinite values; the weights are damaged (or training diverged)")
+    net.load_state_dict(state)
+    net.emolens_config = config
+    return net.to(device).eval()
+
+
+def _build(config: ModelConfig, path: Path) -> nn.Module:
+    """build_model, with any failure of the architecture's constructor named as this file's."""
+    try:
+        return build_model(config)
+    except EmolensError as exc:  # ModelError, or ConfigError naming a missing extra (timm)
+        raise type(exc)(f"{path}: {exc}") from None
+    except Exception as exc:  # a constructor refusing the arguments (e.g. widths and blocks of different lengths)
+        raise ModelError(f"{path}: architecture {config.arch!r} cannot be built from this config ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_shapes(config: ModelConfig, shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """Compare the header's shapes with the model the config describes, before building it.
+
+    The meta device gives every tensor its shape and no memory, so a 25 MB file that claims an
+    8 GB architecture is refused here. A constructor that computes with tensors (timm's drop-path
+    schedules call .item()) cannot run on meta; those are checked after the real build instead,
+    their size bounded by the allow-listed arguments.
+    """
+    try:
+        with torch.device("meta"):
+            net = build_model(config)
+    except EmolensError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    except Exception:
+        return
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    heads = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    _check_fit(config, expected, shapes, path, head=f"{heads[-1]}.weight" if heads else None)
+
+
+def _check_fit(
+    config: ModelConfig, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], path: Path, head: str | None = None
+) -> None:
+    """ModelError unless the file holds exactly the tensors, of exactly the shapes, `expected` lists."""
+    if head in found and found[head][:1] != expected[head][:1]:
+        raise ModelError(
+            f"{path}: labels: the config lists {len(config.labels)} emotions ({', '.join(config.labels)}) but the classifier "
+            f"{head} has {found[head][0]} outputs; labels must name every output, in order"
+        )
+    missing, unexpected = set(expected) - set(found), set(found) - set(expected)
     if missing or unexpected:
         raise ModelError(
             f"{path}: weights do not fit architecture {config.arch!r} "
             f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
-    net.load_state_dict(state)
-    net.emolens_config = config
-    return net.to(device).eval()
+    wrong = [f"{k} is {list(found[k])}, expected {list(v)}" for k, v in expected.items() if found[k] != v]
+    if wrong:
+        raise ModelError(
+            f"{path}: weights do not fit architecture {config.arch!r} with arch_kwargs {config.arch_kwargs} and input size "
+            f"{config.preprocess.input_size}: {len(wrong)} tensors have other shapes, e.g. {'; '.join(wrong[:3])}"
+        )

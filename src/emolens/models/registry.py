@@ -35,16 +35,26 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
+def check_arch(name: str) -> None:
+    """ModelError with close matches unless `name` is registered or of a registered family.
+
+    A family's own names (timm's) are checked by its factory, which needs the package.
+    """
+    prefix, sep, _ = name.partition(":")
+    if (sep and prefix in _FAMILIES) or name in _REGISTRY:
+        return
+    close = get_close_matches(name, _REGISTRY, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    families = "".join(f", {p}:NAME" for p in sorted(_FAMILIES))
+    raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}{families}")
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build an untrained model by name, e.g. ``create_model("resnet_fer", num_classes=7)``."""
+    check_arch(name)
     prefix, sep, sub = name.partition(":")
     if sep and prefix in _FAMILIES:
         return _FAMILIES[prefix](sub, **kwargs)
-    if name not in _REGISTRY:
-        close = get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        families = "".join(f", {p}:NAME" for p in sorted(_FAMILIES))
-        raise ModelError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}{families}")
     try:
         return _REGISTRY[name](**kwargs)
     except TypeError as exc:

@@ -88,6 +88,10 @@ def create_backend(
         if tta != "none":
             raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with an .onnx model")
         return OnnxBackend(model, threads=threads)
+    if backend == "onnx":
+        from emolens.extras import require_extra
+
+        require_extra("onnx", "--backend onnx")  # before the PyTorch model is loaded for nothing
     if isinstance(model, torch.nn.Module):
         net, source = model, "<in memory>"
     else:

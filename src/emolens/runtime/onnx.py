@@ -21,11 +21,14 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, DataError, ModelError
+from emolens.extras import import_extra, require_extra
 
 META_KEY = "emolens_config"
 QUANT_KEY = "emolens_quantization"
 INPUT_NAME, OUTPUT_NAME = "faces", "logits"
 OPSET = 17
+EXPORT_PURPOSE = "ONNX export (emolens export, --backend onnx)"
+RUN_PURPOSE = "the ONNX backend (--backend onnx, an .onnx --model)"
 
 
 def _fold_batchnorm(model: Any) -> Any:
@@ -53,9 +56,9 @@ def export_onnx_bytes(model: Any, *, opset: int = OPSET) -> bytes:
     """A PyTorch emolens model as a serialised fp32 ONNX model with dynamic batch size."""
     import io
 
-    import onnx
     import torch
 
+    onnx = import_extra("onnx", "onnx", EXPORT_PURPOSE)  # torch.onnx.export needs it too
     config = getattr(model, "emolens_config", None)
     if config is None:
         raise ModelError("export needs an emolens model with .emolens_config (from load_model or build_model)")
@@ -105,6 +108,7 @@ class _Calibration:
 
 def quantize_int8(fp32: bytes, calibration: np.ndarray | None = None) -> tuple[bytes, str]:
     """int8 version of a serialised fp32 emolens ONNX model; returns (bytes, method)."""
+    require_extra("onnx", "int8 quantisation (emolens export --int8)")
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -185,6 +189,7 @@ def export_onnx(
     """
     import torch
 
+    require_extra("onnx", EXPORT_PURPOSE)  # before minutes of calibration or model loading
     path = Path(path)
     if path.suffix != ".onnx":
         raise ConfigError(f"{path}: an ONNX model file must end in .onnx")
@@ -207,10 +212,49 @@ def export_onnx(
 
 
 def _config_from_proto(proto: Any, label: str) -> dict[str, Any]:
+    from emolens.models.io import config_from_json
+
     meta = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in meta:
         raise ModelError(f"{label}: ONNX model carries no emolens config; export it with `emolens export --format onnx`")
-    return json.loads(meta[META_KEY])
+    return config_from_json(meta[META_KEY], label).to_dict()
+
+
+def _read_onnx(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file of at most MAX_MODEL_BYTES."""
+    from emolens.models.io import MAX_MODEL_BYTES
+
+    if not path.is_file():
+        raise ModelError(f"{path}: no such ONNX model file" if not path.exists() else f"{path}: not a regular file; expected an .onnx model file")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: file is {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES / 2**20:.0f} MiB a model file may hold")
+    return path.read_bytes()
+
+
+def _check_io(session: Any, config: Any, label: str) -> None:
+    """The graph must take (B, 1, I, I) float faces and give (B, C) logits, as its config says.
+
+    Checked at load so that a mismatched file fails once, here, rather than on every request.
+    """
+    side, n = config.preprocess.input_size, len(config.labels)
+    inputs, outputs = session.get_inputs(), {o.name: o for o in session.get_outputs()}
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or OUTPUT_NAME not in outputs:
+        found = f"inputs {[i.name for i in inputs]}, outputs {list(outputs)}"
+        raise ModelError(f"{label}: graph has {found}; expected one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r} (export with `emolens export`)")
+    x, y = inputs[0], outputs[OUTPUT_NAME]
+    # A named dimension ("batch") is dynamic. The batch must be, since requests carry any number
+    # of faces; the others may be, or else must equal what the config says.
+    fits = len(x.shape) == 4 and not isinstance(x.shape[0], int) and all(
+        not isinstance(d, int) or d == e for d, e in zip(x.shape[1:], (1, side, side), strict=True)
+    )
+    if x.type != "tensor(float)" or not fits:
+        raise ModelError(
+            f"{label}: input {INPUT_NAME!r} is {x.type} {list(x.shape)}; its config (preprocess.input_size {side}) "
+            f"needs tensor(float) [batch, 1, {side}, {side}] with a dynamic batch (export with `emolens export`)"
+        )
+    if len(y.shape) != 2 or (isinstance(y.shape[1], int) and y.shape[1] != n):
+        raise ModelError(f"{label}: output {OUTPUT_NAME!r} is {list(y.shape)}; its config's {n} labels need [batch, {n}]")
 
 
 class OnnxBackend:
@@ -219,17 +263,13 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, model: str | Path | bytes, *, source: str | None = None, threads: int | None = None, batch_size: int = 256):
-        import onnxruntime as ort
+        from emolens.models.io import config_from_json
 
-        from emolens.models import ModelConfig
-
+        ort = import_extra("onnxruntime", "onnx", RUN_PURPOSE)
         if isinstance(model, bytes):
             label, data = source or "<in memory>", model
         else:
-            path = Path(model)
-            if not path.is_file():
-                raise ModelError(f"{path}: no such ONNX model file")
-            label, data = str(path), path.read_bytes()
+            label, data = str(model), _read_onnx(Path(model))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -240,7 +280,8 @@ class OnnxBackend:
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in meta:
             raise ModelError(f"{label}: ONNX model carries no emolens config; export it with `emolens export --format onnx`")
-        self.config = ModelConfig.from_dict(json.loads(meta[META_KEY]))
+        self.config = config_from_json(meta[META_KEY], label)
+        _check_io(self.session, self.config, label)
         self.quantization = meta.get(QUANT_KEY, "none")
         self.source = label
         self.batch_size = batch_size

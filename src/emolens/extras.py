@@ -1,0 +1,35 @@
+"""Optional extras: import a package of one, or say which `pip install` brings it.
+
+The plain install leaves out the server (`serve`: FastAPI, uvicorn) and ONNX (`onnx`: onnx,
+onnxruntime); a command that needs one fails with the install line, as timm and Ultralytics do,
+instead of a ModuleNotFoundError traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from emolens.errors import ConfigError
+
+# The modules each extra of pyproject.toml provides, in the order they are needed.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "serve": ("fastapi", "uvicorn"),
+    "onnx": ("onnx", "onnxruntime"),
+}
+
+
+def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """`module`, or ConfigError saying that `purpose` needs `pip install 'emolens[extra]'`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{purpose} needs the optional extra: pip install 'emolens[{extra}]' (importing {module} failed: {exc})"
+        ) from None
+
+
+def require_extra(extra: str, purpose: str) -> None:
+    """Import every module of `extra` now, so a missing one fails before any slow work."""
+    for module in EXTRAS[extra]:
+        import_extra(module, extra, purpose)
