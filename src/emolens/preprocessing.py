@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import math
+import struct
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -101,6 +103,42 @@ def _check_number(value: Any, where: str, bounds: tuple[float, float], *, intege
         raise ConfigError(f"{where}: expected {kind} in [{lo}, {hi}], found {value!r}")
 
 
+# Besides UnidentifiedImageError, PIL's format plugins let these escape on malformed headers and data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError, struct.error)
+
+
+def _open_image(source: str | Path | bytes, label: str) -> Any:
+    """PIL image, header read only: the pixels are decoded by `load()` after the size check."""
+    from PIL import Image
+
+    if isinstance(source, bytes):
+        if not source:
+            raise DataError(f"{label}: empty data (0 bytes); expected an image file")
+        return Image.open(io.BytesIO(source))
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{label}: no such file" + (" (dangling symbolic link)" if path.is_symlink() else ""))
+    if path.is_dir():
+        raise DataError(f"{label}: is a folder, expected an image file")
+    if not path.is_file():
+        # A FIFO would block forever and a device never ends.
+        raise DataError(f"{label}: not a regular file (a pipe, socket or device); expected an image file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{label}: empty file (0 bytes); expected an image")
+    return Image.open(path)
+
+
+def _check_pixels(img: Any, label: str) -> None:
+    """DataError when the header declares more pixels than PIL's limit (a decompression bomb)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = img.size
+    # Also enforced here because PIL only warns below 2x the limit, and warning filters are process-wide.
+    if limit is not None and w * h > limit:
+        raise DataError(f"{label}: image of {w}x{h} = {w * h} pixels exceeds the limit of {limit} pixels (a decompression bomb?); expected a smaller image")
+
+
 def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.ndarray:
     """Decode an image file (or its bytes) to a numpy array as stored (gray, RGB or RGBA).
 
@@ -110,26 +148,22 @@ def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.nda
 
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
-        if isinstance(source, bytes):
-            if not source:
-                raise DataError(f"{label}: empty data (0 bytes); expected an image file")
-            img = Image.open(io.BytesIO(source))
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise DataError(f"{label}: no such file")
-            if path.is_dir():
-                raise DataError(f"{label}: is a folder, expected an image file")
-            if path.stat().st_size == 0:
-                raise DataError(f"{label}: empty file (0 bytes); expected an image")
-            img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            # Past MAX_IMAGE_PIXELS PIL only warns, then decodes: a 10000x10000 header costs 300 MB.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = _open_image(source, label)
+            _check_pixels(img, label)
+            img.load()
     except DataError:
         raise
     except UnidentifiedImageError:
         # PIL's own message names an internal BytesIO object: say what matters instead.
         raise DataError(f"{label}: not a readable image (unknown format, or not an image at all)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL's message gives the pixel count and its limit.
+        raise DataError(f"{label}: image too large to decode safely ({exc}); expected at most {Image.MAX_IMAGE_PIXELS} pixels") from None
+    except _DECODE_ERRORS as exc:
+        # Malformed files surface as many exception types deep inside PIL's plugins.
         raise DataError(f"{label}: not a readable image ({exc.__class__.__name__}: {exc})") from None
     # Phone photos store their rotation in EXIF; apply it so faces are upright.
     from PIL import ImageOps

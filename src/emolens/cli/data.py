@@ -44,7 +44,8 @@ def stats(
     st = dataset_stats(dataset)
     typer.echo(f"{dataset.source}  (sha256 {dataset.source_sha256[:16]}…, {len(dataset)} images, {dataset.image_size}x{dataset.image_size})")
     if dataset.skipped:
-        typer.echo(f"skipped {len(dataset.skipped)} items, e.g. {dataset.skipped[0]}")
+        # Every one: a user fixing a dataset needs the whole list, not a sample (also in stats.md/.json).
+        typer.echo(st.skipped_text())
     typer.echo("")
     typer.echo(st.table().to_string())
     typer.echo("")

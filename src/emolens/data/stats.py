@@ -66,14 +66,21 @@ class DatasetStats:
     duplicates: dict[str, Any] = field(default_factory=dict)
     image_size: int = 0
     skipped: int = 0
+    skipped_items: list[str] = field(default_factory=list)  # one message per item left out, naming it
 
     def summary(self) -> dict[str, Any]:
         return {
             "source": self.source, "source_sha256": self.source_sha256, "image_size": self.image_size,
             "classes": list(self.classes), "splits": list(self.splits), "counts": self.counts,
             "totals": {s: sum(c.values()) for s, c in self.counts.items()}, "images": sum(sum(c.values()) for c in self.counts.values()),
-            "skipped": self.skipped, "duplicates": self.duplicates,
+            "skipped": self.skipped, "skipped_items": list(self.skipped_items), "duplicates": self.duplicates,
         }
+
+    def skipped_text(self) -> str:
+        """Every skipped item, one per line ("" when none was skipped)."""
+        if not self.skipped_items:
+            return ""
+        return "\n".join([f"skipped {len(self.skipped_items)} items:", *(f"  - {m}" for m in self.skipped_items)])
 
     def table(self) -> pd.DataFrame:
         """Classes (rows, plus "total") x splits (columns, plus "total")."""
@@ -148,7 +155,8 @@ class DatasetStats:
             n += 1
             stem = f"stats-{n}"
         paths = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json", "plot": out / f"{stem}.png"}
-        paths["markdown"].write_text(self.to_markdown() + "\n\n```\n" + self.duplicates_text() + "\n```\n")
+        skipped = f"\n```\n{self.skipped_text()}\n```\n" if self.skipped_items else ""
+        paths["markdown"].write_text(self.to_markdown() + "\n\n```\n" + self.duplicates_text() + "\n```\n" + skipped)
         self.to_json(paths["json"])
         self.plot(paths["plot"])
         return paths
@@ -192,5 +200,5 @@ def dataset_stats(dataset: FaceDataset) -> DatasetStats:
     return DatasetStats(
         source=dataset.source, source_sha256=dataset.source_sha256, classes=tuple(dataset.classes), splits=splits,
         counts={s: dataset.class_counts(s) for s in splits}, duplicates=_duplicates(dataset, splits),
-        image_size=dataset.image_size, skipped=len(dataset.skipped),
+        image_size=dataset.image_size, skipped=len(dataset.skipped), skipped_items=list(dataset.skipped),
     )

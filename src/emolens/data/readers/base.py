@@ -38,6 +38,13 @@ _FER_NAME = re.compile(r"^(Training|PublicTest|PrivateTest)_\d+\.\w+$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 # OS litter that is never meant as data, so it is ignored without a message.
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
+# Largest image file read into memory: a 48x48 face is ~2 KB and a 24-megapixel JPEG ~15 MB, so
+# anything larger is a video or a bomb. Module-level so tests (and odd datasets) can change it.
+MAX_IMAGE_BYTES = 64 << 20
+
+
+class SkipItem(Exception):  # a signal between a reader and decode_tree, never seen by users
+    """Raised by a reader's byte source: the item is skipped, the message says why (without its name)."""
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ def _header(path: Path) -> list[str]:
         return []
 
 
-def _records(f: TextIO) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of each non-blank line after the header.
+def _records(f: TextIO) -> Iterator[tuple[int, list[str] | str]]:
+    """(line number, fields) of each non-blank line after the header, or (line number, why)
+    for a line that cannot be split into fields.
 
     The csv module walks long fields a character at a time (~5 s for FER-2013's 290 MB);
     FER-2013 lines hold no quotes, so a plain split is exact and ten times faster. Lines that
@@ -46,10 +47,25 @@ def _records(f: TextIO) -> Iterator[tuple[int, list[str]]]:
     for line_no, line in enumerate(f, start=2):
         if not line.strip():
             continue
-        if '"' in line:
-            yield line_no, next(csv.reader([line]))
+        if not line.isascii() and (bad := _bad_utf8(line)):
+            yield line_no, bad
+        elif '"' in line:
+            try:
+                yield line_no, next(csv.reader([line]))
+            except csv.Error as exc:  # a NUL byte, an over-long quoted field
+                yield line_no, f"not a CSV line ({exc})"
         else:
             yield line_no, line.rstrip("\r\n").split(",")
+
+
+def _bad_utf8(line: str) -> str:
+    """Why a line read with errors="surrogateescape" is not UTF-8 ("" when it is)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(line[exc.start]) - 0xDC00  # surrogateescape keeps byte b as U+DC00 + b
+        return f"byte 0x{byte:02x} at column {exc.start + 1} is not UTF-8 text (save the file as UTF-8)"
+    return ""
 
 
 def _parse_pixels(text: str) -> np.ndarray | None:
@@ -106,7 +122,8 @@ class FerCsvReader(Reader):
         out = RawBuilder(options.image_size, layout="fer2013.csv" + (" + FER+ votes" if ferplus else ""))
         n_pixels = NATIVE_SIZE * NATIVE_SIZE
         n_rows = 0
-        with open(self.path, newline="", encoding="utf-8-sig") as f, warnings.catch_warnings():
+        # surrogateescape: one row with a stray byte is skipped (see _records), not the whole file.
+        with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f, warnings.catch_warnings():
             header = [h.strip() for h in next(csv.reader([f.readline()]), [])]
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
@@ -118,6 +135,9 @@ class FerCsvReader(Reader):
                 n_rows += 1
                 where = f"{self.path.name} row {i} (line {line_no})"
                 name = f"row {i}"
+                if isinstance(rec, str):
+                    out.skip(f"{where}: {rec}; skipped")
+                    continue
                 if len(rec) != len(header):
                     out.skip(f"{where}: {len(rec)} fields, expected {len(header)} ({','.join(header)}); skipped")
                     continue
@@ -127,7 +147,8 @@ class FerCsvReader(Reader):
                     out.skip(f"{where}: Usage {usage!r} is not Training, PublicTest or PrivateTest; skipped")
                     continue
                 emotion = rec[col["emotion"]].strip()
-                if not emotion.isdigit() or int(emotion) >= len(FER2013_CSV_ORDER):
+                # isascii: str.isdigit accepts '²', which int() rejects, and '٣', which it reads as 3.
+                if not (emotion.isascii() and emotion.isdigit()) or int(emotion) >= len(FER2013_CSV_ORDER):
                     out.skip(f"{where}: unknown emotion label {emotion!r}; expected 0-{len(FER2013_CSV_ORDER) - 1} ({', '.join(FER2013_CSV_ORDER)}); skipped")
                     continue
                 pixels = _parse_pixels(rec[col["pixels"]])

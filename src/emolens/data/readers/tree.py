@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from tqdm.auto import tqdm
 
-from emolens.data.readers.base import IMAGE_SUFFIXES, SPLIT_DIRS, RawBuilder, RawData, decode_face, is_ignored, split_from_path
+from emolens.data.readers.base import (
+    IMAGE_SUFFIXES,
+    SPLIT_DIRS,
+    RawBuilder,
+    RawData,
+    SkipItem,
+    decode_face,
+    is_ignored,
+    split_from_path,
+)
 from emolens.errors import DataError
 from emolens.labels import EMOTIONS, canonical_label
 from emolens.preprocessing import PreprocessConfig
@@ -37,6 +47,10 @@ class TreePlan:
     items: list[TreeItem] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)  # one per file or folder left out
     class_dirs: int = 0
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def _looks_like_class(name: str, label_map: dict[str, str | None] | None) -> bool:
@@ -80,7 +94,7 @@ def plan_tree(
             continue
         if len(parts) <= class_level + 1:
             # A file beside the class folders. Notes (README, LICENSE, CSVs) are expected there.
-            if parts[-1].lower().endswith(IMAGE_SUFFIXES):
+            if is_image_name(parts[-1]):
                 where = f"{parts[0]}/" if class_level else "the dataset root"
                 plan.messages.append(f"{name}: image directly in {where}, not inside a class folder; skipped")
             continue
@@ -88,6 +102,11 @@ def plan_tree(
         seen_class_dirs.add(parts[: class_level + 1])
         canonical = canonical_label(class_name, label_map)
         label = EMOTIONS.index(canonical) if canonical is not None else None
+        if label is not None and not is_image_name(parts[-1]):
+            # Never read: a video or a pipe in a class folder must cost nothing (the folder hash skips it too).
+            suffix = PurePosixPath(parts[-1]).suffix or "no suffix"
+            plan.messages.append(f"{name}: not a readable image (suffix {suffix}; expected one of {' '.join(IMAGE_SUFFIXES)}); skipped")
+            continue
         plan.items.append(TreeItem(key=key, name=name, class_name=class_name, label=label, split=split_from_path(parts)))
 
     class_dirs = {d[: class_level + 1] for d in dirs if len(d) > class_level and (not split_tops or d[0] in split_tops)}
@@ -113,6 +132,9 @@ def decode_tree(
             face = decode_face(read_bytes(item.key), item.name, cfg)  # messages name the file as FaceDataset.names does
         except DataError as exc:
             out.skip(f"{exc}; skipped")
+            continue
+        except SkipItem as exc:
+            out.skip(f"{item.name}: {exc}; skipped")
             continue
         except read_errors as exc:
             out.skip(f"{item.name}: {read_error(exc)}; skipped")
