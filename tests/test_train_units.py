@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from emolens.errors import ModelError
 from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
 from emolens.evaluation.calibration import temperature_nll as nll
-from emolens.training.checkpoint import encode_checkpoint, read_checkpoint, unflatten_optimizer, write_checkpoint
+from emolens.training.checkpoint import (
+    encode_checkpoint,
+    read_checkpoint,
+    read_checkpoint_meta,
+    repair_best_checkpoint,
+    unflatten_optimizer,
+    weights_sha256,
+    write_checkpoint,
+)
 from emolens.training.config import AugConfig, ScheduleConfig
 from emolens.training.losses import DistributionLoss, class_weights, mix_batch
 from emolens.training.samplers import BalancedSampler, epoch_indices, make_sampler
@@ -144,3 +152,39 @@ def test_checkpoint_round_trip_without_pickle(tmp_path) -> None:
     (tmp_path / "m.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(ModelError, match="not a readable"):
         read_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_weights_sha256_names_the_weights_not_their_layout() -> None:
+    a = {"w": torch.arange(6.0).view(2, 3), "n": torch.tensor(4)}
+    assert weights_sha256(a) == weights_sha256({"n": torch.tensor(4), "w": a["w"].t().contiguous().t()})  # other order and strides
+    for other in ({**a, "w": a["w"] + 1e-6}, {**a, "w": a["w"].view(3, 2)}, {**a, "w": a["w"].double()}, {"v": a["w"], "n": a["n"]}):
+        assert weights_sha256(other) != weights_sha256(a)
+
+
+def test_best_checkpoint_is_repaired_from_last_only_when_last_holds_it(tmp_path) -> None:
+    """A kill between `last` and `best` leaves best one best epoch behind; `last` then holds it."""
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def save(name: str, epoch: int, best_epoch: int, best_sha: str | None) -> dict:
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        meta = {"epoch": epoch, "early_stopping": {"best_epoch": best_epoch}, "best": {"epoch": best_epoch, "weights_sha256": best_sha}}
+        if best_sha is None:
+            meta["best"]["weights_sha256"] = weights_sha256(model.state_dict())
+        write_checkpoint(tmp_path / f"{name}.safetensors", *encode_checkpoint(model.state_dict(), opt.state_dict(), meta))
+        return read_checkpoint_meta(tmp_path / f"{name}.safetensors")
+
+    save("best", 1, 1, None)
+    last = save("last", 2, 2, None)  # epoch 2 was the best, but the kill came before best was written
+    assert repair_best_checkpoint(tmp_path, last)
+    assert read_checkpoint_meta(tmp_path / "best.safetensors") == last
+    assert read_checkpoint(tmp_path / "best.safetensors")[0]["weight"].eq(2.0).all()
+    assert not repair_best_checkpoint(tmp_path, last)  # consistent now: nothing to do
+    # Best is epoch 2 but best holds another and last (epoch 3) is not it: the weights are lost.
+    later = save("last", 3, 2, "0" * 64)
+    with pytest.raises(ModelError, match=r"holds epoch 2 \(weights [0-9a-f]{12}\), but last says the best is epoch 2 \(weights 000000000000\)"):
+        repair_best_checkpoint(tmp_path, later)
+    (tmp_path / "best.safetensors").unlink()
+    with pytest.raises(ModelError, match="holds epoch None"):
+        repair_best_checkpoint(tmp_path, later)

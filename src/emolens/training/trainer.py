@@ -8,6 +8,12 @@ checkpoint (and `best` when the monitored metric improved), the history, the cur
 best model file. After the last epoch the best weights get a temperature fitted on
 validation, stored in the model file with the metrics.
 
+A kill at any instant leaves a run that resumes to the same end: each epoch's files are
+written in an order where `checkpoints/last` commits the epoch and everything else (`best`,
+the model file, the history, each file's JSON twin) can be re-derived from it, and resume
+re-derives whatever a kill left behind (`_repair_run`). The final model file is always built
+from the best checkpoint's own weights and records their sha256 (`training.weights_sha256`).
+
 Run folder `runs/<name>/`:
     config.yaml            the resolved config
     checkpoints/last.*     resume point (safetensors + readable JSON), every epoch
@@ -19,6 +25,7 @@ Run folder `runs/<name>/`:
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import sys
 import time
@@ -35,7 +42,17 @@ from emolens.data.dataset import FaceDataset
 from emolens.errors import ConfigError, DataError, ModelError
 from emolens.models.io import ModelConfig, build_model, save_model
 from emolens.training import distributed as dist_
-from emolens.training.checkpoint import encode_checkpoint, read_checkpoint, unflatten_optimizer, write_checkpoint
+from emolens.training.checkpoint import (
+    best_record,
+    encode_checkpoint,
+    read_checkpoint,
+    read_checkpoint_meta,
+    repair_best_checkpoint,
+    sync_twin,
+    unflatten_optimizer,
+    weights_sha256,
+    write_checkpoint,
+)
 from emolens.training.config import TrainConfig, load_config
 from emolens.training.device import resolve_amp, resolve_device
 from emolens.training.history import plot_curves, write_history
@@ -427,6 +444,10 @@ def _train(
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
     })
     best_path = run_dir / "best.safetensors"
+    # Which epoch and weights checkpoints/best holds; every `last` records it, so resume can tell.
+    best_ckpt = best_record(ckpt_meta) if ckpt_meta is not None else {"epoch": -1}
+    if ckpt_meta is not None and info.is_main:
+        _repair_run(run_dir, ckpt_meta, record, history, stopper, cfg.run.plots, info)
     while epoch < cfg.schedule.epochs and not stopper.stop:
         # Every random stream restarts from (seed, epoch, rank): resume needs no RNG state.
         eseed = _epoch_seed(cfg.run.seed, epoch, info.rank)
@@ -511,12 +532,19 @@ def _train(
                 "early_stopping": stopper.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "history": history, "emolens_version": __version__, "init": init_meta, "distill": distill_meta,
             }
-            blob, text = encode_checkpoint(model.state_dict(), optimizer.state_dict(), meta)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # one copy off the device, hashed and saved
+            sha = weights_sha256(state)
+            if is_best:
+                best_ckpt = {"epoch": epoch, "weights_sha256": sha}
+            blob, text = encode_checkpoint(state, optimizer.state_dict(), {**meta, "best": best_ckpt}, sha)
             ckpt_dir = run_dir / "checkpoints"
+            # `last` first: it commits the epoch. Written after it, `best` can only lag behind
+            # what `last` records (never lead it), and `last` then holds the weights it lacks;
+            # written before it, a kill would leave `best` holding an epoch that resume trains again.
             write_checkpoint(ckpt_dir / "last.safetensors", blob, text)
             if is_best:
                 write_checkpoint(ckpt_dir / "best.safetensors", blob, text)
-                _save_best_model(model, record, best_path, history, stopper, seconds)
+                _save_best_model(model, record, best_path, history, stopper, seconds, sha)
             write_history(run_dir, history)
             if cfg.run.plots:
                 plot_curves(run_dir, history)
@@ -545,8 +573,14 @@ class _ModelRecord:
     base: ModelConfig  # arch, kwargs, labels, preprocess
     static: dict[str, Any]  # resolved config, data source and hash, device, versions
 
-    def config(self, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, metrics: dict[str, Any], temperature: float = 1.0) -> ModelConfig:
-        training = {**self.static, "epochs": len(history), "best_epoch": stopper.best_epoch, "seconds": round(seconds, 1)}
+    def config(
+        self, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, metrics: dict[str, Any], weights_sha: str,
+        temperature: float = 1.0,
+    ) -> ModelConfig:
+        # weights_sha256 lets anyone check that the metrics and temperature belong to these weights.
+        training = {
+            **self.static, "epochs": len(history), "best_epoch": stopper.best_epoch, "seconds": round(seconds, 1), "weights_sha256": weights_sha,
+        }
         return dataclasses.replace(self.base, training=training, metrics=metrics, temperature=temperature)
 
 
@@ -554,25 +588,83 @@ def _best_row(history: list[dict[str, Any]], stopper: EarlyStopping) -> dict[str
     return next(h for h in history if h["epoch"] == stopper.best_epoch)
 
 
-def _save_best_model(model: nn.Module, record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float) -> None:
+def _save_best_model(
+    model: nn.Module, record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, sha: str,
+) -> None:
     row = _best_row(history, stopper)
     metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")} | {"best_epoch": stopper.best_epoch}
-    save_model(model, path, record.config(history, stopper, seconds, metrics))
+    save_model(model, path, record.config(history, stopper, seconds, metrics, sha))
+
+
+def _model_file_holds(path: Path, sha: str | None) -> bool:
+    """Whether the model file at `path` and its JSON twin both describe the weights `sha`."""
+    from emolens.models.io import read_model_config
+
+    try:
+        config = read_model_config(path).to_dict()
+        twin = json.loads(path.with_suffix(".json").read_text())
+    except (ModelError, OSError, ValueError):  # missing or torn: rewrite
+        return False
+    # Without a sha (a checkpoint from before they were recorded) only the twin can be checked.
+    return twin == config and (sha is None or config["training"].get("weights_sha256") == sha)
+
+
+def _best_model_from(ckpt: Path, record: _ModelRecord, best_epoch: int) -> tuple[nn.Module, str]:
+    """The model in checkpoint `ckpt`, checked to be epoch `best_epoch`, and its weights' sha256."""
+    if not ckpt.is_file():
+        raise ModelError(f"{ckpt}: the best model was never written; did any epoch finish?")
+    state, _, meta = read_checkpoint(ckpt)
+    sha = weights_sha256(state)
+    if meta["epoch"] != best_epoch or meta.get("weights_sha256", sha) != sha:
+        raise ModelError(f"{ckpt}: holds epoch {meta['epoch']} (weights sha256 {sha[:12]}), not the best epoch {best_epoch}; resume the run to repair it")
+    model = build_model(record.base)
+    model.load_state_dict(state)
+    return model.eval(), sha
+
+
+def _repair_run(
+    run_dir: Path, last_meta: dict[str, Any], record: _ModelRecord, history: list[dict[str, Any]], stopper: EarlyStopping,
+    plots: bool, info: dist_.DistInfo,
+) -> None:
+    """On resume, re-derive from `checkpoints/last` whatever a kill left out of date.
+
+    `last` is the run's single commit point: `best`, the model file, the history and every JSON
+    twin are written after it, so each either agrees with it or is rebuilt here from it (and
+    from `best`, once repaired), before training goes on. Rank 0 only.
+    """
+    ckpt_dir = run_dir / "checkpoints"
+    for tmp in [*run_dir.glob("*.tmp"), *ckpt_dir.glob("*.tmp")]:  # a killed write's leftovers
+        tmp.unlink(missing_ok=True)
+    if repair_best_checkpoint(ckpt_dir, last_meta):
+        _log(info, f"emolens: {ckpt_dir / 'best.safetensors'} was left behind by a kill; restored from epoch {last_meta['epoch']}")
+    sync_twin(ckpt_dir / "last.safetensors", last_meta)
+    best_meta = read_checkpoint_meta(ckpt_dir / "best.safetensors")
+    if best_meta is not None:
+        sync_twin(ckpt_dir / "best.safetensors", best_meta)
+        if not _model_file_holds(run_dir / "best.safetensors", best_meta.get("weights_sha256")):
+            model, sha = _best_model_from(ckpt_dir / "best.safetensors", record, stopper.best_epoch)
+            _save_best_model(model, record, run_dir / "best.safetensors", history, stopper, float(last_meta["seconds"]), sha)
+    write_history(run_dir, history)
+    if plots:
+        plot_curves(run_dir, history)
 
 
 def _finalize(
     record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float,
     val_ds: FaceDataset, device: torch.device, batch_size: int, info: dist_.DistInfo,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Reload the best weights, fit a temperature on validation, write the final model file."""
+    """Fit a temperature on validation to the best checkpoint's weights, write the final model file.
+
+    The weights come from `checkpoints/best`, never from the model file written during training:
+    that one is derived, and a kill may have left it an epoch behind.
+    """
     from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
     from emolens.evaluation.calibration import temperature_nll as nll
     from emolens.inference import predict_logits, softmax_with_temperature
     from emolens.models.io import load_model
 
-    if not path.is_file():
-        raise ModelError(f"{path}: the best model was never written; did any epoch finish?")
-    best = load_model(path, device=device)
+    best, sha = _best_model_from(path.parent / "checkpoints" / "best.safetensors", record, stopper.best_epoch)
+    best = best.to(device)
     logits = predict_logits(best, val_ds.images, batch_size=batch_size)  # the shared inference path
     labels = val_ds.labels
     T = fit_temperature(logits, labels)
@@ -584,9 +676,11 @@ def _finalize(
         "val_ece_before": expected_calibration_error(softmax_with_temperature(logits, 1.0), labels),
         "val_ece_after": expected_calibration_error(softmax_with_temperature(logits, T), labels),
     }
-    final = record.config(history, stopper, seconds, metrics, temperature=T)
+    final = record.config(history, stopper, seconds, metrics, sha, temperature=T)
     save_model(best, path, final)
-    best.emolens_config = final
+    best = load_model(path, device=device)  # what users will load, checked to be what was fitted
+    if weights_sha256(best.state_dict()) != sha:
+        raise ModelError(f"{path}: read back other weights than were written (sha256 {sha[:12]}); is the disk failing?")
     _log(info, f"emolens: best epoch {stopper.best_epoch}: val acc {metrics['val_acc']:.4f}, macro-F1 {metrics['val_f1']:.4f}; "
          f"temperature {T:.3f} (val ECE {metrics['val_ece_before']:.4f} -> {metrics['val_ece_after']:.4f}); model {path}")
     return best, metrics
