@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,14 @@ from emolens.data.cache import cache_key, hash_file, load_cached, save_cached
 from emolens.data.dataset import SPLITS, FaceDataset
 from emolens.data.readers import READERS, supported_layouts
 from emolens.data.readers.base import UNASSIGNED, RawData, Reader, ReadOptions
+from emolens.data.readers.ferplus import read_ferplus
 from emolens.errors import ConfigError, DataError
 from emolens.labels import EMOTIONS
 from emolens.preprocessing import PreprocessConfig
 
 log = logging.getLogger(__name__)
+# Sources that may be the Kaggle FER-2013 download, which FER+ reaches through the shipped map.
+KAGGLE_FORMATS = ("zip", "folder")
 _MAX_LISTED = 5  # skipped items quoted in the warning; all of them are in FaceDataset.skipped
 
 
@@ -112,6 +116,18 @@ def _summarise(source: Path, raw: RawData, loaded: int) -> str:
     return f"{source}: loaded {loaded} images, skipped {len(raw.skipped)} items ({'; '.join(parts)}); see FaceDataset.skipped"
 
 
+def _read_cached(reader: Reader, source_sha256: str, options: ReadOptions, *, cache: bool, progress: bool) -> RawData:
+    key = cache_key(reader.format, source_sha256, options.key())
+    raw = load_cached(key) if cache else None
+    if raw is None:
+        t0 = time.perf_counter()
+        raw = reader.read(options, progress=progress)
+        log.info("decoded %s (%s): %d images in %.1f s", reader.path, raw.layout, len(raw.images), time.perf_counter() - t0)
+        if cache and len(raw.images):
+            save_cached(key, raw)
+    return raw
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -153,17 +169,18 @@ def load_dataset(
         image_size=image_size, label_map=dict(label_map) if label_map else None, ferplus=ferplus_path,
         ferplus_sha256=hash_file(ferplus_path) if ferplus_path else "", soft_labels=soft_labels,
     )
-    reader.check_options(options)
+    # The Kaggle download gets FER+ votes through the map shipped with emolens: the faces are
+    # decoded (and cached) as for a plain load, then relabelled.
+    kaggle_ferplus = ferplus_path is not None and reader.format in KAGGLE_FORMATS
+    read_options = replace(options, ferplus=None, ferplus_sha256="", soft_labels=False) if kaggle_ferplus else options
+    reader.check_options(read_options)
 
     source_sha256 = reader.fingerprint()
-    key = cache_key(reader.format, source_sha256, options.key())
-    raw = load_cached(key) if cache else None
-    if raw is None:
-        t0 = time.perf_counter()
-        raw = reader.read(options, progress=progress)
-        log.info("decoded %s (%s): %d images in %.1f s", reader.path, raw.layout, len(raw.images), time.perf_counter() - t0)
-        if cache and len(raw.images):
-            save_cached(key, raw)
+    raw = _read_cached(reader, source_sha256, read_options, cache=cache, progress=progress)
+    if kaggle_ferplus:
+        from emolens.data.ferplus_map import attach_ferplus
+
+        raw = attach_ferplus(raw, read_ferplus(ferplus_path), soft=soft_labels, label_file=ferplus_path.name)
 
     if len(raw.images) == 0:
         detail = " | ".join(raw.skipped[:3]) or "the source holds no items"

@@ -40,6 +40,8 @@ class FerPlusRow:
     usage: str
     votes: np.ndarray | None  # (10,) in VOTE_COLUMNS order; None when the row is malformed
     error: str = ""
+    name: str = ""  # Image name (fer0000000.png); blank on rows judged not a face. Not the row number:
+    # Microsoft numbered the images, skipping those rows, so names drift from rows after row 59.
 
 
 def read_ferplus(path: Path) -> list[FerPlusRow]:
@@ -63,7 +65,7 @@ def read_ferplus(path: Path) -> list[FerPlusRow]:
             if (votes < 0).any():
                 rows.append(FerPlusRow(rec[0].strip(), None, f"{where}: negative vote count in {rec[2:]}"))
                 continue
-            rows.append(FerPlusRow(rec[0].strip(), votes))
+            rows.append(FerPlusRow(rec[0].strip(), votes, name=rec[1].strip()))
     return rows
 
 
