@@ -41,9 +41,11 @@ class ServerLimits:
         lows = {"max_queue": 0}
         for f in fields(self):
             value, low = getattr(self, f.name), lows.get(f.name, 1)
-            kinds = (int, float) if f.type in ("float", float) else (int,)
-            if not isinstance(value, kinds) or isinstance(value, bool) or not value >= low:
-                raise ConfigError(f"server limit {f.name} must be {'a number' if float in kinds else 'an integer'} >= {low}, got {value!r}")
+            if f.type in ("float", float):  # seconds: any positive number
+                if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                    raise ConfigError(f"server limit {f.name} must be a number of seconds > 0, got {value!r}")
+            elif not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"server limit {f.name} must be an integer >= {low}, got {value!r}")
         if self.max_pixels > self.pixel_budget:
             raise ConfigError(
                 f"server limit max_pixels ({self.max_pixels:,}) is over pixel_budget ({self.pixel_budget:,}): no request that "
@@ -95,7 +97,7 @@ class PixelBudget:
             self.used -= pixels
             idle = self.used == 0
             self._cond.notify_all()
-        if idle and pixels >= 8_000_000:
+        if idle and pixels >= 2_000_000:
             _give_back_memory()
 
 

@@ -94,7 +94,7 @@ class Health(BaseModel):
     version: str = Field(description="emolens version")
     model: ModelRef
     pool: PoolStats
-    limits: dict[str, int]
+    limits: dict[str, int | float] = Field(description="the server's limits, as in emolens.serving.ServerLimits")
 
 
 class ErrorBody(BaseModel):

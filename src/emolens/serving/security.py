@@ -109,10 +109,8 @@ class OriginGuardMiddleware:
         log.info("%s %s refused (%d): %s", scope["type"], scope.get("path"), status, detail)
         if scope["type"] == "websocket":
             await receive()  # websocket.connect
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await _send_json(send, status, detail, prefix="websocket.")
-            else:
-                await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+            # Closing before accepting refuses the handshake: uvicorn answers it 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
             return
         await _send_json(send, status, detail)
 
@@ -141,12 +139,12 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _send_json(send: Any, status: int, detail: str, prefix: str = "") -> None:
+async def _send_json(send: Any, status: int, detail: str) -> None:
     import json
     from http import HTTPStatus
 
     data = json.dumps({"detail": detail, "error": HTTPStatus(status).phrase}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), (b"connection", b"close"),
                *SECURITY_HEADERS, FRAME_CSP]
-    await send({"type": f"{prefix}http.response.start", "status": status, "headers": headers})
-    await send({"type": f"{prefix}http.response.body", "body": data})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
