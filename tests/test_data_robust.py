@@ -7,6 +7,7 @@ names it (or one DataError that says what is wrong), never a traceback, a hang o
 from __future__ import annotations
 
 import io
+import json
 import os
 import resource
 import signal
@@ -149,6 +150,29 @@ def test_predict_batch_survives_a_bomb_and_writes_the_table(tmp_path, capsys):
     assert "bomb.png: image too large" in captured.err and "1 could not be read" in captured.out
     assert (out / "predictions.json").is_file()
     assert "astronaut.jpg" in (out / "predictions.json").read_text()
+
+
+def test_predict_survives_odd_files_and_a_non_utf8_name(tmp_path, capsys, no_hang):
+    pytest.importorskip("cv2")
+    from emolens.models import ModelConfig, build_model, save_model
+    from emolens.pipeline.samples import astronaut
+
+    model = save_model(build_model(ModelConfig(arch="simple_cnn", name="random", version="0")).eval(), tmp_path / "m.safetensors")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut()).save(photos / os.fsdecode(b"\xff.jpg"))  # OpenCV's imwrite segfaulted on this name
+    os.mkfifo(photos / "pipe.jpg")
+    (photos / "zero.jpg").symlink_to("/dev/zero")
+    out = tmp_path / "out"
+    for fmt in ("json", "csv"):
+        argv = ["predict", str(photos), str(photos / "pipe.jpg"), str(photos / "zero.jpg"), "--model", str(model), "--out", str(out), "--format", fmt]
+        assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "pipe.jpg: not a regular file" in captured.err and "zero.jpg: not a regular file" in captured.err
+    rows = json.loads((out / "predictions.json").read_text())
+    assert [Path(r["path"]).name for r in rows] == ["\\xff.jpg"] and rows[0]["image"] == "\\xff.jpg"
+    assert "photos/\\xff.jpg" in (out / "predictions.csv").read_text(encoding="utf-8")
+    assert (out / "\\xff.jpg").is_file()  # the annotated copy, under a printable name
 
 
 # --- odd files in folders ----------------------------------------------------------------------

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,10 @@ class PreprocessConfig:
     mean: float = 0.5  # of pixel/255 over FER-2013 train (0.508, rounded)
     std: float = 0.25  # of pixel/255 over FER-2013 train (0.254, rounded)
     face_margin: float = 0.2  # box grows by this fraction per side: FER crops show brow to chin
+    # Measured per detector (`emolens.faces.framing`): detector name -> (scale, dx, dy), the crop
+    # that frames that detector's boxes as FER-2013 frames its faces. Detectors not listed use
+    # face_margin, centred on the box.
+    framing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.input_size < 8:
@@ -58,6 +63,13 @@ class PreprocessConfig:
             raise ConfigError(f"std must be positive, got {self.std}")
         if not 0 <= self.face_margin <= 1:
             raise ConfigError(f"face_margin must be in [0, 1], got {self.face_margin}")
+        object.__setattr__(self, "framing", _checked_framing(self.framing, "framing"))
+
+    def framing_for(self, detector: str) -> Framing:
+        """The crop geometry for boxes from `detector`: measured, else face_margin around the box."""
+        if detector in self.framing:
+            return Framing(*self.framing[detector])
+        return Framing(scale=1.0 + 2.0 * self.face_margin)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,10 +100,44 @@ class PreprocessConfig:
         for name, bounds in (("mean", MEAN_RANGE), ("std", STD_RANGE), ("face_margin", (0.0, 1.0))):
             if name in d:
                 _check_number(d[name], f"{source}.{name}", bounds)
+        if "framing" in d:
+            _checked_framing(d["framing"], f"{source}.framing")
         try:
             return cls(**d)
         except ConfigError as exc:  # the cross-field rules of __post_init__ (input_size <= image_size)
             raise ConfigError(f"{source}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where a face crop lies relative to a detector box, in units of the box's longer side.
+
+    The crop is square: side = scale * max(w, h), centred at the box centre moved by
+    (dx, dy) * max(w, h) (positive = right, down).
+    """
+
+    scale: float = 1.4
+    dx: float = 0.0
+    dy: float = 0.0
+
+
+FRAMING_SCALE_RANGE = (0.5, 3.0)  # a crop from half to three times the box
+FRAMING_SHIFT_RANGE = (-0.5, 0.5)  # the crop centre stays within the box
+
+
+def _checked_framing(framing: Any, where: str) -> dict[str, tuple[float, float, float]]:
+    if not isinstance(framing, dict):
+        raise ConfigError(f"{where}: expected an object of detector name -> [scale, dx, dy], found {type(framing).__name__}")
+    checked = {}
+    for name, geometry in framing.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            raise ConfigError(f"{where}: detector names must be strings of 1-64 characters, found {name!r}")
+        if not isinstance(geometry, list | tuple) or len(geometry) != 3:
+            raise ConfigError(f"{where}.{name}: expected [scale, dx, dy], found {geometry!r}")
+        for value, part, bounds in zip(geometry, ("scale", "dx", "dy"), (FRAMING_SCALE_RANGE, FRAMING_SHIFT_RANGE, FRAMING_SHIFT_RANGE), strict=True):
+            _check_number(value, f"{where}.{name}.{part}", bounds)
+        checked[name] = tuple(float(v) for v in geometry)
+    return checked
 
 
 def _check_number(value: Any, where: str, bounds: tuple[float, float], *, integer: bool = False) -> None:
@@ -105,6 +151,12 @@ def _check_number(value: Any, where: str, bounds: tuple[float, float], *, intege
 
 # Besides UnidentifiedImageError, PIL's format plugins let these escape on malformed headers and data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError, struct.error)
+
+
+def printable_path(path: str | Path) -> str:
+    """A path as messages, tables and terminals can carry it: bytes of a name that are not UTF-8
+    (kept by Python as lone surrogates, which JSON, CSV, OpenCV and terminals reject) become \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def _open_image(source: str | Path | bytes, label: str) -> Any:
@@ -146,7 +198,7 @@ def load_image(source: str | Path | bytes, *, name: str | None = None) -> np.nda
     """
     from PIL import Image, UnidentifiedImageError
 
-    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    label = name or (printable_path(source) if not isinstance(source, bytes) else "<bytes>")
     try:
         with warnings.catch_warnings():
             # Past MAX_IMAGE_PIXELS PIL only warns, then decodes: a 10000x10000 header costs 300 MB.
@@ -239,18 +291,22 @@ def square_resize(gray: np.ndarray, size: int) -> np.ndarray:
     return _resize(gray[top : top + s, left : left + s], size)
 
 
-def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], margin: float, size: int) -> np.ndarray:
+def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], framing: Framing | float, size: int) -> np.ndarray:
     """Cut a face out of a full image the way the training crops were made.
 
-    box is (x, y, w, h) in pixels. The box is made square around its centre (side = the
-    larger of w, h), grown by `margin` of that side on each side, padded by edge replication
-    where it leaves the image, and resized to (size, size).
+    box is (x, y, w, h) in pixels. framing says where the square crop lies around the box
+    (`Framing`, measured per detector); a plain number is a margin: the box made square around
+    its centre and grown by that share of its side on each side. The crop is padded by edge
+    replication where it leaves the image, and resized to (size, size).
     """
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise DataError(f"face box {box} has no area")
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
+    if not isinstance(framing, Framing):
+        framing = Framing(scale=1.0 + 2.0 * float(framing))
+    ref = max(w, h)
+    side = ref * framing.scale
+    cx, cy = x + w / 2.0 + framing.dx * ref, y + h / 2.0 + framing.dy * ref
     x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
     s = max(1, int(round(side)))
     H, W = gray.shape

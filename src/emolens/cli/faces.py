@@ -60,8 +60,10 @@ def predict_cmd(
 ) -> None:
     """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
     from emolens.pipeline import predict_images
+    from emolens.preprocessing import printable_path
 
     def on_image(path, result, error) -> None:
+        path = printable_path(path)  # a file name that is not UTF-8 cannot be printed as is
         if error:
             typer.echo(f"skipped  {error}", err=True)
         elif not result.faces:

@@ -16,6 +16,7 @@ from typing import Any
 from emolens.errors import ConfigError, DataError
 from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
+from emolens.preprocessing import printable_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 FORMATS = ("json", "csv")
@@ -98,7 +99,7 @@ def predict_images(
     taken: set[Path] = set()
     for path in files:
         try:
-            result = rec.predict(path)
+            result = rec.predict(path, name=printable_path(path.name))
         except DataError as exc:
             report.errors.append(str(exc))
             if on_image:
@@ -106,13 +107,14 @@ def predict_images(
             continue
         report.images += 1
         report.faces += len(result)
+        shown = printable_path(path)  # a name that is not UTF-8 would break the JSON/CSV table
         if not result.faces:
-            report.no_face.append(str(path))
-        report.rows += [{"path": str(path), **row} for row in result.summary()]
+            report.no_face.append(shown)
+        report.rows += [{"path": shown, **row} for row in result.summary()]
         if save:
             out_dir.mkdir(parents=True, exist_ok=True)
             suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
-            stem = free_stem(out_dir, path.stem, [suffix], overwrite=overwrite, taken=taken)
+            stem = free_stem(out_dir, printable_path(path.stem), [suffix], overwrite=overwrite, taken=taken)
             report.annotated.append(result.save(out_dir / f"{stem}{suffix}", overwrite=True))
         if on_image:
             on_image(path, result, None)

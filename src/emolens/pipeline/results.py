@@ -136,7 +136,9 @@ class ImageResult:
         else:
             import cv2
 
-            ok = cv2.imwrite(str(path), self.plot())
+            # imencode + write_bytes, not imwrite: OpenCV crashes (SIGSEGV) on a path that is not UTF-8.
+            ok, encoded = cv2.imencode(suffix, self.plot())
             if not ok:
                 raise ConfigError(f"{path}: OpenCV cannot write images with suffix {suffix!r}; use .jpg or .png")
+            path.write_bytes(encoded.tobytes())
         return path

@@ -13,6 +13,7 @@ from emolens.data.readers import base
 from emolens.data.readers.base import RawBuilder, RawData, Reader, ReadOptions, SkipItem, is_ignored
 from emolens.data.readers.tree import TreePlan, decode_tree, is_image_name, plan_tree
 from emolens.errors import DataError
+from emolens.preprocessing import printable_path as printable
 
 
 def _walk(root: Path) -> tuple[list[Path], list[Path]]:
@@ -23,12 +24,6 @@ def _walk(root: Path) -> tuple[list[Path], list[Path]]:
         dirs += [base_dir / d for d in subdirs]
         files += [base_dir / n for n in sorted(names) if not is_ignored(n)]
     return files, dirs
-
-
-def printable(part: str) -> str:
-    """A path part as messages and `FaceDataset.names` can carry it: bytes that are not UTF-8
-    (kept by Python as lone surrogates, which no JSON, CSV or terminal accepts) become \\xNN."""
-    return os.fsencode(part).decode("utf-8", "backslashreplace")
 
 
 def file_problem(path: Path, rel: str) -> str:
