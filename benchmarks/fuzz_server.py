@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import free_port, random_model  # noqa: E402  (same folder: the load test's helpers)
+from load import free_port, random_model
 
 
 def rss_mb(pid: int) -> dict[str, float]:

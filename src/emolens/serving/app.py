@@ -63,7 +63,6 @@ def create_app(
     from emolens.serving.errors import install_handlers
     from emolens.serving.jobs import Runner, jsonable
     from emolens.serving.pool import InferencePool
-
     from emolens.serving.security import LOCAL_HOSTS, OriginGuardMiddleware, SecurityHeadersMiddleware
 
     limits = ServerLimits(

@@ -97,7 +97,7 @@ class PixelBudget:
             self.used -= pixels
             idle = self.used == 0
             self._cond.notify_all()
-        if idle and pixels >= 2_000_000:
+        if idle and pixels >= 1_000_000:
             _give_back_memory()
 
 

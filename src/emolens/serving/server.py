@@ -131,7 +131,7 @@ def guarded_http_protocol(header_timeout: float) -> type:
         def _head_late(self) -> None:
             self._head_timer = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                client = "%s:%d" % self.client if self.client else "client"
+                client = f"{self.client[0]}:{self.client[1]}" if self.client else "client"
                 log.info("%s: request headers not complete after %g s; connection closed", client, header_timeout)
                 self.transport.close()
 

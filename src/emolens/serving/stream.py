@@ -11,6 +11,7 @@ previous answer arrives, so a slow server lowers the frame rate instead of pilin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -63,10 +64,8 @@ async def stream(ws: WebSocket) -> None:
         # until the handler asks for the next message), so a client that sends without
         # reading stalls here, holding a bounded buffer, until this deadline drops it.
         log.info("/v1/stream: client stopped reading replies for %g s; closing (%d)", limits.read_timeout, POLICY_VIOLATION)
-        try:
+        with contextlib.suppress(Exception):  # the socket is stuck or gone; uvicorn drops it when the handler returns
             await asyncio.wait_for(ws.close(POLICY_VIOLATION, "replies not read"), 1.0)
-        except Exception:  # noqa: BLE001  the socket is stuck or gone; uvicorn drops it when the handler returns
-            pass
     except WebSocketDisconnect:
         return
     finally:
