@@ -13,6 +13,7 @@ faces of an image go through the network in one batch.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ class EmotionRecognizer:
         return {
             "name": self.model_name, "version": c.version, "arch": c.arch, "labels": list(self.labels),
             "input_size": p.input_size, "image_size": p.image_size, "face_margin": p.face_margin,
+            "framing": asdict(p.framing_for(self.detector.name)),
             "temperature": c.temperature, "metrics": dict(c.metrics), "license": c.license,
             "backend": self.backend.name, "source": self.backend.source, "detector": self.detector.name,
         }
@@ -118,7 +120,8 @@ class EmotionRecognizer:
         p = self.config.preprocess
         if not boxes:
             return np.zeros((0, p.image_size, p.image_size), np.uint8)
-        return np.stack([crop_face(gray, box, p.face_margin, p.image_size) for box in boxes])
+        framing = p.framing_for(self.detector.name)  # where this detector's boxes sit on a face
+        return np.stack([crop_face(gray, box, framing, p.image_size) for box in boxes])
 
     def classify_detections(self, gray: np.ndarray, detections: list[Detection], ids: list[int] | None = None) -> list[FaceResult]:
         """Crop and classify already-found faces of one gray image, in one batch."""
