@@ -266,7 +266,7 @@ def test_ferplus_misaligned_or_misused(fer_csv, tmp_path):
     with pytest.raises(ConfigError, match="soft_labels=True needs FER\\+"):
         load_dataset(fer_csv, soft_labels=True, progress=False)
     zipped = write_zip(tmp_path / "a.zip", kaggle_members())
-    with pytest.raises(ConfigError, match=r"only apply to the original fer2013\.csv"):
+    with pytest.raises(DataError, match=r"is a file of the Kaggle FER-2013 download"):
         load_dataset(zipped, ferplus=swapped, progress=False)
     with pytest.raises(DataError, match="FER\\+ label file not found"):
         load_dataset(fer_csv, ferplus=tmp_path / "nope.csv", progress=False)
@@ -403,7 +403,7 @@ def test_zip_without_layout_and_unknown_sources(tmp_path):
     flat = write_zip(tmp_path / "flat.zip", {"a.jpg": jpeg_bytes(face(1)), "b.jpg": jpeg_bytes(face(2))})
     with pytest.raises(DataError, match=r"flat.zip: no images in class folders .*expected a zip of class folders"):
         load_dataset(flat, progress=False)
-    with pytest.raises(DataError, match=r"no such file or folder; expected one of:\n  - zip"):
+    with pytest.raises(DataError, match=r"no such file or folder; expected one of:\n  - FER\+ image folders"):
         load_dataset(tmp_path / "missing.zip")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match=r"(?s)unknown dataset layout .*fer2013.csv .*folder of class folders"):

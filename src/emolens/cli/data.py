@@ -54,3 +54,34 @@ def stats(
     typer.echo("")
     for kind, p in paths.items():
         typer.echo(f"{kind:>8}: {p}")
+
+
+@data_app.command("ferplus-map")
+def ferplus_map(
+    kaggle: Annotated[Path, typer.Argument(help="The Kaggle FER-2013 download (archive.zip) or its extracted folder.")],
+    ferplus_images: Annotated[Path, typer.Argument(help="FER+ images zip (FER2013Train/ FER2013Valid/ FER2013Test/).")],
+    out: Annotated[Path, typer.Option("--out", help="Map file to write (gzip CSV: Kaggle name, FER+ image name).")] = Path("ferplus_kaggle.csv.gz"),
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite --out if it exists (e.g. the map shipped in src/emolens/data/).")] = False,
+) -> None:
+    """Match each Kaggle FER-2013 JPEG to its FER+ image by nearest pixels: the map that lets
+    --ferplus fer2013new.csv label the Kaggle download (emolens ships one; this rebuilds it)."""
+    import warnings
+
+    import numpy as np
+
+    from emolens.data import load_dataset
+    from emolens.data.ferplus_map import MAX_MATCH_RMSE, build_kaggle_map, write_map
+
+    if out.exists() and not replace:
+        raise ConfigError(f"{out} exists; pass --replace to overwrite it, or choose another --out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = load_dataset(kaggle)
+    result = build_kaggle_map(dataset, ferplus_images)
+    write_map(result.names, out)
+    typer.echo(
+        f"matched {len(result.names)} of {len(dataset)} Kaggle images (RMSE median {np.median(result.rmse):.2f}, max {result.rmse.max():.2f} "
+        f"grey levels; next-nearest other face median {np.median(result.second_rmse):.1f}); "
+        f"{len(result.unmatched)} have no FER+ image within {MAX_MATCH_RMSE} (FER+ judged them not a face)"
+    )
+    typer.echo(f"wrote {out}")

@@ -159,7 +159,13 @@ def attach_ferplus(raw: RawData, ferplus: list[FerPlusRow], *, soft: bool, label
     mapping = read_map() if mapping is None else mapping
     by_name = {fp.name: (row, fp) for row, fp in enumerate(ferplus) if fp.name}
     keep, labels, dists, skipped = [], [], [], list(raw.skipped)
-    for i, fer_name in enumerate(_lookup(raw.names, mapping)):
+    found = _lookup(raw.names, mapping)
+    if len(found) and all(f is None for f in found):
+        raise DataError(
+            f"none of the {len(found)} images (e.g. {raw.names[0]}) is a file of the Kaggle FER-2013 download, so {label_file} "
+            "cannot label them; FER+ votes apply to that download, to fer2013.csv, or to the FER+ image folders"
+        )
+    for i, fer_name in enumerate(found):
         name = str(raw.names[i])
         if fer_name is None or fer_name not in by_name:
             skipped.append(f"{name}: no FER+ counterpart (FER+ judged it not a face, or it is not a Kaggle FER-2013 file); skipped")
