@@ -104,7 +104,7 @@ def test_ferplus_image_folders_bad_rows_and_missing_images(tmp_path):
     assert "FER2013Test/label.csv line 3: vote counts" in skipped
     assert "FER2013Test/fer0000010.png: listed in FER2013Test/label.csv but cannot be read" in skipped
     assert len(ds) == 4
-    with pytest.raises(ConfigError, match="carries its votes in label.csv"):
+    with pytest.raises(ConfigError, match=r"carries its votes in label\.csv"):
         load_dataset(tmp_path / "f.zip", ferplus=tmp_path / "f.zip", progress=False)
 
 

@@ -17,7 +17,7 @@ from emolens.training.config import AugConfig
 from emolens.transforms import create_transform, gaussian_blur
 
 pytest.importorskip("skimage")
-from skimage import data as skdata  # noqa: E402
+from skimage import data as skdata
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # Haar's box on scikit-image's astronaut photo
 
@@ -89,5 +89,5 @@ def test_degradations_are_seeded_and_do_what_they_say():
         assert (x[..., 1:] - x[..., :-1]).abs().mean() < 0.6 * (base[..., 1:] - base[..., :-1]).abs().mean(), name
     flat = torch.full((2, 1, 20, 20), 77.0)
     torch.testing.assert_close(gaussian_blur(flat, torch.tensor([0.5, 1.5])), flat)
-    with pytest.raises(ConfigError, match="aug.lowres_size"):
+    with pytest.raises(ConfigError, match=r"aug\.lowres_size"):
         AugConfig(lowres_size=(40, 20))

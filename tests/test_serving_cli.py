@@ -15,10 +15,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from emolens.cli import main
+
 # The server answers only to its own names (DNS rebinding); TestClient says "testserver" unless told.
 LOCAL = "http://localhost"
-
-from emolens.cli import main
 
 
 @pytest.fixture(scope="module")
