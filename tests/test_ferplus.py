@@ -149,6 +149,13 @@ def test_kaggle_map_matches_jpeg_copies_and_labels_the_zip(tmp_path, monkeypatch
         "test/happy/PublicTest_104.jpg": "surprise", "test/happy/PrivateTest_105.jpg": "neutral",
     }
     assert ds.soft_labels is not None and "no FER+ counterpart" in "\n".join(ds.skipped)
+    # fer2013_share: the face's own FER-2013 label (all "happy" here) mixed into its votes.
+    mixed = load_quiet(k_zip, ferplus=csv_path, soft_labels=True, fer2013_share=0.5)
+    sad = dict(zip(EMOTIONS, mixed.soft_labels[list(mixed.names).index("train/happy/Training_101.jpg")], strict=True))
+    assert sad["happy"] == pytest.approx(0.5) and sad["sad"] == pytest.approx(0.4) and sad["neutral"] == pytest.approx(0.1)
+    assert EMOTIONS[mixed.labels[list(mixed.names).index("train/happy/Training_101.jpg")]] == "sad"  # labels stay FER+ majority
+    with pytest.raises(ConfigError, match="fer2013_share"):
+        load_quiet(fp_zip, soft_labels=True, fer2013_share=0.5)
 
 
 def test_shipped_map_is_readable():

@@ -154,8 +154,14 @@ def _lookup(names: np.ndarray, mapping: dict[str, str]) -> list[str | None]:
 _USAGE_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
 
 
-def attach_ferplus(raw: RawData, ferplus: list[FerPlusRow], *, soft: bool, label_file: str, mapping: dict[str, str] | None = None) -> RawData:
-    """Relabel a Kaggle FER-2013 read with FER+ votes; faces FER+ drops are skipped and reported."""
+def attach_ferplus(
+    raw: RawData, ferplus: list[FerPlusRow], *, soft: bool, label_file: str, mapping: dict[str, str] | None = None, fer2013_share: float = 0.0,
+) -> RawData:
+    """Relabel a Kaggle FER-2013 read with FER+ votes; faces FER+ drops are skipped and reported.
+
+    Labels become the FER+ majority. Soft labels are the vote shares, mixed with `fer2013_share`
+    of the face's own FER-2013 label (one-hot): both annotations of the same face in one target.
+    """
     mapping = read_map() if mapping is None else mapping
     by_name = {fp.name: (row, fp) for row, fp in enumerate(ferplus) if fp.name}
     keep, labels, dists, skipped = [], [], [], list(raw.skipped)
@@ -182,6 +188,8 @@ def attach_ferplus(raw: RawData, ferplus: list[FerPlusRow], *, soft: bool, label
             continue
         keep.append(i)
         labels.append(label)
+        if dist is not None and fer2013_share:
+            dist = (1.0 - fer2013_share) * dist + fer2013_share * np.eye(len(dist), dtype=np.float32)[raw.labels[i]]
         dists.append(dist)
     idx = np.asarray(keep, np.int64)
     return replace(

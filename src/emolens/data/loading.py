@@ -135,6 +135,7 @@ def load_dataset(
     image_size: int = PreprocessConfig.image_size,
     ferplus: str | Path | None = None,
     soft_labels: bool = False,
+    fer2013_share: float = 0.0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
@@ -145,7 +146,9 @@ def load_dataset(
 
     Sources, detected from the path: the Kaggle FER-2013 zip (read in place), its extracted
     folders, the original `fer2013.csv` (optionally relabelled by FER+ `ferplus=fer2013new.csv`,
-    as majority votes or, with `soft_labels`, vote distributions), or any folder-per-class
+    as majority votes or, with `soft_labels`, vote distributions; the Kaggle zip and its folders
+    too, through the map emolens ships, where `fer2013_share` mixes each face's FER-2013 label into
+    its votes), the FER+ image folders (`FER2013Train/` ... with `label.csv`), or any folder-per-class
     dataset (class names like `Happiness/` mapped by `labels.canonical_label` and `label_map`;
     map a class to None to drop it). Splits come from the source where it has them (FER-2013
     file prefixes, split folders, the CSV's Usage); missing ones are carved from the training
@@ -165,6 +168,13 @@ def load_dataset(
             "soft_labels=True needs FER+ votes: pass ferplus='path/to/fer2013new.csv' with the fer2013.csv source, "
             "or load the FER+ image folders (FER2013Train/ ... with label.csv)"
         )
+    if fer2013_share and not (soft_labels and ferplus_path is not None and reader.format in KAGGLE_FORMATS):
+        raise ConfigError(
+            "fer2013_share mixes a face's FER-2013 label into its FER+ vote shares: it needs the Kaggle FER-2013 download "
+            "with ferplus='fer2013new.csv' and soft_labels=True"
+        )
+    if not 0.0 <= fer2013_share <= 1.0:
+        raise ConfigError(f"fer2013_share must be in [0, 1], got {fer2013_share}")
     options = ReadOptions(
         image_size=image_size, label_map=dict(label_map) if label_map else None, ferplus=ferplus_path,
         ferplus_sha256=hash_file(ferplus_path) if ferplus_path else "", soft_labels=soft_labels,
@@ -180,7 +190,7 @@ def load_dataset(
     if kaggle_ferplus:
         from emolens.data.ferplus_map import attach_ferplus
 
-        raw = attach_ferplus(raw, read_ferplus(ferplus_path), soft=soft_labels, label_file=ferplus_path.name)
+        raw = attach_ferplus(raw, read_ferplus(ferplus_path), soft=soft_labels, label_file=ferplus_path.name, fer2013_share=fer2013_share)
 
     if len(raw.images) == 0:
         detail = " | ".join(raw.skipped[:3]) or "the source holds no items"

@@ -46,7 +46,8 @@ def _range(section: str, name: str, value: float, lo: float, hi: float) -> None:
 @dataclass
 class DataConfig:
     path: str = "synthetic"  # anything `emolens.data.load_dataset` reads, or "synthetic"
-    ferplus: str = ""  # FER+ fer2013new.csv: relabels a fer2013.csv source (vote shares with loss.soft_labels)
+    ferplus: str = ""  # FER+ fer2013new.csv: relabels fer2013.csv or the Kaggle download (vote shares with loss.soft_labels)
+    fer2013_share: float = 0.0  # with ferplus on the Kaggle download: share of each face's FER-2013 label in its soft target
     batch_size: int = 64  # per process; FER recipes use 64-128
     eval_batch_size: int = 256  # inference only, so larger is free
     train_fraction: float = 1.0  # a seeded, stratified share of train: for quick checks
@@ -58,6 +59,7 @@ class DataConfig:
             raise ConfigError(f"data.batch_size and data.eval_batch_size must be >= 1, got {self.batch_size}, {self.eval_batch_size}")
         _range("data", "train_fraction", self.train_fraction, 1e-6, 1.0)
         _range("data", "val_fraction", self.val_fraction, 0.0, 0.5)
+        _range("data", "fer2013_share", self.fer2013_share, 0.0, 1.0)
         if self.synthetic_per_class < 3:
             raise ConfigError(f"data.synthetic_per_class must be >= 3, got {self.synthetic_per_class}")
 

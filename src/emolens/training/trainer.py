@@ -120,7 +120,7 @@ def load_training_data(cfg: TrainConfig, *, progress: bool = True) -> FaceDatase
     has_votes = bool(cfg.data.ferplus) or source_has_votes(detect_reader(cfg.data.path))
     return load_dataset(
         cfg.data.path, image_size=cfg.model.preprocess.image_size, val_fraction=cfg.data.val_fraction,
-        ferplus=cfg.data.ferplus or None, soft_labels=has_votes and cfg.loss.soft_labels,
+        ferplus=cfg.data.ferplus or None, soft_labels=has_votes and cfg.loss.soft_labels, fer2013_share=cfg.data.fer2013_share,
         seed=cfg.run.seed, progress=progress,
     )
 
@@ -441,6 +441,10 @@ def _train(
     t_start = time.perf_counter()
     epoch = start_epoch
     data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
+    if cfg.data.ferplus:  # the labels come from a second file: its content is part of the data
+        from emolens.data.cache import hash_file
+
+        data_meta["ferplus_sha256"] = hash_file(Path(cfg.data.ferplus))
     record = _ModelRecord(mcfg, {
         "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "distill": distill_meta, "device": str(device), "device_name": _device_name(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
