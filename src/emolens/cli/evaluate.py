@@ -32,8 +32,15 @@ def evaluate_cmd(
     ] = None,
     data: Annotated[
         Path,
-        typer.Option("--data", "-d", help="Dataset: the Kaggle FER-2013 zip, its extracted folder, fer2013.csv, or a folder of class folders.", show_default=False),
+        typer.Option(
+            "--data", "-d", show_default=False,
+            help="Dataset: the Kaggle FER-2013 zip, its extracted folder, fer2013.csv, the FER+ image folders (or their zip), or a folder of class folders.",
+        ),
     ] = ...,  # type: ignore[assignment]
+    ferplus: Annotated[
+        Path | None,
+        typer.Option("--ferplus", help="FER+ fer2013new.csv: score against FER+ majority labels (with the Kaggle zip, its folders or fer2013.csv).", show_default=False),
+    ] = None,
     split: Annotated[Split, typer.Option(help="Split to measure: test for final figures, val while developing.")] = Split.test,
     tta: Annotated[TTA, typer.Option(help="Test-time augmentation: flip doubles the cost, tencrop is 10x.")] = TTA.none,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder. One holding a report already is kept; a suffixed folder (-2, -3...) is used.")] = Path(
@@ -71,7 +78,7 @@ def evaluate_cmd(
     split, tta = Split(split).value, TTA(tta).value  # plain strings for the Python API
     model_path = resolve_model_path(model)  # a missing model fails before minutes of data loading
     cfg = read_model_config(model_path)
-    dataset = load_dataset(data, image_size=cfg.preprocess.image_size)
+    dataset = load_dataset(data, image_size=cfg.preprocess.image_size, ferplus=ferplus)
     out_dir = free_dir(out, (*REPORT_FILES, CALIBRATED_NAME))
     if out_dir != out:
         typer.echo(f"{out} already holds a report; writing to {out_dir} instead", err=True)
