@@ -45,3 +45,34 @@ def test_shipped_model_file_records_the_figures_of_its_card() -> None:
     assert test["accuracy"] == pytest.approx(documented["test_accuracy"], abs=1e-9)
     assert test["macro_f1"] == pytest.approx(documented["test_macro_f1"], abs=1e-9)
     assert test["data_sha256"] == "268142ed6b16cd82910fc12f5303f1c841d67f3e4b5ecdc5ad8f700065c4e2b7"  # the Kaggle archive.zip
+
+
+FERPLUS_IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ferplus" / "ferplus-images.zip"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_shipped_model_keeps_its_documented_ferplus_accuracy() -> None:
+    """The same on FER+ test (majority labels), the card's second benchmark."""
+    import warnings
+
+    from emolens.data import load_dataset
+    from emolens.evaluation import evaluate
+
+    if not FERPLUS_IMAGES.exists():
+        pytest.skip(f"FER+ images not found at {FERPLUS_IMAGES}")
+    documented = json.loads(CARD.read_text())
+    if "ferplus_test_accuracy" not in documented:
+        pytest.fail(f"{CARD} has no FER+ figures; rerun benchmarks/accuracy.py with --ferplus {FERPLUS_IMAGES}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = load_dataset(FERPLUS_IMAGES, progress=False)
+    report = evaluate(None, ds, split="test")
+    assert report.accuracy >= documented["ferplus_test_accuracy"] - 0.005, (report.accuracy, documented["ferplus_test_accuracy"])
+    recorded = read_model_config_metrics()["test_ferplus"]
+    assert recorded["accuracy"] == pytest.approx(documented["ferplus_test_accuracy"], abs=1e-9)
+
+
+def read_model_config_metrics() -> dict:
+    from emolens.models import read_model_config
+
+    return read_model_config(default_model_path()).metrics
