@@ -50,9 +50,11 @@ class PreprocessConfig:
     framing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.image_size < 8 or self.input_size < 8:
+        lo, hi = SIDE_RANGE
+        if not (lo <= self.image_size <= hi and lo <= self.input_size <= hi):
+            # The upper bound too: a model trained at a size no model file may declare could never be loaded.
             raise ConfigError(
-                f"image_size and input_size must be at least 8, got {self.image_size} and {self.input_size}"
+                f"image_size and input_size must be in [{lo}, {hi}], got {self.image_size} and {self.input_size}"
             )
         if self.input_size > self.image_size:
             raise ConfigError(
