@@ -2,7 +2,7 @@
 
     python benchmarks/fuzz_data.py            # every probe, ~70 s on 2 cores
     python benchmarks/fuzz_data.py --quick    # a 256 MiB zip member instead of 2 GiB, one kill instead of three
-    python benchmarks/fuzz_data.py --probes zip-2gib,model-size-1024 --json fuzz.json
+    python benchmarks/fuzz_data.py --probes zip-bomb,model-size-1024 --json fuzz.json
 
 The server has its own script (benchmarks/fuzz_server.py). This one builds every bad input in a
 temporary folder, then runs each probe in a fresh process, one at a time, and reads that
