@@ -163,12 +163,15 @@ def test_predict_survives_odd_files_and_a_non_utf8_name(tmp_path, capsys, no_han
     Image.fromarray(astronaut()).save(photos / os.fsdecode(b"\xff.jpg"))  # OpenCV's imwrite segfaulted on this name
     os.mkfifo(photos / "pipe.jpg")
     (photos / "zero.jpg").symlink_to("/dev/zero")
+    (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     out = tmp_path / "out"
     for fmt in ("json", "csv"):
         argv = ["predict", str(photos), str(photos / "pipe.jpg"), str(photos / "zero.jpg"), "--model", str(model), "--out", str(out), "--format", fmt]
         assert main(argv) == 0
     captured = capsys.readouterr()
     assert "pipe.jpg: not a regular file" in captured.err and "zero.jpg: not a regular file" in captured.err
+    assert "gone.jpg: dangling symbolic link" in captured.err  # inside a folder too: named, never a silent skip
+    assert captured.err.count("pipe.jpg: not a regular file") == 2  # once per run, though listed twice
     rows = json.loads((out / "predictions.json").read_text())
     assert [Path(r["path"]).name for r in rows] == ["\\xff.jpg"] and rows[0]["image"] == "\\xff.jpg"
     assert "photos/\\xff.jpg" in (out / "predictions.csv").read_text(encoding="utf-8")

@@ -63,10 +63,11 @@ def predict_cmd(
     from emolens.preprocessing import printable_path
 
     def on_image(path, result, error) -> None:
-        path = printable_path(path)  # a file name that is not UTF-8 cannot be printed as is
         if error:
             typer.echo(f"skipped  {error}", err=True)
-        elif not result.faces:
+            return
+        path = printable_path(path)  # a file name that is not UTF-8 cannot be printed as is
+        if not result.faces:
             typer.echo(f"no face  {path}")
         else:
             typer.echo(f"{len(result)} face{'s' if len(result) > 1 else ''}  {path}: " + ", ".join(f"{f.label} {f.score:.0%}" for f in result))

@@ -38,6 +38,12 @@ class PredictReport:
         return pd.DataFrame(self.rows)
 
 
+def _not_regular(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return "dangling symbolic link"
+    return "not a regular file (a pipe, socket or device)"
+
+
 def expand_inputs(paths: list[str | Path], recursive: bool = False) -> tuple[list[Path], list[str]]:
     """Files named by paths, folders (their images) and glob patterns; plus one error message
     per argument that names nothing."""
@@ -54,14 +60,20 @@ def expand_inputs(paths: list[str | Path], recursive: bool = False) -> tuple[lis
         path = Path(text)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            named = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            found = [p for p in named if p.is_file()]
+            # A dangling link, a pipe or a device named like an image: reported, never opened.
+            errors += [f"{printable_path(p)}: {_not_regular(p)}; skipped" for p in named if not p.is_file()]
             if not found:
                 errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...)" + ("" if recursive else "; use --recursive for subfolders"))
             files += found
-        elif path.exists():
+        elif path.is_file():
             files.append(path)
+        elif path.exists() or path.is_symlink():
+            errors.append(f"{printable_path(path)}: {_not_regular(path)}; skipped")
         else:
-            errors.append(f"{path}: no such file or folder")
+            errors.append(f"{printable_path(path)}: no such file or folder")
+    errors = list(dict.fromkeys(errors))  # a pipe in a folder and named again: one message
     seen: set[Path] = set()
     unique = []
     for f in files:  # the same file named twice (a folder and a glob) is read once
@@ -89,6 +101,9 @@ def predict_images(
         raise ConfigError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     files, errors = expand_inputs(paths, recursive)
     report = PredictReport(errors=list(errors))
+    for message in errors:  # each one named, as the images that fail to decode are
+        if on_image:
+            on_image(None, None, message)
     if not files:
         raise DataError("nothing to do: " + "; ".join(errors) if errors else "nothing to do: no input paths given")
     rec = recognizer or EmotionRecognizer(
