@@ -495,10 +495,10 @@ def data_probes(root: Path, zip_label: str) -> list[dict[str, Any]]:
         ("bomb-predict", "`emolens predict` on a folder: astronaut JPEG + the 50000x50000 PNG",
          emolens("predict", str(root / "photos-bomb"), "--out", str(out / "predict-bomb"), "--no-save"),
          expect_predict(out / "predict-bomb" / "predictions.json", "astronaut.jpg", ["bomb.png: image too large"])),
-        # A folder lists regular image files only: the odd ones are passed over without a message.
+        # A folder's odd entries are named and never opened.
         ("odd-predict", "`emolens predict` on a folder: astronaut JPEG named `\\xff.jpg`, a dangling link, a FIFO, a link to /dev/zero",
          emolens("predict", str(root / "photos-odd"), "--out", str(out / "predict-odd"), "--no-save"),
-         expect_predict(out / "predict-odd" / "predictions.json", "\\\\xff.jpg", [])),
+         expect_predict(out / "predict-odd" / "predictions.json", "\\\\xff.jpg", ["gone.jpg", "pipe.jpg", "zero.jpg"])),
         ("odd-predict-named", "the same, the three odd files also named on the command line",
          emolens("predict", str(root / "photos-odd"), *(str(root / "photos-odd" / f) for f in ("gone.jpg", "pipe.jpg", "zero.jpg")),
                  "--out", str(out / "predict-odd-named"), "--no-save"),
