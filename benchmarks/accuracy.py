@@ -99,6 +99,30 @@ def ferplus_lines(model, cfg, data: str, fer) -> tuple[list[str], dict]:
     return lines, figures
 
 
+USE_AND_LIMITS = [
+    "## Intended use and limitations",
+    "",
+    "- **Intended use**: research, teaching and prototypes that read the apparent expression of a face in a photo or "
+    "video (the seven basic categories), where a wrong label does no harm; aggregate statistics over many faces rather "
+    "than judgements about one person.",
+    "- **What it measures**: how a face *looks* in one image, as crowd annotators would label it, not what a person feels. "
+    "Posed and spontaneous expressions, cultural display rules and individual differences all separate the two.",
+    "- **Out of scope**: decisions about people (hiring, education, policing, credit, insurance, border control, medical or "
+    "psychological assessment), surveillance, and any use on people who have not agreed to it. Emotion recognition is "
+    "restricted or prohibited in some jurisdictions (the EU AI Act bans it in workplaces and schools, with narrow "
+    "exceptions): check the law where you deploy.",
+    "- **Known biases of the training data**: FER-2013 and FER+ are web images found by keyword search, 48x48 grayscale, "
+    "mostly frontal, adult and light-skinned; children, older people, darker skin tones, faces in profile and people "
+    "wearing glasses, masks or head coverings are under-represented, and no per-group accuracy can be measured because "
+    "the datasets record no demographics. Disgust is rare (under 2% of the faces), and FER-2013's single labels disagree "
+    "with FER+'s ten-annotator majority on about a quarter of the faces.",
+    "- **Limitations**: grayscale only; one face crop at a time (no context, no temporal dynamics beyond the video "
+    "smoothing); accuracy falls under blur, noise, strong compression, small faces and occlusion (see the robustness "
+    "table); scores are calibrated on the validation split of the data above, not on your images.",
+    "",
+]
+
+
 def robustness_lines(path: Path) -> list[str]:
     """The robustness tables written by `benchmarks/robustness.py --json PATH`, embedded as run."""
     from robustness import markdown
@@ -242,6 +266,7 @@ def main() -> None:
     if args.robustness:
         lines += robustness_lines(args.robustness)
     lines += _training_lines(cfg)
+    lines += USE_AND_LIMITS
     if fer_row:
         ours = f"| emolens `{cfg.name or path.stem}` {cfg.version} ({cfg.arch}, {cfg.preprocess.input_size}x{cfg.preprocess.input_size}) | {100 * t.accuracy:.2f}% | {100 * t.macro_f1:.2f}% |"
         lines += ["## Side by side with `fer` (same PrivateTest faces)", "", "| model | accuracy | macro-F1 |", "|---|---|---|", ours, fer_row, ""]
