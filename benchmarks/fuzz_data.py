@@ -259,23 +259,13 @@ def child_models(root: Path, names: str) -> dict[str, Any]:
 
 
 def child_verify(root: Path, runs: str) -> dict[str, Any]:
-    """Each run's best.safetensors: its weights' sha256 (re-derived as tests/test_train_kill.py does)
+    """Each run's best.safetensors: its weights' sha256 (the trainer's weights_sha256)
     against what the file and best.json record, plus the best checkpoint's epoch and stray temp files."""
-    import hashlib
-
-    import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from emolens.training.checkpoint import read_checkpoint
-
-    def sha(state: dict[str, torch.Tensor]) -> str:
-        h = hashlib.sha256()
-        for k in sorted(state):
-            t = state[k].detach().cpu().contiguous()
-            h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
-        return h.hexdigest()
+    from emolens.training.checkpoint import weights_sha256 as sha
 
     out = {}
     for name in runs.split(","):
