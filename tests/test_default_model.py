@@ -76,3 +76,13 @@ def read_model_config_metrics() -> dict:
     from emolens.models import read_model_config
 
     return read_model_config(default_model_path()).metrics
+
+
+def test_the_fer2013_model_ships_and_is_the_defaults_starting_point() -> None:
+    """Model 0.3.0 (FER-2013 labels) ships as "fer2013"; the default was fine-tuned from exactly it."""
+    from emolens.models import load_model, read_model_config, resolve_model_path
+
+    path = resolve_model_path("fer2013")
+    assert load_model("fer2013").emolens_config.version == "0.3.0"
+    init = read_model_config(default_model_path()).training["init"]
+    assert init["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

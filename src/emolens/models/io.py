@@ -277,15 +277,28 @@ def _config_in(meta: dict[str, str], path: Path) -> ModelConfig:
 
 def default_model_path() -> Path:
     """Where the shipped default model lives inside the installed package."""
-    return Path(str(resources.files("emolens") / "weights" / f"{DEFAULT_MODEL_NAME}.safetensors"))
+    return shipped_model_path(DEFAULT_MODEL_NAME)
+
+
+# Models that ship inside the package, by the name users pass as `model=`.
+SHIPPED_MODELS = {
+    DEFAULT_MODEL_NAME: "FER+ labels, trained for photos and video (the default)",
+    "fer2013": "model 0.3.0, trained on FER-2013's own labels (72.64% PrivateTest)",
+}
+
+
+def shipped_model_path(name: str) -> Path:
+    return Path(str(resources.files("emolens") / "weights" / f"{name}.safetensors"))
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """None or 'default' -> the shipped model; a folder -> its best.safetensors; else the file."""
-    if model is None or str(model) == DEFAULT_MODEL_NAME:
-        path = default_model_path()
+    """None or a shipped name ('default', 'fer2013') -> that shipped model; a folder -> its
+    best.safetensors; else the file."""
+    name = DEFAULT_MODEL_NAME if model is None else str(model)
+    if name in SHIPPED_MODELS and not Path(name).exists():
+        path = shipped_model_path(name)
         if not path.exists():
-            raise ModelError(f"the default model is not installed at {path}; pass a model file trained with `emolens train`")
+            raise ModelError(f"the shipped model {name!r} is not installed at {path}; pass a model file trained with `emolens train`")
         return path
     path = Path(model)
     if path.is_dir():
