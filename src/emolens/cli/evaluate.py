@@ -28,7 +28,7 @@ class TTA(StrEnum):
 @app.command("evaluate")
 def evaluate_cmd(
     model: Annotated[
-        str | None, typer.Argument(help="Model file (.safetensors) or training run folder. Default: the shipped model.", show_default=False)
+        str | None, typer.Argument(help="Model file (.safetensors), training run folder, or a shipped model (default, fer2013). Default: the shipped default.", show_default=False)
     ] = None,
     data: Annotated[
         Path,

@@ -11,7 +11,7 @@ import typer
 from emolens.cli.app import app
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model file (.safetensors or .onnx) or run folder. Default: the shipped model.", show_default=False)
+    str | None, typer.Option("--model", "-m", help="Model file (.safetensors or .onnx), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
 ]
 DetectorOpt = Annotated[
     str, typer.Option("--detector", help="Face detector: haar (offline, default), yunet:MODEL.onnx (better; OpenCV's YuNet file), mediapipe[:MODEL].")
