@@ -1,7 +1,7 @@
 """Accuracy on test faces under the conditions of real photos and video, side by side.
 
     python benchmarks/robustness.py --ferplus ../shared/datasets/ferplus/ferplus-images.zip \
-        --fer2013 ../shared/datasets/fer2013/archive.zip --models default runs/x/best.safetensors
+        --fer2013 ../shared/datasets/fer2013/archive.zip --models fer2013 default runs/x/best.safetensors
 
 Each condition is applied to every test face (48x48, as the dataset stores it) with a fixed
 seed, so every model sees exactly the same degraded faces:
@@ -98,10 +98,8 @@ def _emolens_scorer(spec: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]
     from emolens.inference import predict_proba
     from emolens.models import load_model, resolve_model_path
 
-    path = resolve_model_path(None if spec == "default" else spec)
-    model = load_model(path)
-    cfg = model.emolens_config
-    name = f"emolens {cfg.version}" if spec == "default" else f"emolens {cfg.version} ({spec})"
+    model = load_model(resolve_model_path(spec))
+    name = f"emolens {model.emolens_config.version} ({spec})"
     return name, lambda faces: predict_proba(model, faces)
 
 
@@ -165,7 +163,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ferplus", help="FER+ images (ferplus-images.zip or its folders)")
     ap.add_argument("--fer2013", help="FER-2013 in any form emolens reads")
-    ap.add_argument("--models", nargs="+", default=["default"], help="model files or run folders; 'default' is the shipped model")
+    ap.add_argument("--models", nargs="+", default=["default"], help="model files, run folders or shipped models (default, fer2013)")
     ap.add_argument("--limit", type=int, default=0, help="first N test faces only (quick checks)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-fer", action="store_true", help="leave out the fer package even where it is installed")
