@@ -23,21 +23,26 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/pytest -q
 
-# The shipped default model, end to end: three full-width teachers, then the small student
-# distilled from them in two cosine cycles, then install and model card. About 20 min of training
-# on one H100 (run.device=auto picks the GPU; give the venv a CUDA torch: make ... TORCH=torch);
-# on a 2-core CPU the teachers alone would take days. Starts from a runs/ folder without these runs.
-# make default-model DATA=path/to/fer2013/archive.zip [VERSION=0.3.0]
-VERSION ?= 0.3.0
-DEFAULT_RUNS := runs/teacher-s0 runs/teacher-s1 runs/teacher-s2 runs/default-v3 runs/default-v4
+# The shipped models, end to end. Model 0.3.0 ("fer2013"): three full-width teachers, then the
+# small student distilled from them in two cosine cycles (about 20 min on one H100: run.device=auto
+# picks the GPU; give the venv a CUDA torch: make ... TORCH=torch; on a 2-core CPU the teachers
+# alone would take days). Model 0.4.0 (the default): 0.3.0 fine-tuned on FER+ vote shares with
+# photo/video augmentation (31 min on the 2-core CPU), the Haar framing measured, then the
+# robustness benchmark and the model card. Starts from a runs/ folder without these runs.
+# make default-model DATA=path/to/fer2013/archive.zip FERPLUS=path/to/ferplus-images.zip
+DEFAULT_RUNS := runs/teacher-s0 runs/teacher-s1 runs/teacher-s2 runs/default-v3 runs/default-v4 runs/ferplus-v1
 default-model: $(STAMP)
-	@test -n "$(DATA)" || { echo "usage: make default-model DATA=path/to/fer2013/archive.zip"; exit 2; }
+	@test -n "$(DATA)" -a -n "$(FERPLUS)" || { echo "usage: make default-model DATA=path/to/fer2013/archive.zip FERPLUS=path/to/ferplus-images.zip"; exit 2; }
 	@for r in $(DEFAULT_RUNS); do test ! -e $$r || { echo "$$r exists: the recipe's configs name these runs; move it away first"; exit 2; }; done
 	for s in 0 1 2; do $(BIN)/emolens train configs/teacher.yaml --data "$(DATA)" --set run.seed=$$s --set run.name=teacher-s$$s || exit 1; done
 	$(BIN)/emolens train configs/default.yaml --data "$(DATA)"
 	$(BIN)/emolens train configs/default-stage2.yaml --data "$(DATA)"
-	$(BIN)/python tools/ship_model.py runs/default-v4 --version $(VERSION) --replace --data "$(DATA)"
-	$(BIN)/python benchmarks/accuracy.py --data "$(DATA)"
+	$(BIN)/python tools/ship_model.py runs/default-v4 --as fer2013 --version 0.3.0 --replace --data "$(DATA)"
+	$(BIN)/emolens train configs/ferplus-cpu.yaml --data "$(FERPLUS)"
+	$(BIN)/python benchmarks/framing.py --data "$(FERPLUS)" --model runs/ferplus-v1 --save runs/framing.json
+	$(BIN)/python tools/ship_model.py runs/ferplus-v1 --version 0.4.0 --replace --data "$(DATA)" --ferplus-data "$(FERPLUS)" --framing runs/framing.json
+	$(BIN)/python benchmarks/robustness.py --ferplus "$(FERPLUS)" --fer2013 "$(DATA)" --models fer2013 default --json docs/model-card/robustness.json
+	$(BIN)/python benchmarks/accuracy.py --data "$(DATA)" --ferplus "$(FERPLUS)" --robustness docs/model-card/robustness.json
 
 # timm and Ultralytics need torchvision, which does not import beside the CPU torch of .venv:
 # a second environment (torch 2.14.1 + torchvision 0.29.1, about 6.6 GB and 20 min to install).

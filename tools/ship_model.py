@@ -20,7 +20,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from emolens.models import default_model_path, load_model, save_model
+from emolens.models import load_model, save_model
+from emolens.models.io import SHIPPED_MODELS, shipped_model_path
 
 
 def _test_metrics(model, data: str) -> dict:
@@ -41,12 +42,13 @@ def main() -> None:
     ap.add_argument("run", help="run folder or model file")
     ap.add_argument("--name", default="emolens-default")
     ap.add_argument("--version", required=True)
-    ap.add_argument("--replace", action="store_true", help="replace the default model that is there")
+    ap.add_argument("--as", dest="slot", default="default", choices=sorted(SHIPPED_MODELS), help="which shipped model to write")
+    ap.add_argument("--replace", action="store_true", help="replace the shipped model that is there")
     ap.add_argument("--data", default=None, help="measure on this dataset's test split and record the figures in the file")
     ap.add_argument("--ferplus-data", default=None, help="FER+ images: measure on FER2013Test (majority labels) and record it too")
     ap.add_argument("--framing", type=Path, default=None, help="JSON {detector: [scale, dx, dy]} from benchmarks/framing.py --save")
     args = ap.parse_args()
-    target = default_model_path()
+    target = shipped_model_path(args.slot)
     if target.exists() and not args.replace:
         raise SystemExit(f"{target} exists; pass --replace to replace it")
     model = load_model(args.run)
