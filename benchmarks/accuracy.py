@@ -144,6 +144,11 @@ def _class_bias_lines(cfg) -> list[str]:
     ]
 
 
+def _train_source(cfg) -> str:
+    data = cfg.training.get("data", {})
+    return Path(str(data.get("path", "?"))).name + (" + FER+ votes" if data.get("ferplus_sha256") else "")
+
+
 def _training_lines(cfg) -> list[str]:
     """How the weights were made, read from the record `emolens train` wrote into the file."""
     t = cfg.training
@@ -185,9 +190,6 @@ def main() -> None:
     ap.add_argument("--ferplus", default=None, help="FER+ images (ferplus-images.zip): add the FER+ test section")
     ap.add_argument("--robustness", type=Path, default=None, help="JSON from benchmarks/robustness.py --json: embed its tables")
     args = ap.parse_args()
-    from peers import load_fer_package
-
-    fer = load_fer_package()
 
     path = resolve_model_path(args.model)
     model = load_model(path)
@@ -206,6 +208,10 @@ def main() -> None:
     speed_compiled = crops_per_second(compile_model(model), ds.subset("test").images[:2048])
     size_mb = path.stat().st_size / 1e6
     n_params = sum(p.numel() for p in model.parameters())
+    # Only after torch.compile has run: TensorFlow loaded first makes triton's import crash (segfault).
+    from peers import load_fer_package
+
+    fer = load_fer_package()
     fer_row = fer_package_row(ds.subset("test"), fer)
     fp_lines, fp_figures = ferplus_lines(model, cfg, args.ferplus, fer) if args.ferplus else ([], {})
 
@@ -226,7 +232,7 @@ def main() -> None:
         f"- Labels: {', '.join(cfg.labels)}",
         f"- Training data sha256: `{cfg.training.get('data', {}).get('source_sha256', 'n/a')}`",
         f"- Test-time augmentation in these figures: {args.tta} (the shipped inference path uses none)",
-        f"- Softmax temperature (fitted on PublicTest): {cfg.temperature:.3f}",
+        f"- Softmax temperature (fitted on the validation split of the training data, `{_train_source(cfg)}`): {cfg.temperature:.3f}",
         *_class_bias_lines(cfg),
         f"- Speed: {speed_compiled:.0f} face crops/s batched with `torch.compile` (`compile_model`, `EmotionRecognizer(compile=True)`), "
         f"{speed:.0f} eager (batch 256, fp32, {torch.get_num_threads()} threads, torch {torch.__version__}) on this machine's CPU",
