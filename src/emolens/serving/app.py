@@ -26,31 +26,22 @@ PAGE_CSP = (
     "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
-_DEFAULTS = ServerLimits()
 
 
 def create_app(
     recognizer: Any = None,
     *,
-    max_upload_bytes: int = _DEFAULTS.max_upload_bytes,
-    max_pixels: int = _DEFAULTS.max_pixels,
-    workers: int = _DEFAULTS.workers,
-    max_queue: int = _DEFAULTS.max_queue,
-    max_batch: int = _DEFAULTS.max_batch,
-    max_crop_pixels: int = _DEFAULTS.max_crop_pixels,
-    pixel_budget: int = _DEFAULTS.pixel_budget,
-    max_side: int = _DEFAULTS.max_side,
-    read_timeout: float = _DEFAULTS.read_timeout,
-    max_connections: int = _DEFAULTS.max_connections,
-    max_streams: int = _DEFAULTS.max_streams,
+    limits: ServerLimits | None = None,
     allowed_hosts: Iterable[str] | None = None,
     allowed_origins: Iterable[str] = (),
+    **limit_overrides: Any,
 ) -> Any:
     """The emolens HTTP app: JSON API under /v1, health at /healthz, the webcam page at /.
 
     `recognizer` needs `predict(image) -> ImageResult`, `predict_crops(images) -> list[FaceResult]`
     and `model_info() -> dict`, like `emolens.pipeline.EmotionRecognizer`; None loads the default
-    model. Limits are described in `emolens.serving.limits.ServerLimits`. `allowed_hosts`
+    model. `limits` (a `ServerLimits`, default its defaults), with any of its fields given by name
+    (`create_app(rec, max_batch=8)`), bound the work. `allowed_hosts`
     (default: localhost, 127.0.0.1, ::1) are the Host names served; `allowed_origins` the other
     sites whose pages may call the API (its own page always may); see `emolens.serving.security`.
     """
@@ -65,10 +56,7 @@ def create_app(
     from emolens.serving.pool import InferencePool
     from emolens.serving.security import LOCAL_HOSTS, OriginGuardMiddleware, SecurityHeadersMiddleware
 
-    limits = ServerLimits(
-        max_upload_bytes, max_pixels, workers, max_queue, max_batch, max_crop_pixels, pixel_budget, max_side,
-        read_timeout, max_connections, max_streams,
-    )
+    limits = ServerLimits.of(limits, **limit_overrides)
     if recognizer is None:
         from emolens.pipeline import EmotionRecognizer
 

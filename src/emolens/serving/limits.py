@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from emolens.errors import ConfigError
@@ -54,6 +54,19 @@ class ServerLimits:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, limits: ServerLimits | None = None, **overrides: Any) -> ServerLimits:
+        """`limits` (default: the defaults above) with some fields changed, e.g. `of(max_batch=8)`:
+        how `create_app` and `serve` take their limits, so the defaults live here only."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            from difflib import get_close_matches
+
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := get_close_matches(k, known, n=1)) else repr(k) for k in unknown]
+            raise ConfigError(f"unknown server limits {', '.join(hints)}; expected some of {', '.join(sorted(known))}")
+        return replace(limits or cls(), **overrides)
 
 
 class PixelsBusy(Exception):

@@ -13,7 +13,6 @@ from emolens.errors import ConfigError
 from emolens.serving.limits import ServerLimits
 
 log = logging.getLogger("emolens.serving")
-_DEFAULTS = ServerLimits()
 
 
 def is_loopback(host: str) -> bool:
@@ -30,26 +29,17 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: int = _DEFAULTS.workers,
-    max_queue: int = _DEFAULTS.max_queue,
-    max_upload_bytes: int = _DEFAULTS.max_upload_bytes,
-    max_pixels: int = _DEFAULTS.max_pixels,
-    max_batch: int = _DEFAULTS.max_batch,
-    max_crop_pixels: int = _DEFAULTS.max_crop_pixels,
-    pixel_budget: int = _DEFAULTS.pixel_budget,
-    max_side: int = _DEFAULTS.max_side,
-    read_timeout: float = _DEFAULTS.read_timeout,
-    max_connections: int = _DEFAULTS.max_connections,
-    max_streams: int = _DEFAULTS.max_streams,
     allow_hosts: Iterable[str] = (),
     allow_origins: Iterable[str] = (),
     detector: str = "haar",
     backend: str = "torch",
     log_level: str = "info",
+    **limits: Any,
 ) -> None:
     """Serve `model` (a .safetensors file, a run folder, or None for the default) until Ctrl-C.
 
-    One process, one model in memory, `workers` inference threads. Binding anything other than
+    One process, one model in memory, `workers` inference threads; `limits` are fields of
+    `ServerLimits` by name (workers, max_queue, read_timeout, ...). Binding anything other than
     a loopback address exposes an unauthenticated API to the network, so it is logged loudly.
     The server answers to the loopback names and `host`, plus `allow_hosts`; pages from other
     sites than its own may call it only when listed in `allow_origins`.
@@ -63,17 +53,14 @@ def serve(
         raise ConfigError(f"port must be in 1..65535, got {port}")
     from emolens.serving.security import default_hosts
 
-    limits = ServerLimits(  # fail before loading the model
-        max_upload_bytes, max_pixels, workers, max_queue, max_batch, max_crop_pixels, pixel_budget, max_side,
-        read_timeout, max_connections, max_streams,
-    )
-    _share_cores(limits.workers)
+    bounds = ServerLimits.of(**limits)  # fail before loading the model
+    _share_cores(bounds.workers)
     recognizer = EmotionRecognizer(model=model, detector=detector, backend=backend)
     hosts = (*default_hosts(host), *allow_hosts)
-    app = create_app(recognizer, **limits.to_dict(), allowed_hosts=hosts, allowed_origins=tuple(allow_origins))
+    app = create_app(recognizer, limits=bounds, allowed_hosts=hosts, allowed_origins=tuple(allow_origins))
     if not is_loopback(host):
         log.warning("emolens serve: listening on %s, reachable from other machines; the API has no authentication", host)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(limits))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(bounds))
 
 
 def uvicorn_options(limits: ServerLimits) -> dict[str, Any]:
