@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emolens.labels import EMOTIONS
+from live_server import live
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
 pytest.importorskip("uvicorn")
@@ -55,9 +54,8 @@ def write_y4m(path: Path, rgb: np.ndarray, frames: int = 10, size: tuple[int, in
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The real app on a free loopback port, run by uvicorn in a thread."""
+    """The real app on a free loopback port, run by uvicorn in a thread as `emolens serve` runs it."""
     import torch
-    import uvicorn
 
     from emolens.models import ModelConfig, build_model, save_model
     from emolens.pipeline import EmotionRecognizer
@@ -65,18 +63,8 @@ def server(tmp_path_factory):
 
     torch.manual_seed(0)
     path = save_model(build_model(ModelConfig(arch="simple_cnn", name="test-cnn", version="0.0.1")), tmp_path_factory.mktemp("m") / "m.safetensors")
-    app = create_app(EmotionRecognizer(model=path), workers=2)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with live(create_app(EmotionRecognizer(model=path), workers=2)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import struct
 import time
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from emolens.data.loading import DataWarning, detect_reader
 from emolens.data.readers import base, zip_archive
 from emolens.errors import DataError
 from emolens.preprocessing import load_image
+from imaging import png_header
 
 MB = 1 << 20
 
@@ -38,15 +38,6 @@ def png_bytes(seed: int, side: int = 20) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG")
     return buf.getvalue()
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A 4x4 PNG whose IHDR (with a valid CRC) declares width x height: tiny file, huge image."""
-    data = bytearray(png_bytes(0, side=4))
-    # Signature (8), IHDR length (4), "IHDR" (4), then width, height, ...; CRC over type + 13 data bytes.
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 def faces_folder(root: Path, per_class: int = 3) -> Path:
@@ -91,18 +82,18 @@ def no_hang():
 
 def test_load_image_refuses_a_bomb_header_naming_pixels_and_limit(tmp_path):
     path = tmp_path / "bomb.png"
-    path.write_bytes(bomb_png(50000, 50000))  # PIL: DecompressionBombError (over 2x its limit)
+    path.write_bytes(png_header(50000, 50000))  # PIL: DecompressionBombError (over 2x its limit)
     with pytest.raises(DataError, match=r"bomb.png: image too large .*2500000000 pixels.*limit"):
         load_image(path)
     # 10000x10000 is only a DecompressionBombWarning to PIL, which would then decode 100 megapixels.
     with pytest.raises(DataError, match=r"warn.png: .*100000000 pixels.*limit"):
-        load_image(bomb_png(10000, 10000), name="warn.png")
+        load_image(png_header(10000, 10000), name="warn.png")
 
 
 def test_bomb_png_is_one_skipped_item_in_data_stats_and_training(tmp_path, capsys):
     root = faces_folder(tmp_path / "faces")
-    (root / "happy" / "bomb.png").write_bytes(bomb_png(50000, 50000))
-    (root / "sad" / "big.png").write_bytes(bomb_png(10000, 10000))
+    (root / "happy" / "bomb.png").write_bytes(png_header(50000, 50000))
+    (root / "sad" / "big.png").write_bytes(png_header(10000, 10000))
     ds = load(root, cache=False)
     assert len(ds) == 6 and len(ds.skipped) == 2
     assert any(m.startswith("happy/bomb.png: image too large") and "2500000000 pixels" in m for m in ds.skipped)
@@ -129,7 +120,7 @@ def test_bomb_zip_member_is_skipped(tmp_path):
     with zipfile.ZipFile(path, "w") as zf:
         for k in range(3):
             zf.writestr(f"happy/{k}.png", png_bytes(k))
-        zf.writestr("happy/bomb.png", bomb_png(50000, 50000))
+        zf.writestr("happy/bomb.png", png_header(50000, 50000))
     ds = load(path, cache=False)
     assert len(ds) == 3 and len(ds.skipped) == 1 and ds.skipped[0].startswith("happy/bomb.png: image too large")
 
@@ -143,7 +134,7 @@ def test_predict_batch_survives_a_bomb_and_writes_the_table(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(astronaut()).save(photos / "astronaut.jpg")
-    (photos / "bomb.png").write_bytes(bomb_png(50000, 50000))
+    (photos / "bomb.png").write_bytes(png_header(50000, 50000))
     out = tmp_path / "out"
     assert main(["predict", str(photos), "--model", str(model), "--out", str(out), "--no-save"]) == 0
     captured = capsys.readouterr()

@@ -57,6 +57,7 @@ def test_shipped_model_keeps_its_documented_ferplus_accuracy() -> None:
 
     from emolens.data import load_dataset
     from emolens.evaluation import evaluate
+    from emolens.models import read_model_config
 
     if not FERPLUS_IMAGES.exists():
         pytest.skip(f"FER+ images not found at {FERPLUS_IMAGES}")
@@ -68,14 +69,8 @@ def test_shipped_model_keeps_its_documented_ferplus_accuracy() -> None:
         ds = load_dataset(FERPLUS_IMAGES, progress=False)
     report = evaluate(None, ds, split="test")
     assert report.accuracy >= documented["ferplus_test_accuracy"] - 0.005, (report.accuracy, documented["ferplus_test_accuracy"])
-    recorded = read_model_config_metrics()["test_ferplus"]
+    recorded = read_model_config(default_model_path()).metrics["test_ferplus"]
     assert recorded["accuracy"] == pytest.approx(documented["ferplus_test_accuracy"], abs=1e-9)
-
-
-def read_model_config_metrics() -> dict:
-    from emolens.models import read_model_config
-
-    return read_model_config(default_model_path()).metrics
 
 
 def test_the_fer2013_model_ships_and_is_the_defaults_starting_point() -> None:

@@ -19,7 +19,6 @@ import struct
 import threading
 import time
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -39,6 +38,7 @@ from emolens.serving import ServerLimits, create_app  # noqa: E402
 from emolens.serving.limits import PixelBudget, PixelsBusy  # noqa: E402
 from emolens.serving.uploads import Upload, plan_decode  # noqa: E402
 from imaging import encode, png_header  # noqa: E402
+from live_server import live as _live  # noqa: E402
 
 LOCAL = "http://localhost"
 
@@ -310,25 +310,8 @@ def test_stream_count_is_bounded(recognizer):
 # ---------------------------------------------------------------- real uvicorn on loopback
 
 
-@contextmanager
 def live(app):
-    import uvicorn
-
-    from emolens.serving.server import uvicorn_options
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info", log_config=None, lifespan="on", **uvicorn_options(app.state.limits))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return _live(app, log_level="info", log_config=None)  # INFO: the disconnect test reads the log
 
 
 def held_for(sock: socket.socket, trickle: bytes, limit: float) -> tuple[float, bytes]:

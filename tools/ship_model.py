@@ -58,7 +58,6 @@ def main() -> None:
 
         framing = json.loads(args.framing.read_text())
         config = replace(config, preprocess=PreprocessConfig.validated({**config.preprocess.to_dict(), "framing": framing}, str(args.framing)))
-        model.emolens_config = config
     if args.data:
         config = replace(config, metrics={**config.metrics, "test": _test_metrics(model, args.data)})
     if args.ferplus_data:

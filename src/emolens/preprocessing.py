@@ -102,8 +102,6 @@ class PreprocessConfig:
         for name, bounds in (("mean", MEAN_RANGE), ("std", STD_RANGE), ("face_margin", (0.0, 1.0))):
             if name in d:
                 _check_number(d[name], f"{source}.{name}", bounds)
-        if "framing" in d:
-            _checked_framing(d["framing"], f"{source}.framing")
         try:
             return cls(**d)
         except ConfigError as exc:  # the cross-field rules of __post_init__ (input_size <= image_size)

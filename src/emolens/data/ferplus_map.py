@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from emolens.data.dataset import SPLITS
-from emolens.data.readers.base import RawData, decode_face
+from emolens.data.readers.base import FER_PREFIXES, RawData, decode_face
 from emolens.data.readers.ferplus import FerPlusRow, ferplus_label
 from emolens.data.readers.ferplus_images import FERPLUS_SPLIT_DIRS
 from emolens.errors import DataError
@@ -151,8 +151,6 @@ def _lookup(names: np.ndarray, mapping: dict[str, str]) -> list[str | None]:
     return [mapping.get(str(n), by_base.get(str(n).rsplit("/", 1)[-1])) for n in names]
 
 
-_USAGE_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
-
 
 def attach_ferplus(
     raw: RawData, ferplus: list[FerPlusRow], *, soft: bool, label_file: str, mapping: dict[str, str] | None = None, fer2013_share: float = 0.0,
@@ -180,7 +178,11 @@ def attach_ferplus(
         if fp.votes is None:
             skipped.append(f"{fp.error}; skipped")
             continue
-        if SPLITS.index(_USAGE_SPLIT.get(fp.usage.lower(), "train")) != raw.split[i]:
+        usage_split = FER_PREFIXES.get(fp.usage.lower())
+        if usage_split is None:
+            skipped.append(f"{label_file} row {row}: Usage {fp.usage!r} is not Training, PublicTest or PrivateTest; skipped")
+            continue
+        if SPLITS.index(usage_split) != raw.split[i]:
             raise DataError(f"{label_file} row {row} says Usage {fp.usage!r} but {name} is in another split: not Microsoft's fer2013new.csv")
         label, dist, reason = ferplus_label(fp.votes, soft=soft)
         if label is None:

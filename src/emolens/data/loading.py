@@ -50,11 +50,6 @@ def detect_reader(path: str | Path) -> Reader:
     raise DataError(f"{p}: unknown dataset layout for this {what}; expected one of:\n{supported_layouts()}")
 
 
-def source_has_votes(reader: Reader) -> bool:
-    """True for sources that carry FER+ vote counts of their own (soft labels without ferplus=)."""
-    return bool(getattr(reader, "has_votes", False))
-
-
 def _validate(image_size: int, label_map: dict[str, str | None] | None, val_fraction: float, test_fraction: float) -> None:
     PreprocessConfig(image_size=image_size, input_size=image_size)  # raises ConfigError on a bad size
     if label_map is not None:
@@ -163,7 +158,7 @@ def load_dataset(
     ferplus_path = Path(ferplus).expanduser() if ferplus is not None else None
     if ferplus_path is not None and not ferplus_path.is_file():
         raise DataError(f"{ferplus_path}: FER+ label file not found; expected fer2013new.csv from github.com/microsoft/FERPlus")
-    if soft_labels and ferplus_path is None and not source_has_votes(reader):
+    if soft_labels and ferplus_path is None and not reader.has_votes:
         raise ConfigError(
             "soft_labels=True needs FER+ votes: pass ferplus='path/to/fer2013new.csv' with the fer2013.csv source, "
             "or load the FER+ image folders (FER2013Train/ ... with label.csv)"

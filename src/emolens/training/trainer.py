@@ -115,9 +115,9 @@ def load_training_data(cfg: TrainConfig, *, progress: bool = True) -> FaceDatase
 
         return make_synthetic_dataset(cfg.data.synthetic_per_class, cfg.model.preprocess.image_size, seed=cfg.run.seed)
     from emolens.data import load_dataset
-    from emolens.data.loading import detect_reader, source_has_votes
+    from emolens.data.loading import detect_reader
 
-    has_votes = bool(cfg.data.ferplus) or source_has_votes(detect_reader(cfg.data.path))
+    has_votes = bool(cfg.data.ferplus) or detect_reader(cfg.data.path).has_votes
     return load_dataset(
         cfg.data.path, image_size=cfg.model.preprocess.image_size, val_fraction=cfg.data.val_fraction,
         ferplus=cfg.data.ferplus or None, soft_labels=has_votes and cfg.loss.soft_labels, fer2013_share=cfg.data.fer2013_share,

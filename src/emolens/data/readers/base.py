@@ -189,6 +189,7 @@ class Reader(ABC):
     `read` decodes everything."""
 
     format: ClassVar[str]  # short name, part of the cache key
+    has_votes: ClassVar[bool] = False  # the source carries FER+ vote counts of its own (soft labels without ferplus=)
     description: ClassVar[str]  # the layout, as quoted in "unknown layout" errors
 
     def __init__(self, path: Path) -> None:

@@ -44,6 +44,17 @@ class FerPlusRow:
     # Microsoft numbered the images, skipping those rows, so names drift from rows after row 59.
 
 
+def parse_votes(fields: list[str], where: str) -> tuple[np.ndarray | None, str]:
+    """The ten vote counts of one row (both FER+ files), or None and why they are unusable."""
+    try:
+        votes = np.array([float(v) for v in fields], np.float64)
+    except ValueError:
+        return None, f"{where}: vote counts {fields} are not all numbers"
+    if not np.isfinite(votes).all() or (votes < 0).any():
+        return None, f"{where}: vote counts {fields} must be finite and non-negative"
+    return votes, ""
+
+
 def read_ferplus(path: Path) -> list[FerPlusRow]:
     """Every data row of fer2013new.csv, in file order; malformed rows carry an error."""
     rows: list[FerPlusRow] = []
@@ -57,15 +68,8 @@ def read_ferplus(path: Path) -> list[FerPlusRow]:
             if len(rec) != len(FERPLUS_COLUMNS):
                 rows.append(FerPlusRow("", None, f"{where}: {len(rec)} fields, expected {len(FERPLUS_COLUMNS)}"))
                 continue
-            try:
-                votes = np.array([float(v) for v in rec[2:]], np.float64)
-            except ValueError:
-                rows.append(FerPlusRow(rec[0].strip(), None, f"{where}: vote counts {rec[2:]} are not all numbers"))
-                continue
-            if (votes < 0).any():
-                rows.append(FerPlusRow(rec[0].strip(), None, f"{where}: negative vote count in {rec[2:]}"))
-                continue
-            rows.append(FerPlusRow(rec[0].strip(), votes, name=rec[1].strip()))
+            votes, error = parse_votes(rec[2:], where)
+            rows.append(FerPlusRow(rec[0].strip(), votes, error, name=rec[1].strip()))
     return rows
 
 
@@ -111,13 +115,6 @@ def parse_label_csv(data: bytes, where: str) -> list[LabelCsvRow]:
         if len(rec) != 2 + len(VOTE_COLUMNS):
             rows.append(LabelCsvRow(rec[0], None, f"{line}: {len(rec)} fields, expected {2 + len(VOTE_COLUMNS)} (name, box, 10 vote counts)"))
             continue
-        try:
-            votes = np.array([float(v) for v in rec[2:]], np.float64)
-        except ValueError:
-            rows.append(LabelCsvRow(rec[0], None, f"{line}: vote counts {rec[2:]} are not all numbers"))
-            continue
-        if not np.isfinite(votes).all() or (votes < 0).any():
-            rows.append(LabelCsvRow(rec[0], None, f"{line}: vote counts {rec[2:]} must be finite and non-negative"))
-            continue
-        rows.append(LabelCsvRow(rec[0].strip(), votes))
+        votes, error = parse_votes(rec[2:], line)
+        rows.append(LabelCsvRow(rec[0].strip(), votes, error))
     return rows

@@ -48,7 +48,7 @@ def _folder_names(path: Path) -> list[str]:
 class FerPlusImagesReader(Reader):
     format = "ferplus-images"
     description = "FER+ image folders (FER2013Train/, FER2013Valid/, FER2013Test/ with label.csv), zipped or extracted"
-    has_votes = True
+    has_votes = True  # label.csv beside the images
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -62,8 +62,8 @@ class FerPlusImagesReader(Reader):
     def fingerprint(self) -> str:
         if self.path.is_file():
             return hash_file(self.path)
-        files = [self.path / d / name for d in _split_dirs(_folder_names(self.path)) for name in self._listed(d)]
-        files += [self.path / d / LABEL_FILE for d in _split_dirs(_folder_names(self.path))]
+        split_dirs = _split_dirs(_folder_names(self.path))
+        files = [self.path / d / name for d in split_dirs for name in (LABEL_FILE, *self._listed(d))]
         return hash_tree(self.path, [f for f in files if f.is_file()])
 
     def _listed(self, split_dir: str) -> list[str]:
