@@ -115,7 +115,8 @@ USE_AND_LIMITS = [
     "mostly frontal, adult and light-skinned; children, older people, darker skin tones, faces in profile and people "
     "wearing glasses, masks or head coverings are under-represented, and no per-group accuracy can be measured because "
     "the datasets record no demographics. Disgust is rare (under 2% of the faces), and FER-2013's single labels disagree "
-    "with FER+'s ten-annotator majority on a third of the faces (34% of the 33,499 both label).",
+    "with FER+'s ten-annotator majority on a third of the faces (34% of the 33,499 both label; "
+    "`python benchmarks/label_agreement.py`).",
     "- **Limitations**: grayscale only; one face crop at a time (no context, no temporal dynamics beyond the video "
     "smoothing); accuracy falls under blur, noise, strong compression, small faces and occlusion (see the robustness "
     "table); scores are calibrated on the validation split of the data above, not on your images.",
