@@ -1,0 +1,32 @@
+"""The pipeline's defaults, in one place: photos, videos, the webcam, the CLI and the server.
+
+Every entry point (`EmotionRecognizer`, `predict_images`, `process_video`, `run_webcam`, the
+`predict`/`video`/`webcam`/`serve` commands and the HTTP app) reads its defaults from
+`PIPELINE`, so a photo and a video frame of the same face go through the same detector, crop
+and classifier unless the user asks otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PipelineDefaults:
+    detector: str = "haar"
+    # "auto": onnxruntime where it is installed (faster for the few faces of a frame), else torch.
+    backend: str = "auto"
+    # Smallest face side searched for, in pixels. 40 keeps faces the classifier reads well and
+    # keeps a full search of a 640x480 frame cheap.
+    min_face_size: int = 40
+    # Video and webcam: search the whole frame every N frames, follow known faces in between.
+    detect_every: int = 5
+    # Weight of the past in each tracked face's moving average of scores, in [0, 1); 0 is off.
+    smooth: float = 0.5
+    # Inference threads of the classifier for video and live streams (a frame holds few faces).
+    stream_threads: int = 1
+    # Score bars on annotated images and videos: "none", "largest" (the largest face) or "all".
+    bars: str = "largest"
+
+
+PIPELINE = PipelineDefaults()
