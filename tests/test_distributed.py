@@ -17,7 +17,7 @@ from emolens.training import load_config
 from emolens.training.checkpoint import read_checkpoint
 from emolens.training.distributed import DistInfo, from_env
 from emolens.training.samplers import epoch_indices, make_sampler
-from emolens.training.trainer import _split, evaluate, load_training_data
+from emolens.training.trainer import evaluate, load_training_data, split_train_val
 
 TINY = [
     "model.arch=vgg_fer", "model.kwargs={widths: [8, 16, 32], hidden: 32, dropout: 0.1}",
@@ -57,7 +57,7 @@ def test_two_gloo_processes_train_resume_and_load(tmp_path: Path) -> None:
     model = load_model(run / "best.safetensors")
     assert model.emolens_config.training["world_size"] == 2
     cfg = load_config(run / "config.yaml")
-    _, val = _split(load_training_data(cfg, progress=False), cfg)
+    _, val = split_train_val(load_training_data(cfg, progress=False), cfg)
     model.load_state_dict(model_state)
     got = evaluate(model, torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg, torch.device("cpu"))
     last = meta["history"][-1]

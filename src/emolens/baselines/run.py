@@ -25,6 +25,7 @@ from emolens.baselines.features import FEATURES, Standardizer, normalized_pixels
 from emolens.baselines.model import BaselineModel
 from emolens.baselines.params import merge_params
 from emolens.data import SPLITS, FaceDataset
+from emolens.data.splits import VAL_FRACTION, training_rows
 from emolens.errors import ConfigError, DataError
 from emolens.evaluation import EvaluationReport
 from emolens.preprocessing import PreprocessConfig
@@ -136,31 +137,6 @@ def _resolve_dataset(data: FaceDataset | str | Path, preprocess: PreprocessConfi
     return load_dataset(data, image_size=preprocess.image_size, seed=seed, progress=progress)
 
 
-def split_rows(ds: FaceDataset, train_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Row indices of train (possibly a stratified share), val and test."""
-    from sklearn.model_selection import train_test_split
-
-    rows = {s: np.flatnonzero(ds.split == i) for i, s in enumerate(SPLITS)}
-    if len(rows["train"]) == 0:
-        raise DataError(f"{ds.source or 'dataset'}: has no train split to fit the baselines on")
-    if len(rows["val"]) == 0:  # a hand-built set; load_dataset always provides val
-        tr, va = train_test_split(rows["train"], test_size=0.1, random_state=seed, stratify=_strat(ds.labels[rows["train"]]))
-        rows["train"], rows["val"] = np.sort(tr), np.sort(va)
-    if not 0 < train_fraction <= 1:
-        raise ConfigError(f"train_fraction must be in (0, 1], got {train_fraction}")
-    if train_fraction < 1:
-        n = max(len(ds.classes), int(round(len(rows["train"]) * train_fraction)))
-        if n < len(rows["train"]):
-            keep, _ = train_test_split(rows["train"], train_size=n, random_state=seed, stratify=_strat(ds.labels[rows["train"]]))
-            rows["train"] = np.sort(keep)
-    return rows
-
-
-def _strat(labels: np.ndarray) -> np.ndarray | None:
-    counts = np.bincount(labels)
-    return labels if counts[counts > 0].min() >= 2 else None
-
-
 def run_baselines(
     data: FaceDataset | str | Path,
     *,
@@ -190,7 +166,7 @@ def run_baselines(
         raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
     preprocess = PreprocessConfig()
     ds = _resolve_dataset(data, preprocess, seed, progress)
-    rows = split_rows(ds, train_fraction, seed)
+    rows = training_rows(ds, val_fraction=VAL_FRACTION, train_fraction=train_fraction, seed=seed)
     if len(rows[split]) == 0:
         raise DataError(f"{ds.source or 'dataset'}: has no {split!r} split to measure on")
     out_dir = None

@@ -20,6 +20,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from emolens.data.splits import VAL_FRACTION
 from emolens.errors import ConfigError
 from emolens.preprocessing import PreprocessConfig
 
@@ -51,7 +52,7 @@ class DataConfig:
     batch_size: int = 64  # per process; FER recipes use 64-128
     eval_batch_size: int = 256  # inference only, so larger is free
     train_fraction: float = 1.0  # a seeded, stratified share of train: for quick checks
-    val_fraction: float = 0.1  # carved from train (stratified) only when the data has no val split
+    val_fraction: float = VAL_FRACTION  # carved from train (stratified) only when the data has no val split
     synthetic_per_class: int = 300  # size of the synthetic set when path is "synthetic"
 
     def __post_init__(self) -> None:

@@ -39,7 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emolens.data.dataset import FaceDataset
-from emolens.errors import ConfigError, DataError, ModelError
+from emolens.data.splits import training_rows
+from emolens.errors import ConfigError, ModelError
 from emolens.models.io import ModelConfig, build_model, save_model
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
@@ -125,31 +126,10 @@ def load_training_data(cfg: TrainConfig, *, progress: bool = True) -> FaceDatase
     )
 
 
-def _split(ds: FaceDataset, cfg: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
-    if not ds.has_split("train"):
-        raise DataError(f"{ds.source or 'dataset'}: has no training rows (split 'train'); nothing to train on")
-    train = ds.subset("train")
-    if ds.has_split("val"):
-        val = ds.subset("val")
-    else:  # a dataset built by hand may lack one; load_dataset always carves it
-        from sklearn.model_selection import train_test_split
-
-        idx = np.arange(len(train))
-        stratify = train.labels if np.bincount(train.labels).min() >= 2 else None
-        tr, va = train_test_split(idx, test_size=max(cfg.data.val_fraction, 1 / len(train)), random_state=cfg.run.seed, stratify=stratify)
-        train, val = train.subset(np.sort(tr)), train.subset(np.sort(va))
-    if cfg.data.train_fraction < 1.0:
-        n = max(len(ds.classes), int(round(len(train) * cfg.data.train_fraction)))
-        if n < len(train):
-            from sklearn.model_selection import train_test_split
-
-            counts = np.bincount(train.labels)
-            stratify = train.labels if counts[counts > 0].min() >= 2 else None
-            keep, _ = train_test_split(np.arange(len(train)), train_size=n, random_state=cfg.run.seed, stratify=stratify)
-            train = train.subset(np.sort(keep))
-    if len(val) == 0:
-        raise DataError(f"{ds.source or 'dataset'}: the validation split is empty; set data.val_fraction > 0")
-    return train, val
+def split_train_val(ds: FaceDataset, cfg: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
+    """The train and val rows of `ds` this run uses (`emolens.data.splits.training_rows`)."""
+    rows = training_rows(ds, val_fraction=cfg.data.val_fraction, train_fraction=cfg.data.train_fraction, seed=cfg.run.seed)
+    return ds.subset(rows["train"]), ds.subset(rows["val"])
 
 
 def _targets(ds: FaceDataset, use_soft: bool) -> torch.Tensor:
@@ -368,7 +348,7 @@ def _train(
     if ckpt_meta is not None and ckpt_meta["data"]["source_sha256"] != ds.source_sha256:
         _log(info, f"emolens: warning: the data differs from the data this run started on (sha256 {ds.source_sha256[:12]} "
              f"vs {ckpt_meta['data']['source_sha256'][:12]}); resume continues on the new data")
-    train_ds, val_ds = _split(ds, cfg)
+    train_ds, val_ds = split_train_val(ds, cfg)
     train_images = torch.from_numpy(np.ascontiguousarray(train_ds.images))
     train_targets = _targets(train_ds, cfg.loss.soft_labels)
     val_images = torch.from_numpy(np.ascontiguousarray(val_ds.images))

@@ -131,16 +131,17 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
         )
     ultralytics = import_ultralytics()  # before minutes of data loading
     from emolens.baselines.report import report_from_logits
-    from emolens.baselines.run import split_rows
     from emolens.data import SPLITS
+    from emolens.data.splits import training_rows
     from emolens.evaluation.calibration import fit_temperature
     from emolens.export import to_ultralytics_cls
     from emolens.training import load_training_data
 
     yaml_name = model_yaml_for(config.model.arch)
     ds = dataset if dataset is not None else load_training_data(config, progress=config.run.progress)
-    # The rows emolens would train on (train_fraction; a val carved from train on hand-built data).
-    rows = split_rows(ds, config.data.train_fraction, config.run.seed)
+    # The rows `emolens train` trains on: the same train_fraction draw, the same val carved from
+    # train on hand-built data (data.val_fraction, run.seed).
+    rows = training_rows(ds, val_fraction=config.data.val_fraction, train_fraction=config.data.train_fraction, seed=config.run.seed)
     split = ds.split.copy()
     split[rows["val"]] = SPLITS.index("val")
     keep = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
