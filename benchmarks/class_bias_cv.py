@@ -18,7 +18,8 @@ import numpy as np
 
 def main() -> None:
     from emolens.data import load_dataset
-    from emolens.evaluation.calibration import fit_class_bias, macro_f1_score
+    from emolens.evaluation.calibration import fit_class_bias
+    from emolens.evaluation.metrics import macro_f1_score
     from emolens.inference import predict_logits
     from emolens.models import load_model
 
@@ -43,7 +44,7 @@ def main() -> None:
             base, adjusted = logits[held].argmax(1), (logits[held] + offsets).argmax(1)
             gains.append((
                 (adjusted == labels[held]).mean() - (base == labels[held]).mean(),
-                macro_f1_score(adjusted, labels[held], n_classes) - macro_f1_score(base, labels[held], n_classes),
+                macro_f1_score(labels[held], adjusted, n_classes) - macro_f1_score(labels[held], base, n_classes),
             ))
     g = 100 * np.asarray(gains)
     print(f"held-out change from class offsets over {len(g)} folds: accuracy {g[:, 0].mean():+.2f} points (sd {g[:, 0].std():.2f}), "

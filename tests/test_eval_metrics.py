@@ -47,9 +47,14 @@ def test_metrics_match_hand_computed_confusion():
     assert m["nll"] == pytest.approx(-(4 * math.log(0.8) + 2 * math.log(0.1)) / 6)
 
 
-def test_class_never_seen_nor_predicted_does_not_drag_macro_f1_down():
+def test_macro_f1_averages_every_class_of_the_model():
+    # Class c is neither in the truth nor predicted: its F1 is 0, and macro-F1 is the mean of
+    # the per-class column over all three classes, as sklearn's f1_score(labels=range(C),
+    # zero_division=0). (It used to average only the classes seen, giving 1.0, while
+    # calibration's copy gave 2/3 and the trainer's the former: one answer now.)
     m = classification_metrics([0, 1, 0, 1], _one_hot_probs([0, 1, 0, 1]), CLASSES)
-    assert m["macro_f1"] == pytest.approx(1.0)
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in m["per_class"]]))
     assert m["balanced_accuracy"] == pytest.approx(1.0)
     assert m["per_class"][2]["support"] == 0 and m["confusion"][2] == [0, 0, 0]
 
@@ -125,10 +130,17 @@ def test_fit_temperature_warns_when_logits_carry_no_information():
 def test_macro_f1_score_matches_scikit_learn():
     from sklearn.metrics import f1_score
 
+    from emolens.evaluation.metrics import macro_f1_from_confusion
+
     rng = np.random.default_rng(0)
-    y, p = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    y, p = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
     p[p == 3] = 2  # a class never predicted scores F1 0, as in scikit-learn
-    assert macro_f1_score(p, y, 4) == pytest.approx(f1_score(y, p, average="macro", labels=range(4), zero_division=0))
+    y[y == 4], p[p == 4] = 0, 1  # a class neither in the truth nor predicted scores 0 too
+    expected = f1_score(y, p, average="macro", labels=range(5), zero_division=0)
+    assert macro_f1_score(y, p, 5) == pytest.approx(expected)
+    cm = np.zeros((5, 5))
+    np.add.at(cm, (y, p), 1)
+    assert macro_f1_from_confusion(cm) == pytest.approx(expected)  # the trainer's path, from summed counts
 
 
 def _skewed_logits(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +159,7 @@ def test_fit_class_bias_undoes_a_known_logit_shift():
     assert b.sum() == pytest.approx(0.0, abs=1e-9)
     assert b[2] - b[:2].mean() == pytest.approx(1.5, abs=0.35)
     before, after = z.argmax(1), (z + b).argmax(1)
-    assert macro_f1_score(after, y, 3) > macro_f1_score(before, y, 3) + 0.05
+    assert macro_f1_score(y, after, 3) > macro_f1_score(y, before, 3) + 0.05
     # min_recall lifts a rare class (10% of faces) that macro-F1 alone leaves at 56% recall.
     rng = np.random.default_rng(1)
     y2 = rng.choice(3, 3000, p=[0.45, 0.45, 0.1])

@@ -12,10 +12,9 @@ from emolens.baselines.classifiers import CLASSIFIERS
 from emolens.baselines.features import FEATURES
 from emolens.baselines.model import BaselineModel, load_baseline
 from emolens.baselines.params import parse_param_overrides
-from emolens.baselines.report import report_from_logits
 from emolens.baselines.run import BaselineComparison, BaselineRun, evaluate_baseline, run_baselines
 
 __all__ = [
     "CLASSIFIERS", "FEATURES", "BaselineComparison", "BaselineModel", "BaselineRun", "evaluate_baseline",
-    "load_baseline", "parse_param_overrides", "report_from_logits", "run_baselines",
+    "load_baseline", "parse_param_overrides", "run_baselines",
 ]

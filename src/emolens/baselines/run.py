@@ -156,8 +156,8 @@ def run_baselines(
     params: per-component settings, e.g. {"linear_svm": {"C": 0.1}, "pca": {"n_components": 100}}.
     out: a folder; a non-empty one is never written into (out-2, out-3, ... is used instead).
     """
-    from emolens.baselines.report import report_from_logits
     from emolens.evaluation.calibration import fit_temperature
+    from emolens.evaluation.evaluator import report_from_logits
 
     features = _check_choices("feature", list(features), FEATURES)
     classifiers = _check_choices("classifier", list(classifiers), CLASSIFIERS)
@@ -240,7 +240,7 @@ def run_baselines(
 def evaluate_baseline(model: BaselineModel | str | Path, dataset: FaceDataset | str | Path, *, split: str = "test") -> EvaluationReport:
     """The `emolens evaluate` report of a saved (or in-memory) baseline model on one split."""
     from emolens.baselines.model import load_baseline
-    from emolens.baselines.report import report_from_logits
+    from emolens.evaluation.evaluator import report_from_logits
 
     path = None
     if not isinstance(model, BaselineModel):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, DataError
+from emolens.evaluation.metrics import macro_f1_score
 
 # T is searched on a log scale in [1/100, 100]: wider than any network needs, narrow enough
 # that a perfectly separable set (NLL keeps falling as T -> 0) still returns a finite value.
@@ -82,15 +83,6 @@ def fit_temperature(logits: Any, labels: Any) -> float:
     return t
 
 
-def macro_f1_score(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 from integer predictions, via one bincount (fast enough to call in a search loop)."""
-    cm = np.bincount(labels * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(0) + cm.sum(1)  # predicted + true counts
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
-    return float(f1.mean())
-
-
 def fit_class_bias(
     logits: Any, labels: Any, *, min_recall: float = 0.0, max_shift: float = 1.5, step: float = 0.05, rounds: int = 6
 ) -> np.ndarray:
@@ -119,7 +111,7 @@ def fit_class_bias(
         pred = (logits + b).argmax(1)
         hits = np.bincount(labels, weights=(pred == labels).astype(np.float64), minlength=n_classes)
         recall = hits[present] / counts[present]
-        return macro_f1_score(pred, labels, n_classes) - 2.0 * float(np.clip(min_recall - recall, 0.0, None).sum())
+        return macro_f1_score(labels, pred, n_classes) - 2.0 * float(np.clip(min_recall - recall, 0.0, None).sum())
 
     best = score(bias)
     for _ in range(rounds):

@@ -149,67 +149,75 @@ def evaluate(
     >>> report = evaluate("runs/exp/best.safetensors", "archive.zip", tta="flip")  # doctest: +SKIP
     >>> report.accuracy, report.save("runs/eval")                                   # doctest: +SKIP
     """
+    _check_options(split, tta, batch_size, n_bins)
+    net, path = _resolve_model(model, device)
+    cfg = net.emolens_config
+    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
+    rows = _split_rows(ds, split, "evaluate")
+    logits, seconds = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc=f"evaluating {split}")
+    return report_from_logits(
+        ds, split, logits, temperature=cfg.temperature, classes=tuple(cfg.labels), model_name=_model_name(net, path), arch=cfg.arch,
+        model_path=path, seconds=seconds, device=_device_name(net), batch_size=batch_size, tta=tta, n_bins=n_bins,
+    )
+
+
+def report_from_logits(
+    dataset: FaceDataset,
+    split: str,
+    logits: np.ndarray,
+    *,
+    temperature: float,
+    classes: tuple[str, ...],
+    model_name: str,
+    arch: str,
+    model_path: str | None,
+    seconds: float,
+    device: str = "cpu",
+    batch_size: int = 0,
+    tta: str = "none",
+    n_bins: int = 15,
+) -> EvaluationReport:
+    """The `EvaluationReport` of logits (N, C) over `classes`, one row per face of `split`.
+
+    `evaluate` runs a network and comes here; models that are not networks (the classic
+    baselines, an Ultralytics classifier) produce logits their own way and come here too, so
+    every approach is measured by the same code. Computes the headline and per-class metrics of
+    softmax(logits / temperature), calibration at that temperature and at 1, and, when the
+    dataset has a train split, the figures on the faces whose pixels are not in train.
+    """
     from emolens import __version__
     from emolens.evaluation.calibration import ece_from_bins, reliability_bins, temperature_nll
     from emolens.evaluation.metrics import accuracy_and_macro_f1, classification_metrics
     from emolens.evaluation.report import EvaluationReport
     from emolens.inference import softmax_with_temperature
 
-    _check_options(split, tta, batch_size, n_bins)
-    net, path = _resolve_model(model, device)
-    cfg = net.emolens_config
-    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
-    rows = _split_rows(ds, split, "evaluate")
-    classes = tuple(cfg.labels)
-    y_true = _labels_in_model_order(ds, classes)[rows]
-
-    logits, seconds = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc=f"evaluating {split}")
-    probs = softmax_with_temperature(logits, cfg.temperature)
+    rows = _split_rows(dataset, split, "evaluate")
+    logits = np.asarray(logits)
+    if logits.shape != (len(rows), len(classes)):
+        raise DataError(f"logits must be ({len(rows)}, {len(classes)}) for the {split} split, got {logits.shape}")
+    y_true = _labels_in_model_order(dataset, tuple(classes))[rows]
+    probs = softmax_with_temperature(logits, temperature)
     metrics = classification_metrics(y_true, probs, classes)
     bins = reliability_bins(probs, y_true, n_bins)
-    raw_probs = softmax_with_temperature(logits, 1.0)
-
     dedup = None
-    if split != "train" and ds.has_split("train"):
+    if split != "train" and dataset.has_split("train"):
         # FER-2013 holds byte-identical faces in train and test: accuracy on those measures
         # memory, not recognition, so the report also gives the figures without them.
         from emolens.data.stats import duplicate_mask
 
-        dup = duplicate_mask(ds, split=split, against="train")
-        keep = ~dup
-        acc, f1 = accuracy_and_macro_f1(y_true[keep], probs[keep].argmax(axis=1))
-        dedup = {"n_images": int(keep.sum()), "n_duplicates": int(dup.sum()), "accuracy": acc, "macro_f1": f1}
-
+        keep = ~duplicate_mask(dataset, split=split, against="train")
+        acc, f1 = accuracy_and_macro_f1(y_true[keep], probs[keep].argmax(axis=1), len(classes))
+        dedup = {"n_images": int(keep.sum()), "n_duplicates": int((~keep).sum()), "accuracy": acc, "macro_f1": f1}
     return EvaluationReport(
-        model_name=_model_name(net, path),
-        model_path=path,
-        arch=cfg.arch,
-        dataset=ds.source,
-        dataset_sha256=ds.source_sha256,
-        split=split,
-        tta=tta,
-        classes=classes,
-        n_images=len(rows),
-        accuracy=metrics["accuracy"],
-        balanced_accuracy=metrics["balanced_accuracy"],
-        macro_f1=metrics["macro_f1"],
-        nll=metrics["nll"],
-        ece=ece_from_bins(bins),
-        temperature=float(cfg.temperature),
+        model_name=model_name, model_path=model_path, arch=arch, dataset=dataset.source, dataset_sha256=dataset.source_sha256,
+        split=split, tta=tta, classes=tuple(classes), n_images=len(rows),
+        accuracy=metrics["accuracy"], balanced_accuracy=metrics["balanced_accuracy"], macro_f1=metrics["macro_f1"],
+        nll=metrics["nll"], ece=ece_from_bins(bins), temperature=float(temperature),
         nll_uncalibrated=temperature_nll(logits, y_true, 1.0),
-        ece_uncalibrated=ece_from_bins(reliability_bins(raw_probs, y_true, n_bins)),
-        per_class=metrics["per_class"],
-        confusion=metrics["confusion"],
-        reliability=bins,
-        dedup=dedup,
-        timing={
-            "seconds": seconds,
-            "images_per_s": len(rows) / seconds if seconds > 0 else None,
-            "batch_size": batch_size,
-            "device": _device_name(net),
-        },
-        emolens_version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        ece_uncalibrated=ece_from_bins(reliability_bins(softmax_with_temperature(logits, 1.0), y_true, n_bins)),
+        per_class=metrics["per_class"], confusion=metrics["confusion"], reliability=bins, dedup=dedup,
+        timing={"seconds": seconds, "images_per_s": len(rows) / seconds if seconds > 0 else None, "batch_size": batch_size, "device": device},
+        emolens_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -290,7 +298,8 @@ def calibrate_model(
     t_before = float(cfg.temperature)
     bias_info: dict[str, Any] = {}
     if class_bias:
-        from emolens.evaluation.calibration import fit_class_bias, macro_f1_score
+        from emolens.evaluation.calibration import fit_class_bias
+        from emolens.evaluation.metrics import macro_f1_score
         from emolens.models import add_class_bias
 
         bias = fit_class_bias(logits, y_val, min_recall=min_recall)
@@ -299,7 +308,7 @@ def calibrate_model(
         bias_info = {
             "class_bias": [round(float(b), 4) for b in bias], "min_recall": min_recall,
             "val_acc_before": float((before == y_val).mean()), "val_acc_after": float((after == y_val).mean()),
-            "val_f1_before": macro_f1_score(before, y_val, n), "val_f1_after": macro_f1_score(after, y_val, n),
+            "val_f1_before": macro_f1_score(y_val, before, n), "val_f1_after": macro_f1_score(y_val, after, n),
         }
         net = add_class_bias(copy.deepcopy(net), bias)  # the caller's module is left as it was
         logits = logits + bias

@@ -3,8 +3,12 @@
 Everything is computed by scikit-learn; this module fixes the conventions once:
 - rows of the confusion matrix are true classes, columns predicted classes, in label order;
 - per-class precision/recall/F1 use zero_division=0 (a class never predicted has precision 0);
-- macro-F1 averages the classes that occur in the truth or the predictions (sklearn's default),
-  so a small set lacking a class is not marked down for it;
+- macro-F1 is the mean of that per-class F1 column over every class of the model, as
+  sklearn's `f1_score(labels=range(C), average="macro", zero_division=0)`: the figure a report
+  prints is the mean of the table it prints, and it averages over the same C classes on every
+  split, so two splits or two models compare on one scale. A class absent from a split scores
+  0 there whatever the model does (training, evaluation, calibration and the baselines all
+  use `macro_f1_score`, so they agree);
 - balanced accuracy is the mean recall over classes present in the truth.
 """
 
@@ -16,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import DataError
+from emolens.labels import EMOTIONS
 
 
 def classification_metrics(y_true: Any, probs: Any, classes: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -28,7 +33,6 @@ def classification_metrics(y_true: Any, probs: Any, classes: tuple[str, ...] | l
         accuracy_score,
         balanced_accuracy_score,
         confusion_matrix,
-        f1_score,
         log_loss,
         precision_recall_fscore_support,
     )
@@ -51,7 +55,7 @@ def classification_metrics(y_true: Any, probs: Any, classes: tuple[str, ...] | l
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "macro_f1": macro_f1_score(y_true, y_pred, n_cls),
         "nll": float(log_loss(y_true, _renormalized(probs), labels=labels)),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
         "per_class": [
@@ -68,10 +72,28 @@ def _renormalized(probs: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def accuracy_and_macro_f1(y_true: Any, y_pred: Any) -> tuple[float | None, float | None]:
-    """Accuracy and macro-F1 of a (possibly empty) subset; None for an empty one."""
-    from sklearn.metrics import accuracy_score, f1_score
+def macro_f1_from_confusion(confusion: Any) -> float:
+    """Macro-F1 of a (C, C) confusion matrix (rows true, columns predicted), over all C classes.
 
+    A class with no true and no predicted sample scores 0 (sklearn's zero_division=0).
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    denom = cm.sum(0) + cm.sum(1)  # predicted + true counts = 2 tp + fp + fn
+    return float(np.divide(2 * tp, denom, out=np.zeros(len(cm)), where=denom > 0).mean())
+
+
+def macro_f1_score(y_true: Any, y_pred: Any, n_classes: int) -> float:
+    """Macro-F1 of integer labels and predictions in [0, n_classes); one bincount, so it is fast
+    enough for a search loop (`fit_class_bias`)."""
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return macro_f1_from_confusion(cm)
+
+
+def accuracy_and_macro_f1(y_true: Any, y_pred: Any, n_classes: int = len(EMOTIONS)) -> tuple[float | None, float | None]:
+    """Accuracy and macro-F1 of a (possibly empty) subset; None for an empty one."""
     if len(y_true) == 0:
         return None, None
-    return float(accuracy_score(y_true, y_pred)), float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    return float((y_true == y_pred).mean()), macro_f1_score(y_true, y_pred, n_classes)

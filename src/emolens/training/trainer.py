@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from emolens.data.dataset import FaceDataset
 from emolens.data.splits import training_rows
 from emolens.errors import ConfigError, ModelError
+from emolens.evaluation.metrics import macro_f1_from_confusion
 from emolens.models.io import ModelConfig, build_model, save_model
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
@@ -186,14 +187,10 @@ def evaluate(
     dist_.all_reduce_sum(loss_sum)
     cm = cm.view(C, C).cpu().numpy()
     total = cm.sum()
-    tp = np.diag(cm)
-    denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
-    present = denom > 0  # as sklearn's macro average: classes seen in labels or predictions
-    f1 = float((2 * tp[present] / denom[present]).mean()) if present.any() else 0.0
     return {
         "val_loss": float(loss_sum.item() / max(total, 1)),
-        "val_acc": float(tp.sum() / max(total, 1)),
-        "val_f1": f1,
+        "val_acc": float(np.trace(cm) / max(total, 1)),
+        "val_f1": macro_f1_from_confusion(cm),  # the one macro-F1 of emolens.evaluation.metrics
     }
 
 

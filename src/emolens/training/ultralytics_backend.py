@@ -130,10 +130,10 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
             "Cap the budget with data.train_fraction and schedule.epochs instead"
         )
     ultralytics = import_ultralytics()  # before minutes of data loading
-    from emolens.baselines.report import report_from_logits
     from emolens.data import SPLITS
     from emolens.data.splits import training_rows
     from emolens.evaluation.calibration import fit_temperature
+    from emolens.evaluation.evaluator import report_from_logits
     from emolens.export import to_ultralytics_cls
     from emolens.training import load_training_data
 
