@@ -13,12 +13,12 @@ import emolens.baselines
 from emolens.baselines import BaselineModel, evaluate_baseline, load_baseline, parse_param_overrides, run_baselines
 from emolens.baselines.classifiers import LinearSvm, Mlp, RandomForest, RbfSvm, expand_logits
 from emolens.baselines.features import HogFeatures, PcaFeatures, normalized_pixels
-from emolens.baselines.table import fresh_dir
 from emolens.cli import main
 from emolens.data.synthetic import make_synthetic_dataset
 from emolens.errors import ConfigError, ModelError
 from emolens.evaluation import EvaluationReport
 from emolens.evaluation.report import REPORT_FILES
+from emolens.paths import free_dir
 from emolens.preprocessing import PreprocessConfig
 
 SMALL = {  # keeps every fit well under a second
@@ -173,7 +173,7 @@ def test_save_never_overwrites(comparison):
 def test_non_empty_out_dir_is_kept(tmp_path):
     (tmp_path / "cmp").mkdir()
     (tmp_path / "cmp" / "mine.txt").write_text("keep me")
-    assert fresh_dir(tmp_path / "cmp") == tmp_path / "cmp-2"
+    assert free_dir(tmp_path / "cmp") == tmp_path / "cmp-2"
     assert (tmp_path / "cmp" / "mine.txt").read_text() == "keep me"
 
 

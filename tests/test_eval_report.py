@@ -11,10 +11,11 @@ from PIL import Image
 from emolens.data import SPLITS, FaceDataset
 from emolens.errors import DataError, ModelError
 from emolens.evaluation import EvaluationReport, calibrate_model, evaluate, fit_temperature
-from emolens.evaluation.report import REPORT_FILES, free_dir
+from emolens.evaluation.report import REPORT_FILES
 from emolens.inference import predict_logits
 from emolens.labels import EMOTIONS
 from emolens.models import ModelConfig, build_model, load_model, save_model
+from emolens.paths import free_dir
 from emolens.preprocessing import PreprocessConfig, normalize
 
 LEVELS = [20 + 30 * k for k in range(len(EMOTIONS))]  # grey level of a face of class k

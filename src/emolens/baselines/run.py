@@ -171,9 +171,9 @@ def run_baselines(
         raise DataError(f"{ds.source or 'dataset'}: has no {split!r} split to measure on")
     out_dir = None
     if out is not None:
-        from emolens.baselines.table import fresh_dir
+        from emolens.paths import free_dir
 
-        out_dir = fresh_dir(out)
+        out_dir = free_dir(out)
     C = len(ds.classes)
     y = {s: ds.labels[r] for s, r in rows.items()}
     runs: list[BaselineRun] = []

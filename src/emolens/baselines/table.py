@@ -1,4 +1,4 @@
-"""Comparison tables (Markdown, CSV, JSON) and fresh output folders, for baselines and studies."""
+"""Comparison tables (Markdown, CSV, JSON), for baselines and studies."""
 
 from __future__ import annotations
 
@@ -9,20 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from emolens.errors import DataError
-
-
-def fresh_dir(base: str | Path) -> Path:
-    """`base` if it does not exist or is empty, else the first free `base-2`, `base-3`, ...
-
-    The folder is created. Nothing already on disk is ever written into.
-    """
-    base = Path(base).expanduser()
-    cand, n = base, 1
-    while cand.exists() and (not cand.is_dir() or any(cand.iterdir())):
-        n += 1
-        cand = base.with_name(f"{base.name}-{n}")
-    cand.mkdir(parents=True, exist_ok=True)
-    return cand
 
 
 def _cell(v: Any, fmt: str | None) -> str:

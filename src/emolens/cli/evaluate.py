@@ -72,8 +72,9 @@ def evaluate_cmd(
     """Evaluate a model: accuracy, balanced accuracy, macro-F1, per-class figures, confusion matrix, calibration."""
     from emolens.data import load_dataset
     from emolens.evaluation import calibrate_model, evaluate
-    from emolens.evaluation.report import REPORT_FILES, free_dir
+    from emolens.evaluation.report import REPORT_FILES
     from emolens.models import read_model_config, resolve_model_path
+    from emolens.paths import free_dir
 
     split, tta = Split(split).value, TTA(tta).value  # plain strings for the Python API
     model_path = resolve_model_path(model)  # a missing model fails before minutes of data loading

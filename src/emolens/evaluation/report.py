@@ -16,19 +16,6 @@ from emolens.errors import DataError
 REPORT_FILES: tuple[str, ...] = ("report.json", "report.md", "confusion_counts.png", "confusion_normalized.png", "reliability.png")
 
 
-def free_dir(out_dir: str | Path, names: tuple[str, ...] = REPORT_FILES) -> Path:
-    """`out_dir` if none of `names` is in it yet, else the first `out_dir-2`, `out_dir-3`, ... that
-    holds none of them. Nothing is created; an earlier report is never overwritten."""
-    base = Path(out_dir).expanduser()
-    if base.exists() and not base.is_dir():
-        raise DataError(f"{base}: is a file; expected a folder to write the report into")
-    cand, n = base, 1
-    while cand.exists() and any((cand / name).exists() for name in names):
-        n += 1
-        cand = base.with_name(f"{base.name}-{n}")
-    return cand
-
-
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -192,8 +179,9 @@ class EvaluationReport:
         A folder that already holds any of these files is left untouched: the report goes to the
         first free `out_dir-2`, `out_dir-3`, ... instead (the returned path says which).
         """
-        out = free_dir(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        from emolens.paths import free_dir
+
+        out = free_dir(out_dir, REPORT_FILES)
         self.to_json(out / "report.json")
         (out / "report.md").write_text(self.to_markdown(figures=True), encoding="utf-8")
         self.plot_confusion(out / "confusion_counts.png", normalize=False)
@@ -206,4 +194,4 @@ class EvaluationReport:
         return "\n".join(f"{name:<{width}}  {value}" for name, value in self.headline_rows())
 
 
-__all__ = ["REPORT_FILES", "EvaluationReport", "free_dir"]
+__all__ = ["REPORT_FILES", "EvaluationReport"]

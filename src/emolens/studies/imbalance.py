@@ -156,9 +156,9 @@ def run_imbalance_study(
         every strategy (e.g. "schedule.max_steps_per_epoch=40", "data.train_fraction=0.5").
     out: the study folder; a non-empty one is never written into (out-2, ... instead).
     """
-    from emolens.baselines.table import fresh_dir
     from emolens.data import FaceDataset
     from emolens.evaluation import evaluate
+    from emolens.paths import free_dir
     from emolens.training import load_config, load_training_data, train
     from emolens.training.config import IMBALANCE
 
@@ -187,7 +187,7 @@ def run_imbalance_study(
     ds = data if isinstance(data, FaceDataset) else load_training_data(base, progress=base.run.progress)
     if not ds.has_split("test"):
         raise DataError(f"{ds.source or 'dataset'}: has no test split to measure the strategies on")
-    out_dir = fresh_dir(out)
+    out_dir = free_dir(out)
     study = ImbalanceStudy(
         arch=model, budget_epochs=budget_epochs, seed=seed, dataset=ds.source, n_train=0,
         config=_strategy_config(base, strategies[0], out_dir / "runs").to_dict(), out_dir=out_dir,

@@ -198,16 +198,12 @@ def evaluate(
 
 
 def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
-    base = cfg.run.name or cfg.model.arch
-    out = Path(cfg.run.out_dir)
-    path = out / base
-    k = 2
-    while path.exists():
-        path = out / f"{base}-{k}"
-        k += 1
-    if path.name != base:
-        _log(info, f"emolens: {out / base} already exists and is never overwritten; writing this run to {path}")
-    path.mkdir(parents=True)
+    from emolens.paths import free_dir
+
+    wanted = Path(cfg.run.out_dir) / (cfg.run.name or cfg.model.arch)
+    path = free_dir(wanted)
+    if path != wanted:
+        _log(info, f"emolens: {wanted} already exists and is never overwritten; writing this run to {path}")
     return path
 
 

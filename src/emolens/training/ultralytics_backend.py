@@ -86,15 +86,6 @@ def model_yaml_for(arch: str) -> str:
     return arch if arch.endswith((".yaml", ".yml")) else DEFAULT_YAML
 
 
-def _fresh(path: Path) -> Path:
-    cand, n = path, 1
-    while cand.exists():
-        n += 1
-        cand = path.with_name(f"{path.name}-{n}")
-    cand.mkdir(parents=True)
-    return cand
-
-
 def _faces_bgr(images: np.ndarray) -> list[np.ndarray]:
     return [np.repeat(im[:, :, None], 3, axis=2) for im in images]  # the 3 channels Ultralytics reads from a PNG
 
@@ -135,6 +126,7 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
     from emolens.evaluation.calibration import fit_temperature
     from emolens.evaluation.evaluator import report_from_logits
     from emolens.export import to_ultralytics_cls
+    from emolens.paths import free_dir
     from emolens.training import load_training_data
 
     yaml_name = model_yaml_for(config.model.arch)
@@ -147,7 +139,7 @@ def train_ultralytics(config: TrainConfig, *, dataset: FaceDataset | None = None
     keep = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
     ds = replace(ds.subset(keep), split=split[keep])
     # Absolute: Ultralytics would put a relative `project` under its own runs_dir (runs/classify/...).
-    run_dir = _fresh(Path(config.run.out_dir) / (config.run.name or Path(yaml_name).stem)).resolve()
+    run_dir = free_dir(Path(config.run.out_dir) / (config.run.name or Path(yaml_name).stem)).resolve()
     data_dir = run_dir / "dataset"
     to_ultralytics_cls(ds, data_dir, progress=config.run.progress)
     config.save(run_dir / "config.yaml")
