@@ -120,7 +120,7 @@ def test_ece_and_temperature() -> None:
 
 
 def test_amp_choice_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emolens.training import device as dev
+    from emolens.runtime import devices as dev
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)

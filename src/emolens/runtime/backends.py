@@ -35,19 +35,15 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, model: Any, *, device: str = "cpu", tta: str = "none", source: str = "<in memory>", threads: int | None = None,
-        compile: bool = False,
+        self, model: Any, *, device: str = "cpu", tta: str = "none", source: str = "<in memory>", compile: bool = False,
     ):
         import torch
 
-        if threads:
-            # Process-wide in PyTorch. One thread is faster for the few faces of a frame, and
-            # two threads spinning on a busy 2-core machine can be ten times slower.
-            torch.set_num_threads(threads)
+        from emolens.runtime.devices import resolve_device
 
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "emolens_config"):
             raise ConfigError("TorchBackend needs an emolens model (an nn.Module with .emolens_config), e.g. from load_model()")
-        self.model = model.to(device).eval()
+        self.model = model.to(resolve_device(device)).eval()
         if compile:
             from emolens.runtime.compiled import compile_model
 
@@ -70,18 +66,26 @@ def create_backend(
     a loaded nn.Module, or an existing backend.
 
     backend="onnx" with a PyTorch model exports it to ONNX in memory first (about a second);
-    "auto" picks onnx when onnxruntime is installed (faster for the few faces of a video frame). threads: CPU
-    threads for inference (None: the library's default). compile: run the torch backend through
-    `torch.compile` (emolens.runtime.compiled): about 2x the batch throughput after 10-40 s.
+    "auto" picks onnx when onnxruntime is installed and the model runs on the CPU (faster for
+    the few faces of a video frame). device: "auto" (a CUDA GPU when there is one), "cpu",
+    "cuda" or "cuda:N" (`emolens.runtime.devices.resolve_device`); onnxruntime runs on the CPU.
+    threads: CPU threads for inference, None for the process's plan: an onnxruntime session
+    takes them as its own; for PyTorch, whose count is process-wide, this calls
+    `emolens.runtime.devices.configure_threads(threads)`, the one place threads are set.
+    compile: run the torch backend through `torch.compile` (emolens.runtime.compiled): about
+    2x the batch throughput after 10-40 s.
     """
     import torch
 
-    if backend == "auto":
-        backend = "onnx" if tta == "none" and onnx_available() else "torch"
-    if backend not in BACKENDS:
+    from emolens.runtime.devices import resolve_device
+
+    if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or auto")
     if hasattr(model, "predict_proba") and hasattr(model, "config"):
         return model
+    if backend == "auto":
+        on_cpu = resolve_device(device).type == "cpu"
+        backend = "onnx" if tta == "none" and on_cpu and onnx_available() else "torch"
     if isinstance(model, str | Path) and Path(model).suffix == ".onnx":
         from emolens.runtime.onnx import OnnxBackend
 
@@ -98,11 +102,15 @@ def create_backend(
         from emolens.models import load_model, resolve_model_path
 
         source = str(resolve_model_path(model))
-        net = load_model(source, device=device)
+        net = load_model(source, device=resolve_device(device) if backend == "torch" else "cpu")
     if backend == "onnx":
         from emolens.runtime.onnx import OnnxBackend, export_onnx_bytes
 
         if tta != "none":
             raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with backend='onnx'")
         return OnnxBackend(export_onnx_bytes(net), source=source, threads=threads)
-    return TorchBackend(net, device=device, tta=tta, source=source, threads=threads, compile=compile)
+    if threads is not None:
+        from emolens.runtime.devices import configure_threads
+
+        configure_threads(threads)
+    return TorchBackend(net, device=device, tta=tta, source=source, compile=compile)

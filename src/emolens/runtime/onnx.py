@@ -264,6 +264,7 @@ class OnnxBackend:
 
     def __init__(self, model: str | Path | bytes, *, source: str | None = None, threads: int | None = None, batch_size: int = 256):
         from emolens.models.io import config_from_json
+        from emolens.runtime.devices import session_threads
 
         ort = import_extra("onnxruntime", "onnx", RUN_PURPOSE)
         if isinstance(model, bytes):
@@ -271,8 +272,8 @@ class OnnxBackend:
         else:
             label, data = str(model), _read_onnx(Path(model))
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        intra, inter = session_threads(threads)  # the process's plan (capped when serving), or threads
+        opts.intra_op_num_threads, opts.inter_op_num_threads = intra or 0, inter or 0  # 0: onnxruntime's default
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files

@@ -43,6 +43,7 @@ from emolens.data.splits import training_rows
 from emolens.errors import ConfigError, ModelError
 from emolens.evaluation.metrics import macro_f1_from_confusion
 from emolens.models.io import ModelConfig, build_model, save_model
+from emolens.runtime.devices import resolve_amp, resolve_device
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
     best_record,
@@ -56,7 +57,6 @@ from emolens.training.checkpoint import (
     write_checkpoint,
 )
 from emolens.training.config import TrainConfig, load_config
-from emolens.training.device import resolve_amp, resolve_device
 from emolens.training.history import plot_curves, write_history
 from emolens.training.losses import distillation_loss, make_loss, mix_batch
 from emolens.training.samplers import epoch_indices, make_sampler
