@@ -10,8 +10,7 @@ import torch
 
 from emolens.errors import DataError
 from emolens.preprocessing import PreprocessConfig, normalize
-from emolens.training.config import AugConfig
-from emolens.transforms import create_transform
+from emolens.transforms import AugConfig, create_transform
 
 NO_AUG = AugConfig(scale=(1.0, 1.0), rotate=0.0, translate=0.0, hflip=0.0, brightness=0.0, contrast=0.0, erase_prob=0.0)
 
@@ -100,3 +99,13 @@ def test_erasing_and_photometric_change_pixels(faces: torch.Tensor) -> None:
 def test_bad_shapes_raise(faces: torch.Tensor) -> None:
     with pytest.raises(DataError, match=r"\(B, S, S\)"):
         create_transform(PreprocessConfig(), AugConfig(), is_training=True)(faces[0])
+
+
+def test_transforms_sit_below_training() -> None:
+    """transforms.py owns AugConfig: importing it pulls in nothing of emolens.training."""
+    import subprocess
+    import sys
+
+    code = "import sys, emolens.transforms; print(sorted(m for m in sys.modules if m.startswith('emolens.training')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

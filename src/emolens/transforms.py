@@ -18,18 +18,67 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from emolens.errors import DataError
+from emolens.checks import check_choice, check_range
+from emolens.errors import ConfigError, DataError
 from emolens.preprocessing import PreprocessConfig, normalize
 
-if TYPE_CHECKING:  # pragma: no cover
-    from emolens.training.config import AugConfig
-
 Transform = Callable[[torch.Tensor], torch.Tensor]
+PADDING = ("zeros", "border", "reflection")
+
+
+@dataclass
+class AugConfig:
+    """What `TrainTransform` does to each training face; the `aug` section of a training config."""
+
+    enabled: bool = True  # off = train on exactly what evaluation sees
+    scale: tuple[float, float] = (0.9, 1.1)  # zoom range; >1 zooms in
+    rotate: float = 10.0  # max in-plane rotation, degrees
+    translate: float = 0.08  # max shift, as a share of the side
+    hflip: float = 0.5  # faces are near-symmetric, so mirroring keeps the label
+    brightness: float = 0.25  # multiply by a factor in [1-b, 1+b]
+    contrast: float = 0.25  # scale deviations from the image mean by [1-c, 1+c]
+    erase_prob: float = 0.25  # random erasing: hides a part of the face, against relying on one cue
+    erase_area: tuple[float, float] = (0.02, 0.15)  # erased share of the input
+    padding: str = "reflection"  # how pixels shifted in from outside are filled: zeros | border | reflection
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
+    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cutmix; 0 = off; with both, each batch picks one
+    mix_prob: float = 1.0  # chance that a batch is mixed when mixup or cutmix is on
+    # Degradations of photos and video that FER-2013's studio-like crops rarely show; each is
+    # applied to an image with its probability (0 = off, the default, as in the 0.3.0 recipe).
+    gamma_prob: float = 0.0  # low light / overexposure: pixel^gamma, gamma in `gamma`
+    gamma: tuple[float, float] = (0.6, 2.0)  # >1 darkens mid-tones like an underexposed frame
+    blur_prob: float = 0.0  # out of focus or motion: Gaussian blur, sigma in `blur_sigma` (input pixels)
+    blur_sigma: tuple[float, float] = (0.4, 1.6)
+    lowres_prob: float = 0.0  # small faces: down to a side in `lowres_size`, then back up
+    lowres_size: tuple[int, int] = (12, 32)
+    noise_prob: float = 0.0  # sensor noise: Gaussian, std in `noise_std` grey levels
+    noise_std: tuple[float, float] = (2.0, 12.0)
+
+    def __post_init__(self) -> None:
+        check_choice("aug", "padding", self.padding, PADDING)
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"aug.scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        if not 0 < self.erase_area[0] <= self.erase_area[1] <= 1:
+            raise ConfigError(f"aug.erase_area must be (low, high) with 0 < low <= high <= 1, got {self.erase_area}")
+        for name in ("hflip", "erase_prob", "mix_prob"):
+            check_range("aug", name, getattr(self, name), 0.0, 1.0)
+        for name in ("brightness", "contrast"):
+            check_range("aug", name, getattr(self, name), 0.0, 1.0)
+        check_range("aug", "rotate", self.rotate, 0.0, 180.0)
+        check_range("aug", "translate", self.translate, 0.0, 0.5)
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ConfigError("aug.mixup_alpha and aug.cutmix_alpha must be >= 0")
+        for name in ("gamma_prob", "blur_prob", "lowres_prob", "noise_prob"):
+            check_range("aug", name, getattr(self, name), 0.0, 1.0)
+        for name, lo in (("gamma", 0.05), ("blur_sigma", 0.01), ("lowres_size", 2), ("noise_std", 0.0)):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not lo <= pair[0] <= pair[1]:
+                raise ConfigError(f"aug.{name} must be (low, high) with {lo} <= low <= high, got {pair}")
 
 
 def _as_batch(faces: torch.Tensor) -> torch.Tensor:
@@ -186,8 +235,4 @@ def create_transform(preprocess: PreprocessConfig, aug: AugConfig | None = None,
     """The training augmentation (is_training=True) or the evaluation transform, from config."""
     if not is_training:
         return EvalTransform(preprocess)
-    if aug is None:
-        from emolens.training.config import AugConfig
-
-        aug = AugConfig()
-    return TrainTransform(preprocess, aug, seed=seed)
+    return TrainTransform(preprocess, aug or AugConfig(), seed=seed)

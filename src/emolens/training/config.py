@@ -20,28 +20,17 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from emolens.checks import check_choice, check_range
 from emolens.data.splits import VAL_FRACTION
 from emolens.errors import ConfigError
 from emolens.preprocessing import PreprocessConfig
+from emolens.transforms import AugConfig  # the `aug` section is the training transform's own config
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 MONITORS = ("val_acc", "val_f1", "val_loss")
 IMBALANCE = ("none", "class_weights", "focal", "oversample", "undersample")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-PADDING = ("zeros", "border", "reflection")
-
-
-def _choice(section: str, name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        close = get_close_matches(str(value), choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{section}.{name} = {value!r} is not allowed.{hint} Expected one of {', '.join(choices)}")
-
-
-def _range(section: str, name: str, value: float, lo: float, hi: float) -> None:
-    if not lo <= value <= hi:
-        raise ConfigError(f"{section}.{name} = {value} is out of range; expected a value in [{lo}, {hi}]")
 
 
 @dataclass
@@ -58,9 +47,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError(f"data.batch_size and data.eval_batch_size must be >= 1, got {self.batch_size}, {self.eval_batch_size}")
-        _range("data", "train_fraction", self.train_fraction, 1e-6, 1.0)
-        _range("data", "val_fraction", self.val_fraction, 0.0, 0.5)
-        _range("data", "fer2013_share", self.fer2013_share, 0.0, 1.0)
+        check_range("data", "train_fraction", self.train_fraction, 1e-6, 1.0)
+        check_range("data", "val_fraction", self.val_fraction, 0.0, 0.5)
+        check_range("data", "fer2013_share", self.fer2013_share, 0.0, 1.0)
         if self.synthetic_per_class < 3:
             raise ConfigError(f"data.synthetic_per_class must be >= 3, got {self.synthetic_per_class}")
 
@@ -83,12 +72,12 @@ class OptimConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 = off
 
     def __post_init__(self) -> None:
-        _choice("optim", "name", self.name, OPTIMIZERS)
+        check_choice("optim", "name", self.name, OPTIMIZERS)
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("optim.weight_decay and optim.grad_clip must be >= 0")
-        _range("optim", "momentum", self.momentum, 0.0, 0.999)
+        check_range("optim", "momentum", self.momentum, 0.0, 0.999)
 
 
 @dataclass
@@ -105,14 +94,14 @@ class ScheduleConfig:
     max_steps_per_epoch: int = 0  # cap on optimiser steps per epoch for quick checks; 0 = all
 
     def __post_init__(self) -> None:
-        _choice("schedule", "name", self.name, SCHEDULES)
-        _choice("schedule", "monitor", self.monitor, MONITORS)
+        check_choice("schedule", "name", self.name, SCHEDULES)
+        check_choice("schedule", "monitor", self.monitor, MONITORS)
         if self.epochs < 1:
             raise ConfigError(f"schedule.epochs must be >= 1, got {self.epochs}")
         if self.warmup_epochs < 0 or self.early_stop_patience < 0 or self.plateau_patience < 0 or self.max_steps_per_epoch < 0:
             raise ConfigError("schedule.warmup_epochs, *_patience and max_steps_per_epoch must be >= 0")
-        _range("schedule", "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _range("schedule", "plateau_factor", self.plateau_factor, 1e-6, 1.0)
+        check_range("schedule", "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range("schedule", "plateau_factor", self.plateau_factor, 1e-6, 1.0)
 
 
 @dataclass
@@ -121,7 +110,7 @@ class LossConfig:
     soft_labels: bool = True  # train on the dataset's label distributions (FER+ votes) when it has them
 
     def __post_init__(self) -> None:
-        _range("loss", "label_smoothing", self.label_smoothing, 0.0, 0.99)
+        check_range("loss", "label_smoothing", self.label_smoothing, 0.0, 0.99)
 
 
 @dataclass
@@ -138,56 +127,8 @@ class DistillConfig:
     temperature: float = 2.0  # softens teacher and student alike; >1 shows the teachers' second choices
 
     def __post_init__(self) -> None:
-        _range("distill", "alpha", self.alpha, 0.0, 1.0)
-        _range("distill", "temperature", self.temperature, 0.05, 20.0)
-
-
-@dataclass
-class AugConfig:
-    enabled: bool = True  # off = train on exactly what evaluation sees
-    scale: tuple[float, float] = (0.9, 1.1)  # zoom range; >1 zooms in
-    rotate: float = 10.0  # max in-plane rotation, degrees
-    translate: float = 0.08  # max shift, as a share of the side
-    hflip: float = 0.5  # faces are near-symmetric, so mirroring keeps the label
-    brightness: float = 0.25  # multiply by a factor in [1-b, 1+b]
-    contrast: float = 0.25  # scale deviations from the image mean by [1-c, 1+c]
-    erase_prob: float = 0.25  # random erasing: hides a part of the face, against relying on one cue
-    erase_area: tuple[float, float] = (0.02, 0.15)  # erased share of the input
-    padding: str = "reflection"  # how pixels shifted in from outside are filled: zeros | border | reflection
-    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
-    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) cutmix; 0 = off; with both, each batch picks one
-    mix_prob: float = 1.0  # chance that a batch is mixed when mixup or cutmix is on
-    # Degradations of photos and video that FER-2013's studio-like crops rarely show; each is
-    # applied to an image with its probability (0 = off, the default, as in the 0.3.0 recipe).
-    gamma_prob: float = 0.0  # low light / overexposure: pixel^gamma, gamma in `gamma`
-    gamma: tuple[float, float] = (0.6, 2.0)  # >1 darkens mid-tones like an underexposed frame
-    blur_prob: float = 0.0  # out of focus or motion: Gaussian blur, sigma in `blur_sigma` (input pixels)
-    blur_sigma: tuple[float, float] = (0.4, 1.6)
-    lowres_prob: float = 0.0  # small faces: down to a side in `lowres_size`, then back up
-    lowres_size: tuple[int, int] = (12, 32)
-    noise_prob: float = 0.0  # sensor noise: Gaussian, std in `noise_std` grey levels
-    noise_std: tuple[float, float] = (2.0, 12.0)
-
-    def __post_init__(self) -> None:
-        _choice("aug", "padding", self.padding, PADDING)
-        if not 0 < self.scale[0] <= self.scale[1]:
-            raise ConfigError(f"aug.scale must be (low, high) with 0 < low <= high, got {self.scale}")
-        if not 0 < self.erase_area[0] <= self.erase_area[1] <= 1:
-            raise ConfigError(f"aug.erase_area must be (low, high) with 0 < low <= high <= 1, got {self.erase_area}")
-        for name in ("hflip", "erase_prob", "mix_prob"):
-            _range("aug", name, getattr(self, name), 0.0, 1.0)
-        for name in ("brightness", "contrast"):
-            _range("aug", name, getattr(self, name), 0.0, 1.0)
-        _range("aug", "rotate", self.rotate, 0.0, 180.0)
-        _range("aug", "translate", self.translate, 0.0, 0.5)
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            raise ConfigError("aug.mixup_alpha and aug.cutmix_alpha must be >= 0")
-        for name in ("gamma_prob", "blur_prob", "lowres_prob", "noise_prob"):
-            _range("aug", name, getattr(self, name), 0.0, 1.0)
-        for name, lo in (("gamma", 0.05), ("blur_sigma", 0.01), ("lowres_size", 2), ("noise_std", 0.0)):
-            pair = getattr(self, name)
-            if len(pair) != 2 or not lo <= pair[0] <= pair[1]:
-                raise ConfigError(f"aug.{name} must be (low, high) with {lo} <= low <= high, got {pair}")
+        check_range("distill", "alpha", self.alpha, 0.0, 1.0)
+        check_range("distill", "temperature", self.temperature, 0.05, 20.0)
 
 
 @dataclass
@@ -197,9 +138,9 @@ class ImbalanceConfig:
     focal_gamma: float = 2.0  # focal: down-weights easy examples by (1 - p) ** gamma
 
     def __post_init__(self) -> None:
-        _choice("imbalance", "strategy", self.strategy, IMBALANCE)
-        _range("imbalance", "weight_power", self.weight_power, 0.0, 2.0)
-        _range("imbalance", "focal_gamma", self.focal_gamma, 0.0, 10.0)
+        check_choice("imbalance", "strategy", self.strategy, IMBALANCE)
+        check_range("imbalance", "weight_power", self.weight_power, 0.0, 2.0)
+        check_range("imbalance", "focal_gamma", self.focal_gamma, 0.0, 10.0)
 
 
 @dataclass
@@ -214,7 +155,7 @@ class RunConfig:
     plots: bool = True  # redraw curves.png every epoch (matplotlib; about 0.5 s per epoch on a slow CPU)
 
     def __post_init__(self) -> None:
-        _choice("run", "amp", self.amp, AMP_MODES)
+        check_choice("run", "amp", self.amp, AMP_MODES)
         if self.name and (Path(self.name).name != self.name or self.name in (".", "..")):
             raise ConfigError(f"run.name must be a plain folder name, got {self.name!r}")
 
