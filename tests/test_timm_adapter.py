@@ -24,6 +24,7 @@ from emolens.data.synthetic import make_synthetic_dataset
 from emolens.errors import ConfigError, ModelError
 from emolens.models import create_model, load_model
 from emolens.training import load_config
+from emolens.training.finetune import finetune
 
 
 class TinyTimmNet(nn.Module):
@@ -132,7 +133,7 @@ def _config(tmp_path, epochs=2):
 def test_finetune_freezes_then_unfreezes(fake_timm, rgb_weights, tmp_path):
     path, rgb = rgb_weights
     ds = make_synthetic_dataset(n_per_class=6, seed=0)
-    result = ta.finetune(_config(tmp_path), pretrained=path, freeze_epochs=1, unfrozen_lr_scale=0.1, dataset=ds)
+    result = finetune(_config(tmp_path), pretrained=path, freeze_epochs=1, unfrozen_lr_scale=0.1, dataset=ds)
     frozen_dir, final_dir = tmp_path / "runs" / "ft-frozen", tmp_path / "runs" / "ft"
     assert result.run_dir == final_dir and (frozen_dir / "best.safetensors").is_file()
     folded = rgb.state_dict()["conv1.weight"].sum(1, keepdim=True)
@@ -157,11 +158,11 @@ def test_finetune_freezes_then_unfreezes(fake_timm, rgb_weights, tmp_path):
 
 def test_finetune_checks_its_options(fake_timm, tmp_path):
     with pytest.raises(ConfigError, match="freeze_epochs must be in"):
-        ta.finetune(_config(tmp_path), freeze_epochs=2)
+        finetune(_config(tmp_path), freeze_epochs=2)
     with pytest.raises(ConfigError, match=r"expected an existing \.safetensors"):
-        ta.finetune(_config(tmp_path), pretrained=tmp_path / "nope.safetensors")
+        finetune(_config(tmp_path), pretrained=tmp_path / "nope.safetensors")
     with pytest.raises(ConfigError, match="timm models named"):
-        ta.finetune(load_config(overrides=["model.arch=simple_cnn"]))
+        finetune(load_config(overrides=["model.arch=simple_cnn"]))
 
 
 def _timm_or_reason() -> str | None:

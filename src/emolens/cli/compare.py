@@ -128,8 +128,8 @@ def finetune_cmd(
     """Transfer learning: fine-tune a timm model on faces, frozen first, then unfrozen."""
     import json
 
-    from emolens.models.timm_adapter import finetune
     from emolens.training.config import resolve_config
+    from emolens.training.finetune import finetune
 
     cfg = resolve_config(config, data=data, model=model, epochs=epochs, name=name, overrides=overrides)
     result = finetune(cfg, pretrained=pretrained, freeze_epochs=freeze_epochs, unfrozen_lr_scale=unfrozen_lr_scale)

@@ -2,16 +2,14 @@
 
 `create_model("timm:resnet18", num_classes=7)` builds `timm.create_model("resnet18",
 in_chans=1, num_classes=7)`: timm itself gives the first convolution one input channel.
-Nothing is downloaded unless asked for: `finetune(..., pretrained="hub")` is the only path
-that lets timm fetch weights; `pretrained=PATH` reads a local safetensors file, whose 3-channel
+Nothing is downloaded unless asked for: `finetune(..., pretrained="hub")` (emolens/training/
+finetune.py) is the only path that lets timm fetch weights; `pretrained=PATH` reads a local safetensors file, whose 3-channel
 first convolution is folded to 1 channel (summed over RGB, timm's own rule, so a gray face
 gives the activations the RGB network gives the same face repeated on three channels).
 
-`finetune` trains frozen-then-unfrozen: `freeze_epochs` epochs of the new classifier alone on
-the pretrained features, then every layer at `unfrozen_lr_scale` times the learning rate. Each
-phase is an ordinary `emolens.training.train` run (run folders NAME-frozen and NAME), so
-checkpoints, history, calibration and the model file work as for any emolens model, and the
-final `best.safetensors` loads with `emolens.models.load_model` wherever timm is installed.
+`finetune` trains such a model frozen-then-unfrozen; it tells the model built
+inside `train` where its weights come from and what to freeze through `build_plan` here, so
+the saved config never names a local weights file.
 
 timm is an optional extra (`pip install 'emolens[timm]'`); it imports torchvision, whose
 build must match the installed torch.
@@ -20,22 +18,17 @@ build must match the installed torch.
 from __future__ import annotations
 
 import contextvars
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from emolens.errors import ConfigError, ModelError
 from emolens.models.registry import register_family
-
-if TYPE_CHECKING:  # pragma: no cover
-    from emolens.data import FaceDataset
-    from emolens.training import TrainConfig, TrainResult
 
 PREFIX = "timm"
 HUB = "hub"  # pretrained="hub": the one opt-in to timm's own download of ImageNet weights
@@ -55,7 +48,7 @@ def import_timm() -> Any:
 
 
 @dataclass
-class _Plan:
+class BuildPlan:
     """How the next timm model built in this context starts: weights and frozen layers."""
 
     weights: str | None = None  # a local .safetensors file
@@ -64,11 +57,11 @@ class _Plan:
     report: dict[str, Any] | None = None  # filled in when the plan is used
 
 
-_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("emolens_timm_plan", default=None)
+_PLAN: contextvars.ContextVar[BuildPlan | None] = contextvars.ContextVar("emolens_timm_plan", default=None)
 
 
 @contextmanager
-def _planned(plan: _Plan) -> Iterator[_Plan]:
+def build_plan(plan: BuildPlan) -> Iterator[BuildPlan]:
     """Apply `plan` to the first timm model built inside the block (the one train() trains).
 
     A plan reaches the model this way rather than through the architecture's arguments, so
@@ -183,60 +176,4 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, Any]:
     return {"source": str(path), "loaded": len(new), "adapted_to_gray": adapted, "not_used": skipped}
 
 
-def finetune(
-    config: TrainConfig,
-    *,
-    pretrained: str | Path | None = None,
-    freeze_epochs: int = 1,
-    unfrozen_lr_scale: float = 0.1,
-    dataset: FaceDataset | None = None,
-) -> TrainResult:
-    """Fine-tune a "timm:NAME" model: `freeze_epochs` epochs of the classifier, then all layers.
-
-    config.schedule.epochs is the total; the second phase trains epochs - freeze_epochs with
-    optim.lr * unfrozen_lr_scale. pretrained: a local .safetensors file, "hub" to let timm
-    download its weights (the only online path), or None for random initialisation.
-    Returns the second phase's TrainResult; its model file is the one to use.
-    """
-    from emolens.training import load_config, load_training_data, train
-
-    arch = config.model.arch
-    if not arch.startswith(f"{PREFIX}:"):
-        raise ConfigError(f"finetune trains timm models named '{PREFIX}:NAME', got model.arch = {arch!r}")
-    epochs = config.schedule.epochs
-    if not 0 <= freeze_epochs < epochs:
-        raise ConfigError(f"freeze_epochs must be in [0, {epochs}) so that some epochs train every layer, got {freeze_epochs}")
-    if not 0 < unfrozen_lr_scale <= 1:
-        raise ConfigError(f"unfrozen_lr_scale must be in (0, 1], got {unfrozen_lr_scale}")
-    hub = str(pretrained) == HUB
-    weights = None if pretrained is None or hub else Path(pretrained).expanduser()
-    if weights is not None and (weights.suffix != ".safetensors" or not weights.is_file()):
-        raise ConfigError(f"--pretrained {weights}: expected an existing .safetensors file, or 'hub' to download timm's weights")
-    import_timm()  # fail before minutes of data loading
-    ds = dataset if dataset is not None else load_training_data(config, progress=config.run.progress)
-    name = config.run.name or arch.replace(":", "-")
-    src: str | None = str(weights) if weights else None
-    frozen_report: dict[str, Any] | None = None  # how the user's weights were loaded: gray folding, trainable count
-    if freeze_epochs:
-        cfg1 = load_config(overrides=[f"schedule.epochs={freeze_epochs}", "run.name=" + json.dumps(f"{name}-frozen")], base=config)
-        with _planned(_Plan(weights=src, hub=hub, freeze=True)) as plan:
-            first = train(cfg1, dataset=ds)
-        _check_used(plan)
-        frozen_report = plan.report
-        src, hub = str(first.model_path), False
-    lr = config.optim.lr * (unfrozen_lr_scale if freeze_epochs else 1.0)
-    cfg2 = load_config(overrides=[f"schedule.epochs={epochs - freeze_epochs}", "run.name=" + json.dumps(name), f"optim.lr={lr}"], base=config)
-    with _planned(_Plan(weights=src, hub=hub, freeze=False)) as plan:
-        result = train(cfg2, dataset=ds)
-    _check_used(plan)
-    result.metrics = {**result.metrics, "finetune": {"pretrained": str(pretrained) if pretrained else None, "freeze_epochs": freeze_epochs,
-                                                    "unfrozen_lr": lr, **(plan.report or {}), "frozen_phase": frozen_report}}
-    return result
-
-
-def _check_used(plan: _Plan) -> None:
-    if plan.report is None:
-        raise ModelError("the trainer built no timm model, so the pretrained weights and freezing were not applied")
-
-
-__all__ = ["HUB", "PREFIX", "classifier_names", "create_timm_model", "finetune", "freeze_backbone", "import_timm", "load_pretrained"]
+__all__ = ["HUB", "PREFIX", "BuildPlan", "build_plan", "classifier_names", "create_timm_model", "freeze_backbone", "import_timm", "load_pretrained"]
