@@ -14,6 +14,7 @@ from emolens.data.synthetic import make_synthetic_dataset
 from emolens.errors import ConfigError
 from emolens.evaluation import EvaluationReport
 from emolens.studies import STRATEGIES, run_imbalance_study
+from emolens.studies.resampling import RESAMPLERS
 
 # One step leaves the network untrained, so the temperature search ends at its bound: expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:fitted temperature")
@@ -32,9 +33,10 @@ def test_every_strategy_trains_on_the_same_budget(study):
     assert [r.strategy for r in study.results] == list(STRATEGIES)
     configs = {}
     for r in study.results:
-        cfg = yaml.safe_load((r.train.run_dir / "config.yaml").read_text())
-        assert cfg["imbalance"]["strategy"] == r.strategy
-        assert r.train.epochs_run == 1 and len(r.train.history) == 1
+        cfg = yaml.safe_load((r.run_dir / "config.yaml").read_text())
+        # SMOTE's rows are made before training; its run then trains plainly on them.
+        assert cfg["imbalance"]["strategy"] == ("none" if r.strategy in RESAMPLERS else r.strategy)
+        assert r.epochs_run == 1 and len(r.history) == 1
         cfg["imbalance"].pop("strategy")
         cfg["run"].pop("name")
         configs[r.strategy] = cfg
@@ -48,12 +50,12 @@ def test_table_rows_come_from_the_test_reports(study):
     rows = json.loads((out / "study.json").read_text())["rows"]
     assert [r["strategy"] for r in rows] == list(STRATEGIES)
     for row, res in zip(rows, study.results, strict=True):
-        report = EvaluationReport.from_json(res.train.run_dir / "test-report" / "report.json")
+        report = EvaluationReport.from_json(res.run_dir / "test-report" / "report.json")
         assert report.split == "test"
         assert row["test_accuracy"] == report.accuracy and row["macro_f1"] == report.macro_f1
         disgust = next(c for c in report.per_class if c["class"] == "disgust")
         assert row["disgust_recall"] == disgust["recall"]
-        assert row["val_accuracy"] == res.train.metrics["val_acc"] and row["epochs"] == 1 and row["seconds"] > 0
+        assert row["val_accuracy"] == res.metrics["val_acc"] and row["epochs"] == 1 and row["seconds"] > 0
     md = (out / "study.md").read_text()
     assert "1 epoch, at most 1 step of 8 faces per epoch, seed 7, early stopping off" in md
     assert "| undersample |" in md and "disgust recall" in md
@@ -67,7 +69,7 @@ def test_study_refuses_settings_it_owns(tmp_path):
         run_imbalance_study(ds, overrides=["imbalance.strategy=focal"], out=tmp_path / "a")
     with pytest.raises(ConfigError, match="Did you mean 'oversample'"):
         run_imbalance_study(ds, strategies=["oversampling"], out=tmp_path / "b")
-    with pytest.raises(ConfigError, match="early_stop_patience must stay 0"):
+    with pytest.raises(ConfigError, match=r"sets schedule\.early_stop_patience itself \(use --patience\)"):
         run_imbalance_study(ds, overrides=["schedule.early_stop_patience=3"], out=tmp_path / "c")
     assert not any(tmp_path.iterdir())  # nothing is written before the options are checked
 
@@ -91,6 +93,6 @@ def test_cli_hands_arguments_to_the_study(monkeypatch, tmp_path, capsys):
     assert main(argv) == 0
     assert seen == {
         "data": "archive.zip", "model": "vgg_fer_small", "budget_epochs": 4, "strategies": ["none", "focal"], "config": None,
-        "overrides": ["data.train_fraction=0.5"], "out": tmp_path / "st", "seed": 1,
+        "overrides": ["data.train_fraction=0.5"], "out": tmp_path / "st", "seed": 1, "patience": 0, "resume": False,
     }
     assert "STUDY TABLE" in capsys.readouterr().out

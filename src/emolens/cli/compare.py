@@ -70,9 +70,11 @@ def baseline_cmd(
 def study_imbalance_cmd(
     data: Annotated[str, typer.Option("--data", "-d", help="Dataset: FER-2013 zip or folder, fer2013.csv, a folder of class folders, or 'synthetic'.")],
     model: Annotated[str, typer.Option(help="Architecture trained under every strategy (see emolens.models.list_models()).")] = "simple_cnn",
-    budget_epochs: Annotated[int, typer.Option(min=1, help="Epochs per strategy; early stopping is off so every strategy gets them all.")] = 3,
+    budget_epochs: Annotated[int, typer.Option(min=1, help="Epochs per strategy: all of them, or the cap with --patience.")] = 3,
+    patience: Annotated[int, typer.Option(min=0, help="Stop a strategy after this many epochs without a better schedule.monitor (its plateau); 0 = train the whole budget.")] = 0,
     strategies: Annotated[
-        list[str] | None, typer.Option("--strategies", help="Subset to run (repeatable or comma-separated). Default: none, undersample, oversample, class_weights, focal.")
+        list[str] | None,
+        typer.Option("--strategies", help="Subset to run (repeatable or comma-separated). Default: none, undersample, oversample, class_weights, focal, smote, smote_enn."),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Training config (YAML/TOML) shared by every strategy.")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Training setting for every strategy, e.g. --set schedule.max_steps_per_epoch=40.")] = None,
@@ -80,13 +82,14 @@ def study_imbalance_cmd(
         "runs/study-imbalance"
     ),
     seed: Annotated[int, typer.Option(help="The one seed every strategy trains with.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the study in --out with the same settings: finished strategies are kept, the running one resumes.")] = False,
 ) -> None:
     """Train one architecture under each class-imbalance strategy on the same budget; write the comparison table."""
     from emolens.studies import STRATEGIES, run_imbalance_study
 
     study = run_imbalance_study(
-        data, model=model, budget_epochs=budget_epochs, strategies=_split_list(strategies) or list(STRATEGIES),
-        config=config, overrides=overrides, out=out, seed=seed,
+        data, model=model, budget_epochs=budget_epochs, patience=patience, strategies=_split_list(strategies) or list(STRATEGIES),
+        config=config, overrides=overrides, out=out, seed=seed, resume=resume,
     )
     typer.echo(study.to_markdown())
     typer.echo(f"table: {study.files.get('md')}")
