@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from emolens.errors import ConfigError, DataError
+from emolens.errors import DataError
 from emolens.labels import EMOTIONS
 
 pytest.importorskip("skimage")
@@ -59,7 +59,7 @@ def photo_rgb() -> np.ndarray:
 
 
 def test_predict_finds_the_face_and_returns_scores(rec, photo_rgb):
-    result = rec.predict(photo_rgb)
+    result = rec.predict(photo_rgb, color_order="rgb")
     assert isinstance(result, ImageResult) and len(result) == 1
     face = result[0]
     assert iou(face.box, ASTRONAUT_FACE) > 0.7
@@ -76,7 +76,7 @@ def test_crops_use_the_models_geometry(rec, photo_rgb):
     gray = to_gray(photo_rgb)
     expected = crop_face(gray, ASTRONAUT_FACE, p.face_margin, p.image_size)
     np.testing.assert_array_equal(rec.crop(gray, [ASTRONAUT_FACE])[0], expected)
-    face = rec.predict(photo_rgb)[0]
+    face = rec.predict(photo_rgb, color_order="rgb")[0]
     direct = rec.classify(rec.crop(gray, [face.box]))[0]
     np.testing.assert_allclose([face.scores[k] for k in EMOTIONS], direct, atol=1e-6)
 
@@ -84,15 +84,16 @@ def test_crops_use_the_models_geometry(rec, photo_rgb):
 def test_every_input_form_gives_the_same_answer(rec, photo_rgb, tmp_path):
     from PIL import Image
 
-    ref = rec.predict(photo_rgb)[0]
+    ref = rec.predict(photo_rgb, color_order="rgb")[0]
     path = tmp_path / "astronaut.png"
     Image.fromarray(photo_rgb).save(path)
     bgr = np.ascontiguousarray(photo_rgb[:, :, ::-1])
     rgba = np.dstack([photo_rgb, np.full(photo_rgb.shape[:2], 255, np.uint8)])
     inputs = {
         "path": (path, {}), "str": (str(path), {}), "bytes": (path.read_bytes(), {}), "pil": (Image.fromarray(photo_rgb), {}),
-        "bgr": (bgr, {"color_order": "bgr"}), "rgba": (rgba, {}), "float": (photo_rgb / 255.0, {}),
-        "uint16": (photo_rgb.astype(np.uint16) * 257, {}),
+        "bgr (the default)": (bgr, {}), "bgr": (bgr, {"color_order": "bgr"}), "cv2.imread": (cv2.imread(str(path)), {}),
+        "rgb": (photo_rgb, {"color_order": "rgb"}), "rgba": (rgba, {"color_order": "rgb"}),
+        "float": (photo_rgb / 255.0, {"color_order": "rgb"}), "uint16": (photo_rgb.astype(np.uint16) * 257, {"color_order": "rgb"}),
     }
     for name, (image, kw) in inputs.items():
         result = rec.predict(image, **kw)
@@ -108,7 +109,7 @@ def test_every_input_form_gives_the_same_answer(rec, photo_rgb, tmp_path):
 
 def test_many_faces_one_batch(rec):
     img, truth = group_photo()
-    result = rec.predict(img, color_order="bgr")
+    result = rec.predict(img)  # BGR, the default for arrays
     assert len(result) == 4
     for box in truth:
         assert max(iou(box, f.box) for f in result) > 0.6
@@ -139,22 +140,23 @@ def test_bad_inputs_raise_clear_errors(rec, tmp_path):
 
 
 def test_results_export_summary_df_json_csv_and_plot(rec, photo_rgb, tmp_path):
-    result = rec.predict(photo_rgb, name="astro")
+    result = rec.predict(photo_rgb, color_order="rgb", name="astro")
     rows = result.summary()
     assert rows[0]["image"] == "astro" and rows[0]["face"] == 0
     assert set(rows[0]) == {"image", "face", "face_id", "box", "label", "score", "scores", "detection_confidence"}
     assert rows[0]["box"] == dict(zip("xywh", result[0].box, strict=True))
     json.dumps(rows)  # JSON-ready as it is, for the HTTP API
     df = result.to_df()
-    assert list(df.columns) == ["image", "face", "face_id", "x", "y", "w", "h", "label", "score", "detection_confidence", *EMOTIONS]
+    assert list(df.columns) == ["image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence"]
     assert df.loc[0, "label"] == result[0].label
     doc = json.loads(result.to_json())
     assert doc["faces"] == rows and doc["width"] == 512 and doc["model"] == "random-simple_cnn"
     import pandas as pd
 
     assert pd.read_csv(io.StringIO(result.to_csv())).shape == (1, 10 + len(EMOTIONS))
-    drawn = result.plot()
+    drawn = result.plot(color_order="bgr")
     assert drawn.shape == result.orig_img.shape and drawn.dtype == np.uint8
+    np.testing.assert_array_equal(result.plot(), drawn[:, :, ::-1])  # plot() itself is RGB, for matplotlib
     x, y, w, h = result[0].box
     assert not np.array_equal(drawn[y : y + h, x : x + w], result.orig_img[y : y + h, x : x + w])  # the box is drawn
     assert not np.array_equal(drawn, result.orig_img)
@@ -162,12 +164,14 @@ def test_results_export_summary_df_json_csv_and_plot(rec, photo_rgb, tmp_path):
 
 
 def test_save_never_overwrites_unless_asked(rec, photo_rgb, tmp_path):
-    result = rec.predict(photo_rgb)
+    # Saving again takes the next free name (a-2.jpg), as every emolens output does: a notebook
+    # cell run twice keeps both files and raises nothing. (It raised ConfigError before.)
+    result = rec.predict(photo_rgb, color_order="rgb")
     out = result.save(tmp_path / "a.jpg")
-    assert cv2.imread(str(out)).shape == (512, 512, 3)
-    with pytest.raises(ConfigError, match="already exists"):
-        result.save(out)
-    result.save(out, overwrite=True)
+    assert out == tmp_path / "a.jpg" and cv2.imread(str(out)).shape == (512, 512, 3)
+    first = out.read_bytes()
+    assert result.save(out) == tmp_path / "a-2.jpg" and out.read_bytes() == first
+    assert result.save(out, overwrite=True) == out
     assert json.loads(result.save(tmp_path / "a.json").read_text())["faces"][0]["label"] == result[0].label
     assert "angry" in result.save(tmp_path / "a.csv").read_text().splitlines()[0]
 
@@ -189,15 +193,15 @@ def test_predict_crops_batches_already_cropped_faces(rec):
 def test_model_info_comes_from_the_model_config(rec):
     info = rec.model_info()
     assert info["name"] == "random-simple_cnn" and info["version"] == "0" and info["labels"] == list(EMOTIONS)
-    assert info["input_size"] == rec.config.preprocess.input_size and info["backend"] == "torch" and info["detector"] == "haar"
+    assert info["input_size"] == rec.config.preprocess.input_size and info["backend"] == rec.backend.name and info["detector"] == "haar"
     assert isinstance(info["metrics"], dict)
     json.dumps(info)
 
 
 def test_onnx_backend_gives_the_same_faces(model_path, photo_rgb):
     pytest.importorskip("onnxruntime")
-    torch_result = EmotionRecognizer(model_path).predict(photo_rgb)
-    onnx_result = EmotionRecognizer(model_path, backend="onnx").predict(photo_rgb)
+    torch_result = EmotionRecognizer(model_path, backend="torch").predict(photo_rgb, color_order="rgb")
+    onnx_result = EmotionRecognizer(model_path, backend="onnx").predict(photo_rgb, color_order="rgb")
     assert [f.box for f in onnx_result] == [f.box for f in torch_result]
     assert [f.label for f in onnx_result] == [f.label for f in torch_result]
     np.testing.assert_allclose(list(onnx_result[0].scores.values()), list(torch_result[0].scores.values()), atol=1e-4)
@@ -245,11 +249,11 @@ def test_smiling_astronaut_reads_as_happy_with_the_shipped_model(photo_rgb):
 
     if not default_model_path().exists():
         pytest.skip(f"the shipped default model is not installed yet ({default_model_path()})")
-    result = EmotionRecognizer().predict(photo_rgb)
+    result = EmotionRecognizer().predict(photo_rgb, color_order="rgb")
     assert len(result) == 1 and iou(result[0].box, ASTRONAUT_FACE) > 0.7
     assert result[0].label == "happy", result[0].scores
     img, _ = group_photo()
-    assert [f.label for f in EmotionRecognizer().predict(img, color_order="bgr")] == ["happy"] * 4
+    assert [f.label for f in EmotionRecognizer().predict(img)] == ["happy"] * 4
 
 
 def test_cli_predict_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
@@ -257,21 +261,25 @@ def test_cli_predict_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     from emolens.pipeline.images import PredictReport
 
     seen = {}
+    built = object()
+    monkeypatch.setattr(api, "EmotionRecognizer", lambda *a, **k: seen.update(rec_args=a, rec_kw=k) or built)
     monkeypatch.setattr(api, "predict_images", lambda *a, **k: seen.update(args=a, kw=k) or PredictReport(images=1, table=tmp_path / "t.csv"))
     assert main(["predict", "a.jpg", "photos/", "--format", "csv", "--no-save", "--min-face-size", "30", "--tta", "flip",
                  "--detector", "yunet:y.onnx", "-r", "--overwrite", "-o", str(tmp_path)]) == 0
-    assert seen["args"] == (["a.jpg", "photos/"], None)
+    # The options of the model and detector build one recognizer; predict_images gets it.
+    assert seen["rec_args"] == (None,)
+    assert seen["rec_kw"] == {"detector": "yunet:y.onnx", "backend": "auto", "tta": "flip", "min_face_size": 30, "detector_threshold": None}
+    assert seen["args"] == (["a.jpg", "photos/"], built)
     kw = {k: v for k, v in seen["kw"].items() if k != "on_image"}
-    assert kw == {"detector": "yunet:y.onnx", "backend": "torch", "output": tmp_path, "format": "csv", "save": False,
-                  "min_face_size": 30, "tta": "flip", "recursive": True, "overwrite": True, "detector_threshold": None}
+    assert kw == {"output": tmp_path, "format": "csv", "save": False, "recursive": True, "overwrite": True}
 
 
 def test_one_recognizer_serves_several_threads(rec, photo_rgb):
     from concurrent.futures import ThreadPoolExecutor
 
     img, _ = group_photo()
-    ref = [(f.box, f.label) for f in rec.predict(img, color_order="bgr")]
+    ref = [(f.box, f.label) for f in rec.predict(img)]
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: rec.predict(img, color_order="bgr"), range(8)))
+        results = list(pool.map(lambda _: rec.predict(img), range(8)))
     assert rec.thread_safe
     assert all([(f.box, f.label) for f in r] == ref for r in results)

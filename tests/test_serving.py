@@ -126,7 +126,7 @@ def test_predict_raw_jpeg_matches_the_recognizer(client, recognizer, astronaut, 
     response = post_raw(client, face_jpeg)
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = recognizer.predict(np.asarray(Image.open(io.BytesIO(face_jpeg))), name="upload").summary()
+    expected = recognizer.predict(np.asarray(Image.open(io.BytesIO(face_jpeg))), color_order="rgb", name="upload").summary()
     assert len(body["faces"]) == len(expected) == 1
     face, want = body["faces"][0], expected[0]
     assert face["box"] == want["box"]

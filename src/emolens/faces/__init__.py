@@ -3,9 +3,9 @@
 from emolens.faces.base import Box, Detection, FaceDetector, iou
 from emolens.faces.haar import HaarDetector
 from emolens.faces.registry import create_detector, list_detectors
-from emolens.faces.tracking import ByteTracker, Track
+from emolens.faces.tracking import IoUTracker, Track
 
 __all__ = [
-    "Box", "ByteTracker", "Detection", "FaceDetector", "HaarDetector", "Track",
+    "Box", "Detection", "FaceDetector", "HaarDetector", "IoUTracker", "Track",
     "create_detector", "iou", "list_detectors",
 ]

@@ -1,9 +1,12 @@
 """`EmotionRecognizer`: a model and a face detector, loaded once, applied to any image.
 
-    >>> rec = EmotionRecognizer()                      # shipped model, Haar detector, PyTorch
+    >>> rec = EmotionRecognizer()                      # shipped model; defaults from PIPELINE
     >>> result = rec.predict("group.jpg")              # ImageResult
     >>> [(f.label, f.box) for f in result]             # [('happy', (177, 66, 95, 95)), ...]
-    >>> result.save("group_labelled.jpg")
+    >>> result.save("group_labelled.jpg")              # group_labelled-2.jpg if that exists
+    >>> rec.predict(cv2.imread("group.jpg"))           # numpy arrays are BGR, as OpenCV gives them
+    >>> rec.predict(np.asarray(pil_image), color_order="rgb")
+    >>> results = rec.predict("photos/*.jpg")          # list[ImageResult]; predict_iter: one at a time
 
 Faces are cut from the gray image with `emolens.preprocessing.crop_face`, using the margin and
 size of the model's own `PreprocessConfig`, exactly as the training crops were made, and all
@@ -13,20 +16,40 @@ faces of an image go through the network in one batch.
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emolens.errors import DataError
+from emolens.errors import ConfigError, DataError
 from emolens.faces import Detection, FaceDetector, create_detector
+from emolens.pipeline.defaults import PIPELINE
+from emolens.pipeline.inputs import InputProblem, is_many, iter_inputs
 from emolens.pipeline.results import FaceResult, ImageResult
-from emolens.preprocessing import ColorOrder, crop_face, load_image, prepare_face, to_gray
+from emolens.preprocessing import ColorOrder, crop_face, load_image, prepare_face, printable_path, to_gray
+
+COLOR_ORDERS = ("bgr", "rgb")
+
+
+def check_color_order(color_order: Any) -> ColorOrder:
+    """`color_order` if it is "bgr" or "rgb"; else a ConfigError that says which is which."""
+    if color_order not in COLOR_ORDERS:
+        raise ConfigError(
+            f"color_order must be 'bgr' (the default: OpenCV's cv2.imread and video frames) or 'rgb' "
+            f"(numpy arrays from PIL, matplotlib, imageio or scikit-image), got {color_order!r}"
+        )
+    return color_order
 
 
 def _as_array(image: Any, color_order: ColorOrder) -> tuple[np.ndarray, ColorOrder, str | None]:
-    """Any supported input -> (numpy image as stored, its colour order, its path if any)."""
+    """Any supported input -> (numpy image as stored, its colour order, its path if any).
+
+    Files, bytes and PIL images say their own order (RGB once decoded); only a bare numpy
+    array needs `color_order`, BGR by default like OpenCV, fer, DeepFace and Ultralytics.
+    """
     if isinstance(image, str | Path):
         return load_image(image), "rgb", str(image)
     if isinstance(image, bytes):
@@ -40,6 +63,13 @@ def _as_array(image: Any, color_order: ColorOrder) -> tuple[np.ndarray, ColorOrd
     if Image is not None and isinstance(image, Image.Image):
         return np.asarray(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB")), "rgb", None
     raise DataError(f"expected an image path, bytes, PIL image or numpy array, got {type(image).__name__}")
+
+
+def _is_many(images: Any) -> bool:
+    """A list, tuple or iterator of images, a folder, or a glob pattern: answered with a list."""
+    if isinstance(images, str | Path):
+        return is_many(images)
+    return isinstance(images, list | tuple | Iterator)
 
 
 def _drawable(arr: np.ndarray, gray: np.ndarray, color_order: ColorOrder) -> np.ndarray:
@@ -60,17 +90,24 @@ class EmotionRecognizer:
     """Find faces and read their emotions.
 
     model: None or "default" (the shipped model), a .safetensors / .onnx file, a run folder,
-        or a loaded model. backend: "torch" or "onnx" (an .onnx file always runs on onnxruntime).
-    detector: "haar" (default, offline), "yunet:MODEL.onnx", "mediapipe", or a FaceDetector.
-    min_face_size: smallest face side in pixels to look for; detector_options go to the
-        detector (threshold, min_neighbors, scale_factor). tta: "none", "flip" or "tencrop".
-        threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
-        compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
+        or a loaded model. backend: "torch", "onnx" or "auto" (onnx where onnxruntime is
+        installed; an .onnx file always runs on onnxruntime).
+    detector: "haar" (offline), "yunet:MODEL.onnx", "mediapipe", or a FaceDetector.
+    min_face_size: smallest face side in pixels to look for; detector_threshold: drop faces
+        the detector is less sure of (0-1); detector_options go to the detector as well
+        (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop".
+    threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
+    compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
+    Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
+
+    Numpy arrays are BGR, as OpenCV reads and films them; pass color_order="rgb" for arrays
+    from PIL, matplotlib, imageio or scikit-image. Paths, bytes and PIL images need nothing.
     """
 
     def __init__(
-        self, model: Any = None, detector: str | FaceDetector = "haar", backend: str = "torch", *,
-        device: str = "cpu", tta: str = "none", min_face_size: int | None = None, detector_options: dict[str, Any] | None = None,
+        self, model: Any = None, detector: str | FaceDetector = PIPELINE.detector, backend: str = PIPELINE.backend, *,
+        device: str = "cpu", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
+        detector_threshold: float | None = None, detector_options: dict[str, Any] | None = None,
         threads: int | None = None, compile: bool = False,
     ):
         from emolens.runtime import create_backend
@@ -78,10 +115,24 @@ class EmotionRecognizer:
         self.backend = create_backend(model, backend, device=device, tta=tta, threads=threads, compile=compile)
         self.config = self.backend.config
         self.labels: tuple[str, ...] = tuple(self.config.labels)
-        options = dict(detector_options or {})
-        if min_face_size is not None:
-            options["min_face_size"] = min_face_size
+        size = PIPELINE.min_face_size if min_face_size is None else min_face_size  # None: the default too
+        options = {"min_face_size": size, "threshold": detector_threshold, **(detector_options or {})}
         self.detector = create_detector(detector, **options)
+
+    @classmethod
+    def of(cls, recognizer: Any = None, **options: Any) -> EmotionRecognizer:
+        """The one way every entry point (predict_images, process_video, run_webcam, ...) gets
+        its recognizer: `recognizer` itself when it is one (used as it is), else one built
+        for that model (a path, a loaded model, None: the shipped one) with `options`, the
+        constructor's keywords, over the PIPELINE defaults.
+
+            >>> rec = EmotionRecognizer.of(None, threads=PIPELINE.stream_threads)  # what video does
+            >>> EmotionRecognizer.of(rec) is rec
+            True
+        """
+        if isinstance(recognizer, cls) or all(hasattr(recognizer, a) for a in ("predict", "classify_detections", "labels")):
+            return recognizer
+        return cls(recognizer, **options)
 
     # Safe to call from several threads at once: detectors lock around their native calls,
     # and PyTorch and onnxruntime inference are re-entrant. (FaceStream, which keeps tracking
@@ -131,9 +182,51 @@ class EmotionRecognizer:
             for i, (d, p) in enumerate(zip(detections, proba, strict=True))
         ]
 
-    def predict(self, image: Any, *, color_order: ColorOrder = "rgb", name: str | None = None) -> ImageResult:
-        """Every face in one image. image: a path, bytes, a PIL image, or a numpy array of any
-        size, gray (H, W) or colour (H, W, 3|4) in `color_order` ("rgb", or "bgr" for OpenCV)."""
+    def predict(self, images: Any, *, color_order: ColorOrder = "bgr", name: str | None = None, recursive: bool = False) -> Any:
+        """Every face in one image -> ImageResult; in many -> list[ImageResult], in order.
+
+        One image: a path, bytes, a PIL image, or a numpy array of any size, gray (H, W) or
+        colour (H, W, 3|4) in `color_order`: "bgr" (default; cv2.imread, video frames) or
+        "rgb" (PIL, matplotlib, imageio, scikit-image). Many: a list or iterator of those, a
+        folder (its images; recursive=True: subfolders too) or a glob ("photos/*.jpg").
+
+        One image that cannot be read raises DataError naming it. Among many, it gives an
+        error result instead (`result.error` says why, with a warning) and the rest go on.
+        For large folders, `predict_iter` yields the results one at a time.
+        """
+        check_color_order(color_order)
+        if _is_many(images):
+            return list(self.predict_iter(images, color_order=color_order, recursive=recursive))
+        return self._predict_one(images, color_order, name)
+
+    __call__ = predict
+
+    def predict_iter(self, images: Any, *, color_order: ColorOrder = "bgr", recursive: bool = False) -> Iterator[ImageResult]:
+        """`predict` over many images, one ImageResult at a time (memory stays that of one image).
+
+            >>> for result in rec.predict_iter("shoot/**/*.jpg"):
+            ...     print(result.name, [f.label for f in result])
+        """
+        check_color_order(color_order)
+        items: Iterable[Any] = images if _is_many(images) and not isinstance(images, str | Path) else [images]
+        for i, item in enumerate(iter_inputs(items, recursive)):
+            if isinstance(item, InputProblem):
+                yield self._failed(item.name, str(item))
+                continue
+            shown = printable_path(item.name) if isinstance(item, Path) else f"image {i}"
+            try:
+                yield self._predict_one(item, color_order, shown)
+            except DataError as exc:  # a file's message names it already; an array is named by its place
+                if isinstance(item, Path):
+                    yield self._failed(shown, str(exc), printable_path(item))
+                else:
+                    yield self._failed(shown, f"{shown}: {exc}")
+
+    def _failed(self, name: str, error: str, path: str | None = None) -> ImageResult:
+        warnings.warn(f"skipped {error}", stacklevel=3)  # never a silent skip
+        return ImageResult.failed(name, error, path=path, model_name=self.model_name, labels=self.labels)
+
+    def _predict_one(self, image: Any, color_order: ColorOrder, name: str | None) -> ImageResult:
         t0 = time.perf_counter()
         arr, order, path = _as_array(image, color_order)
         gray = to_gray(arr, color_order=order)
@@ -144,19 +237,19 @@ class EmotionRecognizer:
         faces = self.classify_detections(gray, detections)
         t3 = time.perf_counter()
         return ImageResult(
-            orig_img=bgr, faces=faces, path=path, name=name or (Path(path).name if path else "image"),
+            orig_img=bgr, faces=faces, path=path, name=name or (printable_path(Path(path).name) if path else "image"),
             model_name=self.model_name, labels=self.labels,
             speed={"preprocess": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "classify": (t3 - t2) * 1e3},
         )
 
-    __call__ = predict
-
-    def predict_crops(self, images: list[Any], *, color_order: ColorOrder = "rgb") -> list[FaceResult]:
+    def predict_crops(self, images: list[Any], *, color_order: ColorOrder = "bgr") -> list[FaceResult]:
         """Faces that are already cropped (paths, bytes, PIL or arrays), classified in one batch.
 
-        Each crop is centre-squared and resized like a dataset image (`prepare_face`); its box
-        is the whole input. Raises DataError naming the item that cannot be read.
+        Arrays are BGR unless color_order="rgb", as in `predict`. Each crop is centre-squared
+        and resized like a dataset image (`prepare_face`); its box is the whole input. Raises
+        DataError naming the item that cannot be read.
         """
+        check_color_order(color_order)
         crops, boxes = [], []
         for i, img in enumerate(images):
             try:

@@ -1,20 +1,62 @@
 """Results objects, Ultralytics-style: one `ImageResult` per image, one `FaceResult` per face.
 
-Every export derives from `summary()`: the HTTP API returns it as is, `to_df`, `to_json` and
-`to_csv` flatten or serialise it. `plot()` draws the faces on a copy of the image.
+Every export derives from `summary()`: the HTTP API returns it as is; `rows()` flattens it
+into the one table layout that `to_df`, `to_csv`, `emolens predict --format csv` and the video
+CSV all share; `to_json` serialises it. `plot()` draws the faces on a copy of the image.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, DataError
 from emolens.labels import EMOTIONS
+from emolens.pipeline.defaults import PIPELINE
+
+# The keys of FaceResult.summary(); everything else in a summary dict (frame, time, image,
+# face, a caller's path) is context that leads its table row.
+_FACE_KEYS = ("face_id", "box", "label", "score", "scores", "detection_confidence")
+
+
+def flat_row(summary: dict[str, Any], **leading: Any) -> dict[str, Any]:
+    """One table row from one face's summary dict (as `summary()` gives it).
+
+    Columns, in order: `leading` (e.g. path=..., or file=...), the summary's context (frame,
+    time, image, face), face_id, x, y, w, h, one probability per emotion (label order),
+    label, score (the top probability), detection_confidence. `table_columns` names them.
+    """
+    context = {k: v for k, v in summary.items() if k not in _FACE_KEYS}
+    return {
+        **leading, **context, "face_id": summary["face_id"], **summary["box"], **summary["scores"],
+        "label": summary["label"], "score": summary["score"], "detection_confidence": summary["detection_confidence"],
+    }
+
+
+def _non_interactive_backends() -> set[str]:
+    """matplotlib's backends that draw to files only (agg, pdf, svg, ...), lower case."""
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+    except ImportError:  # matplotlib < 3.9
+        from matplotlib import rcsetup
+
+        return {b.lower() for b in rcsetup.non_interactive_bk}
+    return set(backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE))
+
+
+def table_columns(labels: Sequence[str] = EMOTIONS, leading: Iterable[str] = (), *, frames: bool = False, image: bool = True) -> list[str]:
+    """The columns `flat_row` gives, for a header written before any row (or a table with none).
+
+    frames: the rows come from video frames (frame, time); image: summary() rows carry the
+    image name and face index (FaceResult.flat() rows do not).
+    """
+    context = [*(["frame", "time"] if frames else []), *(["image", "face"] if image else [])]
+    return [*leading, *context, "face_id", "x", "y", "w", "h", *labels, "label", "score", "detection_confidence"]
 
 
 @dataclass
@@ -51,11 +93,9 @@ class FaceResult:
             "detection_confidence": None if self.detection_confidence is None else round(self.detection_confidence, 4),
         }
 
-    def flat(self) -> dict[str, Any]:
-        """One table row: box and scores as their own columns."""
-        s = self.summary()
-        return {"face_id": s["face_id"], **s["box"], "label": s["label"], "score": s["score"],
-                "detection_confidence": s["detection_confidence"], **s["scores"]}
+    def flat(self, **leading: Any) -> dict[str, Any]:
+        """One table row (`flat_row` of summary()): box and scores as their own columns."""
+        return flat_row(self.summary(), **leading)
 
 
 @dataclass
@@ -69,6 +109,18 @@ class ImageResult:
     speed: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
     frame: int | None = None  # frame index and time (s) when the image comes from a video
     time: float | None = None
+    # Why this input gave no result (predict over many inputs: one that cannot be read is
+    # answered with an error result naming it, and the others go on). None: read fine.
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, name: str, error: str, path: str | None = None, model_name: str = "", labels: tuple[str, ...] = EMOTIONS) -> ImageResult:
+        """The result of an input that could not be read: no image, no faces, `error` says why."""
+        return cls(np.zeros((0, 0, 3), np.uint8), [], path=path, name=name, model_name=model_name, labels=labels, error=error)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -80,6 +132,8 @@ class ImageResult:
         return self.faces[i]
 
     def __repr__(self) -> str:
+        if self.error is not None:
+            return f"ImageResult({self.name!r}, error: {self.error})"
         faces = ", ".join(f"{f.label} {f.score:.0%}" for f in self.faces) or "no face"
         return f"ImageResult({self.name!r}, {self.orig_img.shape[1]}x{self.orig_img.shape[0]}: {faces})"
 
@@ -93,42 +147,100 @@ class ImageResult:
             rows.append(row)
         return rows
 
-    def rows(self) -> list[dict[str, Any]]:
-        """summary() flattened: one row per face with x, y, w, h and one column per emotion."""
-        out = []
-        for s, face in zip(self.summary(), self.faces, strict=True):
-            head = {k: v for k, v in s.items() if k in ("frame", "time", "image", "face")}
-            out.append({**head, **face.flat()})
-        return out
+    def rows(self, **leading: Any) -> list[dict[str, Any]]:
+        """summary() as table rows, one flat dict per face: the layout of every emotion table.
 
-    def to_df(self):
+        `leading` columns come first (`rows(path="a.jpg")`), then frame and time (video
+        frames), image, face, face_id, x, y, w, h, one probability per emotion, label, score,
+        detection_confidence; `columns()` lists them, also when there is no face.
+        """
+        return [flat_row(s, **leading) for s in self.summary()]
+
+    def columns(self, *leading: str) -> list[str]:
+        """The keys of each `rows()` dict, in order; `leading`: the names of its leading columns."""
+        return table_columns(self.labels, leading, frames=self.frame is not None)
+
+    def to_df(self, **leading: Any):
+        """rows() as a pandas DataFrame (the same columns when no face was found)."""
         import pandas as pd
 
-        columns = [*(["frame", "time"] if self.frame is not None else []), "image", "face", "face_id",
-                   "x", "y", "w", "h", "label", "score", "detection_confidence", *self.labels]
-        return pd.DataFrame(self.rows(), columns=columns)
+        return pd.DataFrame(self.rows(**leading), columns=self.columns(*leading))
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps({"image": self.name, "model": self.model_name, "width": int(self.orig_img.shape[1]),
-                           "height": int(self.orig_img.shape[0]), "faces": self.summary(),
-                           "speed_ms": {k: round(v, 2) for k, v in self.speed.items()}}, indent=indent)
+        doc = {"image": self.name, "model": self.model_name, "width": int(self.orig_img.shape[1]),
+               "height": int(self.orig_img.shape[0]), "faces": self.summary(),
+               "speed_ms": {k: round(v, 2) for k, v in self.speed.items()}}
+        if self.error is not None:
+            doc["error"] = self.error
+        return json.dumps(doc, indent=indent)
 
     def to_csv(self) -> str:
         return self.to_df().to_csv(index=False)
 
-    def plot(self, *, bars: bool = True, ids: bool | None = None) -> np.ndarray:
-        """A BGR copy of the image with each face boxed and labelled, and its emotion bars."""
+    def _drawable(self, what: str) -> None:
+        if self.error is not None:
+            raise DataError(f"{self.name}: nothing to {what}, the image could not be read ({self.error})")
+
+    def plot(self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, color_order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
+        """A copy of the image with each face boxed and labelled, and score bars: bars="largest"
+        (the largest face), "all" or "none".
+
+        Returns (H, W, 3) uint8 in RGB, ready for matplotlib (`plt.imshow(result.plot())`) and
+        PIL (`Image.fromarray`); color_order="bgr" gives OpenCV's order (cv2.imshow, cv2.imwrite).
+        """
         from emolens.pipeline.draw import draw_faces
 
-        return draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids)
+        if color_order not in ("rgb", "bgr"):
+            raise ConfigError(f"color_order must be 'rgb' (matplotlib, PIL) or 'bgr' (OpenCV), got {color_order!r}")
+        self._drawable("plot")
+        drawn = draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids)  # OpenCV draws BGR
+        return drawn if color_order == "bgr" else np.ascontiguousarray(drawn[:, :, ::-1])
+
+    def show(self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, block: bool | None = None) -> None:
+        """Show plot() with matplotlib: inline in a Jupyter notebook, in a window elsewhere.
+
+        block=False returns at once (the window stays while Python runs). Raises ConfigError,
+        saying what to do, where matplotlib cannot show anything: a non-interactive backend
+        such as Agg, which it picks when there is no display (or MPLBACKEND says so).
+        """
+        import matplotlib
+
+        image = self.plot(bars=bars, ids=ids)
+        backend = matplotlib.get_backend()  # resolves the automatic choice: Agg when there is no display
+        if backend.lower() in _non_interactive_backends():
+            raise ConfigError(
+                f"cannot show {self.name}: matplotlib's backend is {backend!r}, which opens no window (no display, or "
+                "MPLBACKEND set). In Jupyter, show() draws inline; on a desktop, install a GUI toolkit matplotlib can use "
+                "(your system's python3-tk, or `pip install pyqt6`) and unset MPLBACKEND; or write the picture with "
+                "result.save('labelled.jpg')"
+            )
+        import matplotlib.pyplot as plt
+
+        h, w = image.shape[:2]
+        side = 8.0 / max(w, h)  # the longer side 8 inches, the aspect kept
+        fig, ax = plt.subplots(figsize=(w * side, h * side + 0.4))
+        ax.imshow(image)
+        ax.set_axis_off()
+        ax.set_title(self.name)
+        fig.tight_layout()
+        plt.show(block=block)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the plotted image (.jpg, .png, ...), or the summary (.json, .csv) by suffix."""
+        """Write the plotted image (.jpg, .png, ...), or the summary (.json, .csv) by suffix.
+
+        Nothing that exists is replaced unless overwrite=True: when `path` exists, the next
+        free name is taken (a.jpg, a-2.jpg, a-3.jpg, ..., the rule of every emolens output), so
+        saving twice in a notebook keeps both. Returns the path written.
+        """
+        from emolens.paths import free_stem
+
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another name")
-        path.parent.mkdir(parents=True, exist_ok=True)
         suffix = path.suffix.lower()
+        if suffix not in (".json", ".csv"):
+            self._drawable("save")
+        if not overwrite:
+            path = path.with_name(free_stem(path.parent, path.stem, [path.suffix]) + path.suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".json":
             path.write_text(self.to_json() + "\n")
         elif suffix == ".csv":
@@ -137,7 +249,7 @@ class ImageResult:
             import cv2
 
             # imencode + write_bytes, not imwrite: OpenCV crashes (SIGSEGV) on a path that is not UTF-8.
-            ok, encoded = cv2.imencode(suffix, self.plot())
+            ok, encoded = cv2.imencode(suffix, self.plot(color_order="bgr"))
             if not ok:
                 raise ConfigError(f"{path}: OpenCV cannot write images with suffix {suffix!r}; use .jpg or .png")
             path.write_bytes(encoded.tobytes())

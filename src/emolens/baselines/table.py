@@ -1,8 +1,4 @@
-"""Comparison tables (Markdown, CSV, JSON) of evaluated approaches: baselines, studies.
-
-Each row is one approach's `summary()`; the Markdown, CSV and JSON files all derive from the
-same rows.
-"""
+"""Comparison tables (Markdown, CSV, JSON), for baselines and studies."""
 
 from __future__ import annotations
 
