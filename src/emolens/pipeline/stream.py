@@ -1,10 +1,12 @@
-"""Frame-by-frame processing shared by video files and live cameras.
+"""Frame-by-frame face labelling shared by video files and live cameras: `FaceStream`.
 
 Finding faces is the expensive part (a full Haar search of a 640x480 frame costs 25-45 ms
 on a 2-core laptop-class CPU; classifying a face a few ms), so `FaceStream` searches the
 whole frame only every `detect_every` frames and, in between, looks for each known face only
-near where it was (`FaceDetector.detect_near`, about 2 ms). An IoU tracker gives faces stable ids, and an
-optional exponential moving average smooths each face's scores over time.
+near where its track predicts it (`FaceDetector.detect_near`, about 2 ms). The tracker
+(`emolens.faces.ByteTracker`) gives faces ids that survive missed frames, and an exponential
+moving average over each track's scores keeps a steady face's label steady. Reading and
+writing video files lives in `emolens.pipeline.video_io`.
 """
 
 from __future__ import annotations
@@ -12,35 +14,65 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from emolens.errors import ConfigError, DataError
-from emolens.faces import Detection, IoUTracker, iou
+from emolens.faces import ByteTracker, Detection, iou
+from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import FaceResult, ImageResult
 from emolens.preprocessing import to_gray
+
+BARS = ("none", "largest", "all")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a stream of frames is followed and drawn; video files and the webcam share it.
+
+    detect_every: full-frame face search every this many frames (1 = every frame); a new
+        face is found within that many frames. smooth: weight of the past in each tracked
+        face's moving average of scores, in [0, 1); 0 turns smoothing off. bars: score bars
+        on the drawn frames for "none", the "largest" face or "all" faces.
+    """
+
+    detect_every: int = PIPELINE.detect_every
+    smooth: float = PIPELINE.smooth
+    bars: str = PIPELINE.bars
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ConfigError(f"detect_every must be at least 1, got {self.detect_every}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise ConfigError(f"smooth must be in [0, 1), got {self.smooth}")
+        if self.bars not in BARS:
+            raise ConfigError(f"bars must be one of {', '.join(BARS)}, got {self.bars!r}")
 
 
 class FaceStream:
     """Turns consecutive BGR frames into `ImageResult`s whose faces carry track ids.
 
-    detect_every: full-frame search every this many frames (1 = every frame); new faces are
-        found within that many frames. smooth: weight of the past in the moving average of each
-        face's scores, in [0, 1); 0 turns smoothing off, 0.6 steadies a live view.
+        >>> stream = FaceStream(EmotionRecognizer(), StreamOptions(smooth=0.5))
+        >>> for index, t, frame in frames:
+        ...     result = stream.process(frame, index, t)   # faces with .face_id
+
+    Keyword overrides build the options: FaceStream(rec, smooth=0) is FaceStream(rec,
+    StreamOptions(smooth=0)). `name` names each result ("clip.mp4": the image column of
+    the video CSV).
     """
 
-    def __init__(self, recognizer: EmotionRecognizer, *, detect_every: int = 5, smooth: float = 0.0):
-        if detect_every < 1:
-            raise ConfigError(f"detect_every must be at least 1, got {detect_every}")
-        if not 0.0 <= smooth < 1.0:
-            raise ConfigError(f"smooth must be in [0, 1), got {smooth}")
+    def __init__(self, recognizer: EmotionRecognizer, options: StreamOptions | None = None, *, name: str = "frame", **overrides: object):
+        if options is not None and overrides:
+            raise ConfigError("pass either StreamOptions or its fields, not both")
+        self.options = StreamOptions(**overrides) if options is None else options  # type: ignore[arg-type]
         self.recognizer = recognizer
-        self.detect_every = int(detect_every)
-        self.smooth = float(smooth)
-        # A face lost for a moment (turned head, blur) keeps its id for ~3 full searches.
-        self.tracker = IoUTracker(iou_threshold=0.3, max_missed=3 * self.detect_every)
+        self.name = name
+        self.detect_every = self.options.detect_every
+        self.smooth = self.options.smooth
+        # A face lost for a moment (turned head, blur, a hand) keeps its id for a second of
+        # 30 frames/s video, or three full searches when those are further apart.
+        self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
         self._ema: dict[int, np.ndarray] = {}
         self._count = 0
 
@@ -51,12 +83,15 @@ class FaceStream:
 
     def _find(self, frame: np.ndarray, gray: np.ndarray) -> list[Detection]:
         detector = self.recognizer.detector
-        known = self.tracker.active(max_missed=self.detect_every)
-        if self._count % self.detect_every == 0 or not known:
+        known = self.tracker.active(max_missed=0)  # seen in the last frame: worth following
+        # A face lost a moment ago may have moved anywhere: search the whole frame until it is
+        # found again (or its track has coasted for `detect_every` frames).
+        lost = any(0 < t.missed <= self.detect_every for t in self.tracker.tracks)
+        if self._count % self.detect_every == 0 or not known or lost:
             return detector.detect(frame, gray)
         found: list[Detection] = []
         for track in known:
-            det = detector.detect_near(frame, track.box, gray)
+            det = detector.detect_near(frame, track.next_box(), gray)
             # Two tracks may settle on the same face: keep the one found first.
             if det is not None and all(iou(det.box, f.box) < 0.5 for f in found):
                 found.append(det)
@@ -81,13 +116,17 @@ class FaceStream:
         t0 = time.perf_counter()
         gray = to_gray(frame, color_order="bgr")
         t1 = time.perf_counter()
-        dets = self._find(frame, gray)
-        ids = self.tracker.update(dets)
+        found = self._find(frame, gray)
+        ids = self.tracker.update(found)
+        kept = [(d, i) for d, i in zip(found, ids, strict=True) if i is not None]  # weak hits that continue no face: dropped
         t2 = time.perf_counter()
         index = self._count if index is None else index
         self._count += 1
         live = {t.id for t in self.tracker.tracks}
-        return _Located(frame, gray, dets, ids, live, index, time_s if time_s is not None else 0.0, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return _Located(
+            frame, gray, [d for d, _ in kept], [int(i) for _, i in kept], live, index,
+            time_s if time_s is not None else 0.0, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+        )
 
     def classify(self, located: _Located) -> ImageResult:
         """Second half of `process`: classify the located faces, smooth, build the result.
@@ -97,7 +136,7 @@ class FaceStream:
         if self.smooth > 0:
             faces = self._smoothed(faces, located.live)
         return ImageResult(
-            orig_img=located.frame, faces=faces, name=f"frame {located.index}", model_name=self.recognizer.model_name,
+            orig_img=located.frame, faces=faces, name=self.name, model_name=self.recognizer.model_name,
             labels=self.recognizer.labels, frame=located.index, time=located.time,
             speed={"preprocess": located.ms_preprocess, "detect": located.ms_detect, "classify": (time.perf_counter() - t0) * 1e3},
         )
@@ -134,155 +173,3 @@ class _Located:
     time: float
     ms_preprocess: float
     ms_detect: float
-
-
-@dataclass
-class VideoSource:
-    """An opened cv2.VideoCapture with what we know about it."""
-
-    capture: object
-    label: str
-    fps: float  # frames per second the source reports (30 when it reports none)
-    frame_count: int  # 0 when unknown (cameras, streams)
-    width: int
-    height: int
-
-    def release(self) -> None:
-        self.capture.release()
-
-
-def open_source(source: str | int, *, camera: bool = False) -> VideoSource:
-    """Open a video file, a camera index or a stream URL, with a clear error when it fails."""
-    import cv2
-
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        index = int(source)
-        label = f"camera {index}"
-        # OpenCV logs its own warnings for a missing camera; our error below says it better.
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        try:
-            cap = cv2.VideoCapture(index)
-        finally:
-            cv2.utils.logging.setLogLevel(level)
-        if not cap.isOpened():
-            raise DataError(
-                f"{label} could not be opened: no camera with that number, or it is in use by another program. "
-                "Try --camera 0, check that /dev/video* exists, or pass a video file or stream URL instead"
-            )
-    else:
-        label = str(source)
-        is_url = "://" in label
-        if not is_url:
-            path = Path(label)
-            if not path.exists():
-                raise DataError(f"{label}: no such video file")
-            if path.is_dir():
-                raise DataError(f"{label}: is a folder, expected a video file")
-            if path.stat().st_size == 0:
-                raise DataError(f"{label}: empty file (0 bytes); expected a video")
-        cap = cv2.VideoCapture(label)
-        if not cap.isOpened():
-            what = "stream could not be opened (check the URL and that it is reachable)" if is_url else "not a video OpenCV can read"
-            raise DataError(f"{label}: {what}; expected a video file (mp4, avi, mov, mkv, ...)" if not is_url else f"{label}: {what}")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = float(fps) if fps and 0 < fps < 1000 else 30.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    return VideoSource(cap, label, fps, max(0, count), width, height)
-
-
-def iter_frames(src: VideoSource, *, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(index, time in s, BGR frame) for every `every`-th frame; skipped frames are not decoded
-    to images (`grab` only). Stops at the end, after `max_frames` yielded frames, or on a read error."""
-    if every < 1:
-        raise ConfigError(f"every must be at least 1, got {every}")
-    cap, index, yielded = src.capture, 0, 0
-    while max_frames is None or yielded < max_frames:
-        if index % every:
-            if not cap.grab():
-                return
-            index += 1
-            continue
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            return
-        yield index, index / src.fps, frame
-        index += 1
-        yielded += 1
-
-
-def prefetch(frames: Iterator, size: int = 8) -> Iterator:
-    """Run a frame iterator in a background thread, `size` items ahead.
-
-    OpenCV releases the GIL while it decodes, so on a 2-core machine decoding the next frames
-    overlaps with detecting and classifying this one.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            for item in frames:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            failure.append(exc)
-        finally:
-            q.put(done)
-
-    thread = threading.Thread(target=work, name="emolens-decode", daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not done:
-            yield item
-        if failure:
-            raise failure[0]
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except Exception:
-                thread.join(0.05)
-
-
-class BackgroundWriter:
-    """cv2.VideoWriter fed from a background thread, so encoding overlaps with processing."""
-
-    def __init__(self, path: Path, fourcc: str, fps: float, size: tuple[int, int], queue_size: int = 8):
-        import queue
-        import threading
-
-        import cv2
-
-        self.path = path
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if not self._writer.isOpened():
-            raise DataError(f"{path}: OpenCV cannot write {fourcc} video here; rerun with --no-video")
-        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._work, name="emolens-encode", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while (frame := self._q.get()) is not None:
-            self._writer.write(frame)
-
-    def write(self, frame: np.ndarray) -> None:
-        self._q.put(frame)
-
-    def release(self) -> None:
-        self._q.put(None)
-        self._thread.join()
-        self._writer.release()

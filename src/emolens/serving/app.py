@@ -65,6 +65,9 @@ def create_app(
     if isinstance(model_info.get("source"), str):
         # The file name identifies the model; the server's folders are nobody's business.
         model_info["source"] = Path(model_info["source"]).name
+    from emolens.pipeline.colors import colors_for
+
+    model_info["colors"] = colors_for(model_info.get("labels", ()))  # the page draws in the colours of images and videos
     pool = InferencePool(limits.workers, limits.max_queue)
 
     @asynccontextmanager

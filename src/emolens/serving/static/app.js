@@ -32,7 +32,8 @@ async function init() {
     const info = await getJSON("/v1/model");
     state.model = info;
     state.labels = info.labels;
-    state.labels.forEach((label, i) => { state.colors[label] = PALETTE[i % PALETTE.length]; });
+    // The server's colour table (emolens.pipeline.colors): the same colours as annotated images and videos.
+    state.labels.forEach((label, i) => { state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length]; });
     $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
     buildBars();
     buildLegend();

@@ -1,0 +1,110 @@
+"""Drawing on group photos: labels and score bars never cover another face, text scales with the
+image, one colour table for images, videos and the page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emolens.errors import ConfigError
+from emolens.labels import EMOTIONS
+
+pytest.importorskip("skimage")
+cv2 = pytest.importorskip("cv2")
+
+from emolens.pipeline.colors import EMOTION_COLORS, bgr_of, colors_for, hex_of, rgb01_of  # noqa: E402
+from emolens.pipeline.draw import _unit, draw_faces  # noqa: E402
+from emolens.pipeline.results import FaceResult  # noqa: E402
+from emolens.pipeline.samples import group_photo  # noqa: E402
+
+
+def faces_at(boxes, label: str = "happy") -> list[FaceResult]:
+    proba = np.full(len(EMOTIONS), 0.02)
+    proba[EMOTIONS.index(label)] = 1 - 0.02 * (len(EMOTIONS) - 1)
+    return [FaceResult.from_proba(b, proba, EMOTIONS, 0.9, i + 1) for i, b in enumerate(boxes)]
+
+
+def inner(box, margin: int = 5):
+    x, y, w, h = box
+    return slice(y + margin, y + h - margin), slice(x + margin, x + w - margin)
+
+
+def crowd(n_rows: int = 3, n_cols: int = 5, side: int = 90, gap: int = 18) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A tight grid of real faces (the astronaut's, shrunk), like a team photo: little room between faces."""
+    from emolens.pipeline.samples import astronaut
+
+    face = cv2.resize(astronaut()[60:200, 160:300, ::-1], (side, side))
+    H, W = n_rows * (side + gap) + gap, n_cols * (side + gap) + gap
+    img = np.full((H, W, 3), 128, np.uint8)
+    boxes = []
+    for r in range(n_rows):
+        for c in range(n_cols):
+            x, y = gap + c * (side + gap), gap + r * (side + gap)
+            img[y : y + side, x : x + side] = face
+            boxes.append((x, y, side, side))
+    return img, boxes
+
+
+@pytest.mark.parametrize("bars", ["none", "largest", "all"])
+@pytest.mark.parametrize("scene", ["group", "crowd"])
+def test_labels_and_bars_never_cover_another_face(scene, bars):
+    img, boxes = group_photo() if scene == "group" else crowd()  # the crowd leaves no room for bars: none are drawn
+    drawn = draw_faces(img, faces_at(boxes), bars=bars)
+    assert drawn.shape == img.shape
+    for box in boxes:  # inside every face (away from its own outline) the photo is untouched
+        rows, cols = inner(box)
+        assert np.array_equal(drawn[rows, cols], img[rows, cols]), (scene, bars, box)
+    changed = np.any(drawn != img, axis=2)
+    assert changed.sum() > 0
+    if bars != "none" and scene == "group":  # where there is room, bars add ink beyond boxes and labels
+        assert changed.sum() > np.any(draw_faces(img, faces_at(boxes), bars="none") != img, axis=2).sum()
+
+
+def test_largest_gets_the_named_panel_and_all_gets_one_per_face():
+    img, boxes = group_photo()
+    faces = faces_at(boxes)
+    base = np.any(draw_faces(img, faces, bars="none") != img, axis=2).sum()
+    largest = np.any(draw_faces(img, faces, bars="largest") != img, axis=2).sum() - base
+    every = np.any(draw_faces(img, faces, bars="all") != img, axis=2).sum() - base
+    assert largest > 0 and every > 2 * largest  # several panels or column charts, not one
+    with pytest.raises(ConfigError, match="bars must be one of none, largest, all"):
+        draw_faces(img, faces, bars="most")
+
+
+def test_text_scales_with_the_image():
+    img, boxes = group_photo(1280, 560)
+    big = cv2.resize(img, None, fx=3, fy=3)
+    assert _unit(big.shape) == pytest.approx(3 * _unit(img.shape), rel=0.02)
+    small_ink = np.any(draw_faces(img, faces_at(boxes), bars="largest") != img, axis=2).sum()
+    big_faces = [tuple(3 * v for v in b) for b in boxes]
+    big_ink = np.any(draw_faces(big, faces_at(big_faces), bars="largest") != big, axis=2).sum()
+    assert big_ink == pytest.approx(9 * small_ink, rel=0.25)  # the same drawing, three times the size
+
+
+def test_one_colour_table_for_images_plots_and_the_page():
+    img, boxes = group_photo()
+    drawn = draw_faces(img, faces_at(boxes[:1], "sad"), bars="none")
+    x, y, _, h = boxes[0]
+    assert tuple(int(v) for v in drawn[y + h // 2, x]) == bgr_of("sad")  # the box outline, in the table's colour
+    assert hex_of("sad") == EMOTION_COLORS["sad"] == "#2878d2" and bgr_of("sad") == (0xD2, 0x78, 0x28)
+    assert rgb01_of("sad") == pytest.approx((0x28 / 255, 0x78 / 255, 0xD2 / 255))
+    assert colors_for(EMOTIONS) == {k: EMOTION_COLORS[k] for k in EMOTIONS}
+    assert len(set(colors_for(EMOTIONS).values())) == len(EMOTIONS)
+    spare = colors_for(["calm", "excited"])  # a model with its own labels still gets distinct colours
+    assert len(set(spare.values())) == 2
+
+
+def test_the_server_sends_the_colour_table():
+    pytest.importorskip("fastapi")
+    import torch
+    from fastapi.testclient import TestClient
+
+    from emolens.models import ModelConfig, build_model
+    from emolens.pipeline import EmotionRecognizer
+    from emolens.serving import create_app
+
+    torch.manual_seed(0)
+    app = create_app(EmotionRecognizer(build_model(ModelConfig(arch="simple_cnn"))), workers=1)
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host name the app answers to
+        info = client.get("/v1/model").json()
+    assert info["colors"] == colors_for(info["labels"])
