@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean default-model test-extras
+.PHONY: venv demo test lint clean default-model test-extras venv-fer
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,23 @@ $(VISION)/.installed: pyproject.toml
 
 test-extras: $(VISION)/.installed
 	OMP_NUM_THREADS=1 $(VISION)/bin/python -m pytest -q tests/test_timm_adapter.py tests/test_yolo_export.py
+
+# The `fer` package, the peer of benchmarks/speed.py (--fer-python .venv-fer/bin/python) and of
+# benchmarks/accuracy.py (benchmarks/peers.py), which runs it beside torch: TensorFlow and a GUI
+# OpenCV that emolens never depends on, so an environment of its own (about 20 min to install).
+# fer goes in without its dependencies: it lists facenet-pytorch (torch<2.3, only for its MTCNN
+# option, which the benchmarks leave off) and the full tensorflow, where tensorflow-cpu serves;
+# fer 25 imports pkg_resources (setuptools<81). Its opencv-contrib-python goes in last (shared cv2 folder).
+FER := .venv-fer
+$(FER)/.installed: pyproject.toml
+	$(PY) -m venv $(FER)
+	$(FER)/bin/pip install -q torch==2.14.1 "setuptools>=77,<81"
+	$(FER)/bin/pip install -q -e ".[onnx]" torch==2.14.1 tensorflow-cpu "setuptools>=77,<81" requests "moviepy>=1.0.3,<2" "ffmpeg-python>=0.2"
+	$(FER)/bin/pip install -q --no-deps fer
+	$(FER)/bin/pip install -q --force-reinstall --no-deps "opencv-contrib-python>=4.8,<5"
+	touch $@
+
+venv-fer: $(FER)/.installed
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -15,9 +15,11 @@ cv2 = pytest.importorskip("cv2")
 
 from emolens.cli import main  # noqa: E402
 from emolens.faces import iou  # noqa: E402
-from emolens.pipeline import EmotionRecognizer, FaceStream, live_frames, process_video, run_webcam  # noqa: E402
+from emolens.pipeline import PIPELINE, EmotionRecognizer, FaceStream, StreamOptions, live_frames, process_video, run_webcam  # noqa: E402
 from emolens.pipeline.samples import make_video  # noqa: E402
 from emolens.pipeline.video import csv_columns  # noqa: E402
+
+av = pytest.importorskip("av")
 
 FRAMES, EMPTY = 36, (14, 20)  # frames 14-19 show no face
 
@@ -37,7 +39,7 @@ def rec(model_path) -> EmotionRecognizer:
     # onnxruntime with one thread: per session, unlike torch.set_num_threads, and spinning
     # thread pools are what makes inference crawl on a busy 2-core machine.
     pytest.importorskip("onnxruntime")
-    return EmotionRecognizer(model_path, min_face_size=48, backend="onnx", threads=1)
+    return EmotionRecognizer(model_path, min_face_size=48, backend="onnx", threads=PIPELINE.stream_threads)
 
 
 @pytest.fixture(scope="module")
@@ -51,39 +53,38 @@ def four_faces(tmp_path_factory):
 
 
 def test_video_outputs_csv_annotated_video_and_plot(rec, one_face, tmp_path):
-    res = process_video(one_face.path, recognizer=rec, output=tmp_path, progress=False)
+    res = process_video(one_face.path, rec, output=tmp_path, progress=False)
     assert res.frames == FRAMES and res.frames_with_faces == FRAMES - (EMPTY[1] - EMPTY[0])
     assert set(res.outputs) == {"csv", "video", "plot"}
     with open(res.outputs["csv"]) as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == csv_columns(EMOTIONS) == ["frame", "time", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "detection_confidence"]
+    # The video CSV is ImageResult.rows() of each frame: the layout of every emolens table.
+    columns = ["frame", "time", "image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence"]
+    assert list(rows[0]) == csv_columns(EMOTIONS) == columns
+    assert {r["image"] for r in rows} == {"one.mp4"}
     assert len(rows) == res.faces == res.frames_with_faces  # one face, one row per frame with it
-    # One id through each stretch with a face; after the faceless gap the face is elsewhere, so
-    # the tracker may (and here does) treat it as a new face.
+    # One id all through: the track coasts on its motion over the six frames without a face.
     before = {r["face_id"] for r in rows if int(r["frame"]) < EMPTY[0]}
     after = {r["face_id"] for r in rows if int(r["frame"]) >= EMPTY[1]}
-    assert before == {"1"} and len(after) == 1
+    assert before == after == {"1"}
     assert not any(EMPTY[0] <= int(r["frame"]) < EMPTY[1] for r in rows)
     for r in rows:  # every box lands on the true face of its frame
         truth = one_face.boxes[int(r["frame"])][0]
         assert iou(truth, tuple(int(r[k]) for k in "xywh")) > 0.45, r
         assert float(r["time"]) == pytest.approx(int(r["frame"]) / 30.0, abs=1e-3)
         assert sum(float(r[k]) for k in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
-    cap = cv2.VideoCapture(str(res.outputs["video"]))
-    n = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        assert frame.shape == (480, 640, 3)
-        n += 1
-    assert n == FRAMES
+    with av.open(str(res.outputs["video"])) as container:  # H.264 in yuv420p: what browsers play
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert not container.streams.audio and not res.audio  # the sample video has no sound
+        sizes = [(f.height, f.width) for f in container.decode(stream)]
+    assert sizes == [(480, 640)] * FRAMES
     assert cv2.imread(str(res.outputs["plot"])) is not None
     assert res.to_df().shape[0] == res.faces and res.summary()["tracks"] == len(before | after)
 
 
 def test_four_faces_keep_four_stable_ids(rec, four_faces, tmp_path):
-    res = process_video(four_faces.path, recognizer=rec, output=tmp_path, progress=False, save_video=False, plot=False)
+    res = process_video(four_faces.path, rec, output=tmp_path, progress=False, save_video=False, plot=False)
     assert set(res.outputs) == {"csv"}
     assert res.tracks == 4 and res.frames == 24
     truth_of: dict[int, set[int]] = {}
@@ -97,10 +98,10 @@ def test_four_faces_keep_four_stable_ids(rec, four_faces, tmp_path):
 
 
 def test_every_n_frames_and_no_overwrite(rec, one_face, tmp_path):
-    res = process_video(one_face.path, recognizer=rec, output=tmp_path, every=5, progress=False, plot=False)
+    res = process_video(one_face.path, rec, output=tmp_path, every=5, progress=False, plot=False)
     frames = sorted({r["frame"] for r in res.rows})
     assert res.frames == 8 and all(f % 5 == 0 for f in frames)
-    again = process_video(one_face.path, recognizer=rec, output=tmp_path, every=5, progress=False, plot=False, max_frames=2)
+    again = process_video(one_face.path, rec, output=tmp_path, every=5, progress=False, plot=False, max_frames=2)
     assert again.outputs["csv"].name == "one-2.csv" and again.frames == 2  # the first run's files are kept
     assert res.outputs["csv"].exists()
 
@@ -143,11 +144,11 @@ def test_videos_that_cannot_be_read(rec, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(DataError, match=r"notes\.mp4: not a video OpenCV can read"):
-        process_video(text, recognizer=rec, output=tmp_path, progress=False)
+        process_video(text, rec, output=tmp_path, progress=False)
     with pytest.raises(DataError, match=r"empty.mp4: empty file \(0 bytes\)"):
-        process_video(empty, recognizer=rec, output=tmp_path, progress=False)
+        process_video(empty, rec, output=tmp_path, progress=False)
     with pytest.raises(DataError, match="no such video file"):
-        process_video(tmp_path / "missing.mp4", recognizer=rec, output=tmp_path, progress=False)
+        process_video(tmp_path / "missing.mp4", rec, output=tmp_path, progress=False)
 
 
 def test_cli_video(model_path, one_face, tmp_path, capsys):
@@ -192,22 +193,41 @@ def test_webcam_keys_snapshot_and_quit(rec, one_face, tmp_path):
     assert len(report.snapshots) == 1 and cv2.imread(str(report.snapshots[0])).shape[1] > 640
     rec_path = tmp_path / "rec.mp4"
     report = run_webcam(str(one_face.path), recognizer=rec, window=False, record=rec_path, max_frames=6)
-    assert report.frames == 6 and report.recording == rec_path and rec_path.stat().st_size > 0
+    assert report.frames == 6 and report.recording == rec_path
+    with av.open(str(rec_path)) as container:  # the recording goes through the same H.264 writer as `emolens video`
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        times = [f.time for f in container.decode(stream)]
+    assert times == pytest.approx([i / 30.0 for i in range(6)], abs=2e-3)  # a file source keeps its own clock
+    with pytest.raises(ConfigError, match="already exists"):
+        run_webcam(str(one_face.path), recognizer=rec, window=False, record=rec_path, max_frames=1)
 
 
 def test_missing_camera_and_missing_gui_are_clear_errors(rec, monkeypatch):
+    import builtins
+
     with pytest.raises(DataError, match="camera 9 could not be opened"):
         run_webcam(camera=9, recognizer=rec, window=False, max_frames=1)
-    if "NONE" not in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
-        pytest.skip("this OpenCV has a GUI")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    import matplotlib
+    from emolens.pipeline.webcam import TkWindow, open_window
 
-    monkeypatch.setattr(matplotlib, "get_backend", lambda: "agg")
-    from emolens.pipeline.webcam import open_window
+    real_import = builtins.__import__
 
-    with pytest.raises(ConfigError, match=r"pip install 'opencv-python<5'"):
-        open_window()
+    def no_tkinter(name, *args, **kwargs):  # a Python built without Tk (Debian's python3 without python3-tk)
+        if name == "tkinter" or name.startswith("tkinter."):
+            raise ImportError("No module named 'tkinter'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tkinter)
+    with pytest.raises(ConfigError, match=r"apt install python3-tk.*pip install 'opencv-python<5'"):
+        TkWindow("emolens")
+    if "NONE" in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:  # headless OpenCV: Tk was the way left
+        with pytest.raises(ConfigError, match="python3-tk"):
+            open_window()
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    pytest.importorskip("tkinter")
+    with pytest.raises(ConfigError, match=r"no window can be opened here.*--no-window"):
+        TkWindow("emolens")
 
 
 def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
@@ -216,23 +236,111 @@ def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     from emolens.pipeline.webcam import WebcamReport
 
     seen = {}
+
+    class Recognizer:  # stands in for the model: the test checks what the CLI builds and passes
+        def __init__(self, *a, **k):
+            seen.setdefault("recognizer", []).append((a, k))
+
+    monkeypatch.setattr(api, "EmotionRecognizer", Recognizer)
     monkeypatch.setattr(api, "process_video", lambda *a, **k: seen.update(video=(a, k)) or VideoResult("v", 1, 1, 1, 1, 30.0, 10.0, 0.1))
     monkeypatch.setattr(api, "run_webcam", lambda *a, **k: seen.update(webcam=(a, k)) or WebcamReport(frames=3, seconds=1.0))
-    assert main(["video", "clip.mp4", "-m", "m.safetensors", "--every", "2", "--smooth", "0.4", "--detect-every", "7",
+    assert main(["video", "clip.mp4", "-m", "m.safetensors", "--every", "2", "--smooth", "0.4", "--detect-every", "7", "--bars", "all",
                  "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "-o", str(tmp_path)]) == 0
+    (args, kw), = seen.pop("recognizer")
+    assert args == ("m.safetensors",)
+    assert kw == {"detector": PIPELINE.detector, "backend": "onnx", "min_face_size": 60, "detector_threshold": 0.6, "threads": PIPELINE.stream_threads}
     args, kw = seen["video"]
-    assert args == ("clip.mp4", "m.safetensors")
-    assert kw == {"detector": "haar", "backend": "onnx", "output": tmp_path, "every": 2, "smooth": 0.4, "detect_every": 7,
-                  "min_face_size": 60, "save_video": False, "plot": True, "max_frames": None, "overwrite": False,
-                  "progress": True, "detector_threshold": 0.6}
+    assert args[0] == "clip.mp4" and isinstance(args[1], Recognizer)
+    assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all"), "output": tmp_path, "every": 2, "save_video": False,
+                  "plot": True, "max_frames": None, "overwrite": False, "progress": True}
     assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0"]) == 0
+    (args, kw), = seen.pop("recognizer")
+    assert args == (None,) and kw["min_face_size"] is None and kw["backend"] == PIPELINE.backend
     args, kw = seen["webcam"]
-    assert args == (None, 2, None)
-    assert kw["window"] is False and kw["record"].name == "r.mp4" and kw["smooth"] == 0.0 and kw["detect_every"] == 3
+    assert args[0] is None and isinstance(args[1], Recognizer)
+    assert kw["camera"] == 2 and kw["window"] is False and kw["record"].name == "r.mp4"
+    # Whatever is not given comes from PIPELINE: the same defaults as the Python API.
+    assert kw["stream"] == StreamOptions(smooth=0.0) and kw["stream"].detect_every == PIPELINE.detect_every
+    main(["video", "clip.mp4"])
+    assert seen["video"][1]["stream"] == StreamOptions() == StreamOptions(PIPELINE.detect_every, PIPELINE.smooth, PIPELINE.bars)
+
+
+def test_smoothing_is_on_by_default_and_switchable(rec, one_face, tmp_path):
+    assert PIPELINE.smooth > 0 and FaceStream(rec).smooth == PIPELINE.smooth
+    on = process_video(one_face.path, rec, output=tmp_path, progress=False, save_video=False, plot=False, max_frames=12)
+    off = process_video(one_face.path, rec, stream=StreamOptions(smooth=0), output=tmp_path, progress=False, save_video=False,
+                        plot=False, max_frames=12)
+    assert [r["x"] for r in on.rows] == [r["x"] for r in off.rows]  # the same faces
+    assert on.rows[0]["happy"] == off.rows[0]["happy"]  # a track's first frame has no past
+    assert any(abs(a["happy"] - b["happy"]) > 1e-4 for a, b in zip(on.rows[1:], off.rows[1:], strict=True))
+    with pytest.raises(ConfigError, match="either StreamOptions or its fields"):
+        FaceStream(rec, StreamOptions(), smooth=0.2)
+    with pytest.raises(ConfigError, match="bars must be one of none, largest, all"):
+        StreamOptions(bars="some")
+
+
+def write_with_sound(path, sample, seconds_of_sound: float, tone_hz: float = 440.0):
+    """The sample video's frames re-encoded with PyAV, plus an AAC tone: a source that has sound."""
+    cap = cv2.VideoCapture(str(sample.path))
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+        audio = out.add_stream("aac", rate=44100, layout="mono")
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        t = np.arange(int(44100 * seconds_of_sound)) / 44100
+        pcm = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+        for k in range(0, len(pcm), 1024):
+            chunk = av.AudioFrame.from_ndarray(pcm[None, k : k + 1024], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 44100, k
+            for packet in audio.encode(chunk):
+                out.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode():
+                out.mux(packet)
+    return path
+
+
+def test_annotated_video_keeps_the_sound(rec, one_face, tmp_path):
+    source = write_with_sound(tmp_path / "talk.mp4", one_face, seconds_of_sound=FRAMES / 30.0)
+    res = process_video(source, rec, output=tmp_path / "out", progress=False, plot=False)
+    assert res.audio
+    with av.open(str(res.outputs["video"])) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
+        assert float(audio.duration * audio.time_base) == pytest.approx(FRAMES / 30.0, abs=0.1)
+        samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio)])
+    spectrum = np.abs(np.fft.rfft(samples[: 44100 // 2]))
+    assert np.argmax(spectrum) * 2 == pytest.approx(440, abs=4)  # the same tone, not silence
+    # A cut (max_frames) keeps the sound of the frames written, not the whole track.
+    cut = process_video(source, rec, output=tmp_path / "cut", progress=False, plot=False, max_frames=15)
+    with av.open(str(cut.outputs["video"])) as container:
+        audio = container.streams.audio[0]
+        assert float(audio.duration * audio.time_base) == pytest.approx(0.5, abs=0.1)
+
+
+def test_video_writer_errors_are_clear(tmp_path):
+    from emolens.pipeline.video_io import VideoWriter
+
+    writer = VideoWriter(tmp_path / "a.mp4", 30)
+    with pytest.raises(DataError, match="uint8"):
+        writer.write(np.zeros((10, 10), np.float32))
+    writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="frame 1 is 32x32, the video is 64x64"):
+        writer.close()
+    with pytest.raises(DataError, match="cannot write a video here"), VideoWriter(tmp_path / "missing" / "b.mp4", 30) as bad:
+        bad.write(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ConfigError, match="fps"):
+        VideoWriter(tmp_path / "c.mp4", 0)
 
 
 def test_pipelined_run_matches_frame_by_frame_processing(rec, one_face):
-    from emolens.pipeline.stream import iter_frames, open_source, prefetch
+    from emolens.pipeline.video_io import iter_frames, open_source, prefetch
 
     def frames():
         src = open_source(str(one_face.path))
@@ -251,7 +359,7 @@ def test_pipelined_run_matches_frame_by_frame_processing(rec, one_face):
 
 
 def test_prefetch_hands_over_errors_of_the_reader():
-    from emolens.pipeline.stream import prefetch
+    from emolens.pipeline.video_io import prefetch
 
     def broken():
         yield 1

@@ -91,17 +91,47 @@ def predict_cmd(
     typer.echo(f"table of faces: {report.table}")
 
 
+class Bars(StrEnum):
+    none = "none"
+    largest = "largest"
+    all = "all"
+
+
+SmoothOpt = Annotated[
+    float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each tracked face's scores (weight of the past): 0 off; higher is steadier but slower to follow a change.")
+]
+DetectEveryOpt = Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")]
+BarsOpt = Annotated[Bars, typer.Option(help="Score bars: for the largest face, all faces, or none. They never cover another face.")]
+
+
+def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: int | None, detector_threshold: float | None):
+    """The recognizer of `video` and `webcam`: the PIPELINE defaults, one classifier thread per stream."""
+    from emolens.pipeline import EmotionRecognizer
+
+    return EmotionRecognizer(
+        model, detector=detector, backend=Backend(backend).value, min_face_size=min_face_size,
+        detector_threshold=detector_threshold, threads=PIPELINE.stream_threads,
+    )
+
+
+def _stream_options(detect_every: int, smooth: float, bars: Bars):
+    from emolens.pipeline import StreamOptions
+
+    return StreamOptions(detect_every=detect_every, smooth=smooth, bars=Bars(bars).value)
+
+
 @app.command("video")
 def video_cmd(
     source: Annotated[str, typer.Argument(help="Video file (mp4, avi, mov, mkv...) or stream URL.", show_default=False)],
     model: ModelOpt = None,
-    detector: DetectorOpt = "haar",
-    backend: BackendOpt = Backend.auto,
-    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 and STEM.emotions.png.")] = Path("runs/video"),
+    detector: DetectorOpt = PIPELINE.detector,
+    backend: BackendOpt = Backend(PIPELINE.backend),
+    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 (H.264, with the source's sound) and STEM.emotions.png.")] = Path("runs/video"),
     every: Annotated[int, typer.Option(min=1, help="Process every N-th frame only (the CSV and output video hold those frames).")] = 1,
-    smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each face's scores: 0 off, 0.6 steady.")] = 0.0,
-    detect_every: Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")] = 10,
-    min_face_size: Annotated[int, typer.Option(min=8, help="Smallest face side to look for, in pixels.")] = 48,
+    smooth: SmoothOpt = PIPELINE.smooth,
+    detect_every: DetectEveryOpt = PIPELINE.detect_every,
+    bars: BarsOpt = Bars(PIPELINE.bars),
+    min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
     save_video: Annotated[bool, typer.Option("--video/--no-video", help="Write the annotated video.")] = True,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the emotion-over-time plot.")] = True,
@@ -109,20 +139,20 @@ def video_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace earlier outputs of the same name instead of adding -2, -3, ...")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with frames/s.")] = True,
 ) -> None:
-    """Label the faces of a video: a per-frame CSV, an annotated video and an emotion-over-time plot, faces tracked with stable ids."""
+    """Label the faces of a video: a per-frame CSV, an annotated H.264 video and an emotion-over-time plot, faces tracked with stable ids."""
     from emolens.pipeline import process_video
 
     result = process_video(
-        source, model, detector=detector, backend=Backend(backend).value, output=output, every=every, smooth=smooth,
-        detect_every=detect_every, min_face_size=min_face_size, save_video=save_video, plot=plot, max_frames=max_frames,
-        overwrite=overwrite, progress=progress, detector_threshold=detector_threshold,
+        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold),
+        stream=_stream_options(detect_every, smooth, bars), output=output, every=every, save_video=save_video, plot=plot,
+        max_frames=max_frames, overwrite=overwrite, progress=progress,
     )
     typer.echo(
         f"{result.frames} frames processed at {result.processing_fps:.1f} frames/s; faces in {result.frames_with_faces} frames, "
         f"{result.tracks} distinct face{'s' if result.tracks != 1 else ''}"
     )
     for kind, path in result.outputs.items():
-        typer.echo(f"{kind:>5}: {path}")
+        typer.echo(f"{kind:>5}: {path}" + (" (with the source's sound)" if kind == "video" and result.audio else ""))
 
 
 @app.command("webcam")
@@ -130,24 +160,25 @@ def webcam_cmd(
     source: Annotated[str | None, typer.Argument(help="Stream URL or video file instead of a camera.", show_default=False)] = None,
     camera: Annotated[int, typer.Option(min=0, help="Camera number (0 is the first camera).")] = 0,
     model: ModelOpt = None,
-    detector: DetectorOpt = "haar",
-    backend: BackendOpt = Backend.auto,
-    smooth: Annotated[float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each face's scores: 0 off.")] = 0.5,
-    detect_every: Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N frames.")] = 3,
-    min_face_size: Annotated[int, typer.Option(min=8, help="Smallest face side to look for, in pixels.")] = 48,
+    detector: DetectorOpt = PIPELINE.detector,
+    backend: BackendOpt = Backend(PIPELINE.backend),
+    smooth: SmoothOpt = PIPELINE.smooth,
+    detect_every: DetectEveryOpt = PIPELINE.detect_every,
+    bars: BarsOpt = Bars(PIPELINE.bars),
+    min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
     snapshot_dir: Annotated[Path, typer.Option(help="Where the s key saves snapshots.")] = Path("."),
     window: Annotated[bool, typer.Option("--window/--no-window", help="Show the live window (--no-window: process only, e.g. with --record).")] = True,
-    record: Annotated[Path | None, typer.Option(help="Also write what the window shows to this .mp4 file.", show_default=False)] = None,
+    record: Annotated[Path | None, typer.Option(help="Also write what the window shows to this .mp4 file (H.264).", show_default=False)] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many frames.", show_default=False)] = None,
 ) -> None:
     """Live view: every face labelled, a bar graph of its emotions, the frame rate. Keys: s snapshot, q quit."""
     from emolens.pipeline import run_webcam
 
     report = run_webcam(
-        source, camera, model, detector=detector, backend=Backend(backend).value, smooth=smooth, detect_every=detect_every,
-        min_face_size=min_face_size, snapshot_dir=snapshot_dir, window=window, record=record, max_frames=max_frames,
-        detector_threshold=detector_threshold,
+        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold), camera=camera,
+        stream=_stream_options(detect_every, smooth, bars), snapshot_dir=snapshot_dir, window=window, record=record,
+        max_frames=max_frames,
     )
     typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))
     for path in report.snapshots:

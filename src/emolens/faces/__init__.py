@@ -3,9 +3,9 @@
 from emolens.faces.base import Box, Detection, FaceDetector, iou
 from emolens.faces.haar import HaarDetector
 from emolens.faces.registry import create_detector, list_detectors
-from emolens.faces.tracking import IoUTracker, Track
+from emolens.faces.tracking import ByteTracker, Track
 
 __all__ = [
-    "Box", "Detection", "FaceDetector", "HaarDetector", "IoUTracker", "Track",
+    "Box", "ByteTracker", "Detection", "FaceDetector", "HaarDetector", "Track",
     "create_detector", "iou", "list_detectors",
 ]

@@ -1,7 +1,12 @@
-"""Drawing faces on images: a box and label per face, and a bar per emotion beside it.
+"""Drawing faces on images: a box and label per face, and score bars where they cover no face.
 
 Sizes scale with the image (`_unit`), so labels stay readable on a 4K photo and a webcam
-frame alike. Everything is plain OpenCV drawing, cheap enough for 60 frames/s.
+frame alike, and each label also shrinks to its face's width, so on a group photo it does not
+spill over the neighbours. Labels and bars are placed where they overlap no other face (nor
+each other): bars beside the largest face (`bars="largest"`, the default), beside every face
+(`"all"`, as narrow column charts where the named panel does not fit) or nowhere (`"none"`).
+Colours come from `emolens.pipeline.colors`, the table the web page uses too. Everything is
+plain OpenCV drawing, cheap enough for 60 frames/s.
 """
 
 from __future__ import annotations
@@ -11,26 +16,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emolens.errors import ConfigError
 from emolens.labels import EMOTIONS
+from emolens.pipeline.colors import bgr_of
+from emolens.pipeline.defaults import PIPELINE
 
 if TYPE_CHECKING:  # pragma: no cover
     from emolens.pipeline.results import FaceResult
 
-# BGR; picked to be told apart at a glance and to keep their usual associations.
-COLORS: dict[str, tuple[int, int, int]] = {
-    "angry": (40, 40, 220),
-    "disgust": (40, 150, 40),
-    "fear": (170, 60, 160),
-    "happy": (0, 200, 255),
-    "neutral": (190, 190, 190),
-    "sad": (210, 120, 40),
-    "surprise": (230, 210, 0),
-}
+Rect = tuple[int, int, int, int]  # x, y, w, h
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, spelled as its value so this module imports without cv2
+BAR_CHOICES = ("none", "largest", "all")
 
 
-def color_of(label: str) -> tuple[int, int, int]:
-    return COLORS.get(label, (0, 255, 0))
+def color_of(label: str, labels: Sequence[str] = EMOTIONS) -> tuple[int, int, int]:
+    """The label's BGR colour (the shared table of `emolens.pipeline.colors`)."""
+    return bgr_of(label, labels)
+
+
+def bar_choice(bars: bool | str) -> str:
+    """"none", "largest" or "all" from a --bars value (True: all, False: none)."""
+    if bars is True or bars is False:
+        return "all" if bars else "none"
+    if bars not in BAR_CHOICES:
+        raise ConfigError(f"bars must be one of {', '.join(BAR_CHOICES)}, got {bars!r}")
+    return str(bars)
 
 
 def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -52,18 +62,25 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image.copy()
 
 
-def _label_box(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], u: float) -> None:
-    """Text on a filled tag whose bottom-left corner is (x, y), kept inside the image."""
+def _tag_size(text: str, u: float) -> tuple[int, int, int, float, int]:
+    """(width, height, padding, font scale, thickness) of a label tag at unit `u`."""
     import cv2
 
     scale, thick = 0.55 * u, max(1, int(round(1.4 * u)))
     (tw, th), _ = cv2.getTextSize(text, _FONT, scale, thick)
     pad = max(2, int(3 * u))
+    return tw + 2 * pad, th + 2 * pad, pad, scale, thick
+
+
+def _label_box(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], u: float) -> None:
+    """Text on a filled tag whose top-left corner is (x, y), kept inside the image."""
+    import cv2
+
+    w, h, pad, scale, thick = _tag_size(text, u)
     H, W = img.shape[:2]
-    x = int(min(max(0, x), max(0, W - tw - 2 * pad)))
-    y = int(min(max(th + 2 * pad, y), H))
-    cv2.rectangle(img, (x, y - th - 2 * pad), (x + tw + 2 * pad, y), color, -1)
-    cv2.putText(img, text, (x + pad, y - pad), _FONT, scale, _text_color(color), thick, cv2.LINE_AA)
+    x, y = int(min(max(0, x), max(0, W - w))), int(min(max(0, y), max(0, H - h)))
+    cv2.rectangle(img, (x, y), (x + w, y + h), color, -1)
+    cv2.putText(img, text, (x + pad, y + h - pad), _FONT, scale, _text_color(color), thick, cv2.LINE_AA)
 
 
 def draw_bars(
@@ -89,31 +106,39 @@ def draw_bars(
         cv2.putText(img, name, (x + int(3 * u), cy + row - int(4 * u)), _FONT, scale, text_color, thick, cv2.LINE_AA)
         bx = x + name_w
         cv2.rectangle(img, (bx, cy + int(3 * u)), (bx + bar_w, cy + row - int(2 * u)), (70, 70, 70), -1)
-        cv2.rectangle(img, (bx, cy + int(3 * u)), (bx + int(round(bar_w * p)), cy + row - int(2 * u)), color_of(name), -1)
+        cv2.rectangle(img, (bx, cy + int(3 * u)), (bx + int(round(bar_w * p)), cy + row - int(2 * u)), color_of(name, labels), -1)
         cv2.putText(img, f"{p * 100:.0f}", (bx + bar_w + int(4 * u), cy + row - int(4 * u)), _FONT, scale, text_color, thick, cv2.LINE_AA)
     return pw, ph
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+def _overlap(a: Rect, b: Rect) -> int:
     return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
 
 
-def _panel_spot(box: tuple[int, int, int, int], pw: int, ph: int, shape: tuple[int, ...], taken: list) -> tuple[tuple[int, int], bool]:
-    """Where a face's score panel covers least of the other faces and panels (right of the
-    face, left, below or above, kept inside the image), and whether it covers nothing there."""
-    x, y, w, h = box
+def _inside(rect: Rect, shape: tuple[int, ...]) -> Rect:
+    x, y, w, h = rect
     H, W = shape[:2]
-    gap = 4
-    spots = [(x + w + gap, y), (x - gap - pw, y), (x, y + h + gap), (x, y - gap - ph)]
-    best, best_cost = spots[0], None
-    for px, py in spots:
-        inside = min(px, py) >= 0 and px + pw <= W and py + ph <= H
-        cost = 0 if inside else W * H  # leaving the image: last resort
-        px, py = min(max(0, px), max(0, W - pw)), min(max(0, py), max(0, H - ph))
-        cost += sum(_overlap((px, py, pw, ph), t) for t in taken)
-        if best_cost is None or cost < best_cost:  # ties: the earlier spot
-            best, best_cost = (px, py), cost
-    return best, best_cost == 0
+    return int(min(max(0, x), max(0, W - w))), int(min(max(0, y), max(0, H - h))), w, h
+
+
+def _free_spot(candidates: list[Rect], shape: tuple[int, ...], taken: list[Rect]) -> Rect | None:
+    """The first candidate that fits inside the image and overlaps nothing `taken`, or None."""
+    H, W = shape[:2]
+    for x, y, w, h in candidates:
+        if x >= 0 and y >= 0 and x + w <= W and y + h <= H and not any(_overlap((x, y, w, h), t) for t in taken):
+            return (x, y, w, h)
+    return None
+
+
+def _beside(box: Rect, w: int, h: int, gap: int = 4) -> list[Rect]:
+    """Spots for a w x h panel right of, left of, below and above a face box."""
+    x, y, bw, bh = box
+    return [(x + bw + gap, y, w, h), (x - gap - w, y, w, h), (x, y + bh + gap, w, h), (x, y - gap - h, w, h)]
+
+
+def _corners(shape: tuple[int, ...], w: int, h: int, margin: int = 4) -> list[Rect]:
+    H, W = shape[:2]
+    return [(W - w - margin, margin, w, h), (margin, margin, w, h), (W - w - margin, H - h - margin, w, h), (margin, H - h - margin, w, h)]
 
 
 def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h: int, labels: Sequence[str] = EMOTIONS) -> int:
@@ -130,51 +155,82 @@ def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h:
     for i, name in enumerate(labels):
         top = y + h - 2 - int(round((h - 4) * float(scores.get(name, 0.0))))
         bx = x + 2 + i * (bw + 1)
-        cv2.rectangle(img, (bx, top), (bx + bw - 1, y + h - 2), color_of(name), -1)
+        cv2.rectangle(img, (bx, top), (bx + bw - 1, y + h - 2), color_of(name, labels), -1)
     return width
 
 
+def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[Rect]) -> Rect:
+    """Above the face, else below it, else inside its top edge: the first that covers nothing
+    else; when all do, the one that covers least."""
+    x, y, _, h = box
+    spots = [(x, y - th, tw, th), (x, y + h, tw, th), (x, y, tw, th)]
+    free = _free_spot(spots, shape, taken)
+    if free is not None:
+        return free
+    return min((_inside(r, shape) for r in spots), key=lambda r: sum(_overlap(r, t) for t in taken))
+
+
+def _place_bars(img: np.ndarray, faces: Sequence[FaceResult], which: str, labels: Sequence[str], u: float, taken: list[Rect]) -> None:
+    """Score bars for the largest face or for all, each where it covers no face, tag or panel:
+    beside the face (the largest may also go to a corner of the image), as a named panel or,
+    where that does not fit, a narrow column chart; a face with no free spot goes without."""
+    chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
+    pw = int(round(172 * u))
+    ph = int(round(15 * u)) * len(labels) + int(6 * u)
+    for face in chosen:
+        spots = _beside(face.box, pw, ph) + (_corners(img.shape, pw, ph) if which == "largest" else [])
+        spot = _free_spot(spots, img.shape, taken)
+        if spot is not None:
+            draw_bars(img, face.scores, spot[0], spot[1], u, labels, width=pw)
+            taken.append(spot)
+            continue
+        h = face.box[3]
+        mw = len(labels) * (max(3, h // 12) + 1) + 3
+        spot = _free_spot(_beside(face.box, mw, h), img.shape, taken)
+        if spot is not None:
+            draw_mini_bars(img, face.scores, spot[0], spot[1], h, labels)
+            taken.append(spot)
+
+
 def draw_faces(
-    image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool = True, ids: bool | None = None
+    image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
+    ids: bool | None = None,
 ) -> np.ndarray:
-    """A BGR copy of `image` with every face boxed, labelled, and (bars=True) its scores: a
-    named bar per emotion beside the face where that covers nothing, else a narrow column
-    chart in the emotions' colours."""
+    """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
+    "largest" (default), "all" or "none" (True / False: all / none). No label or bar covers
+    another face."""
     import cv2
 
+    which = bar_choice(bars)
     img = to_bgr(image)
     u = _unit(img.shape)
     show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
-    if bars:  # first, so that boxes and labels stay on top where panels overlap other faces
-        pw = int(round(172 * u))
-        ph = int(round(15 * u)) * len(labels) + int(6 * u)
-        taken = [f.box for f in faces]
-        for face in faces:
-            (px, py), free = _panel_spot(face.box, pw, ph, img.shape, taken)
-            if free:
-                draw_bars(img, face.scores, px, py, u, labels, width=pw)
-                taken.append((px, py, pw, ph))
-                continue
-            x, y, w, h = face.box
-            mw = len(labels) * (max(3, h // 12) + 1) + 3
-            (mx, my), _ = _panel_spot(face.box, mw, h, img.shape, taken)
-            draw_mini_bars(img, face.scores, mx, my, h, labels)
-            taken.append((mx, my, mw, h))
-    for face in faces:
-        x, y, w, h = face.box
-        color = color_of(face.label)
-        cv2.rectangle(img, (x, y), (x + w, y + h), color, max(2, int(round(2 * u))))
-        tag = f"{face.label} {face.score:.0%}"
+    taken: list[Rect] = [tuple(f.box) for f in faces]  # type: ignore[misc]
+    tags = []
+    for face in sorted(faces, key=lambda f: -f.box[2] * f.box[3]):
+        text = f"{face.label} {face.score:.0%}"
         if show_ids and face.face_id is not None:
-            tag = f"#{face.face_id} {tag}"
-        _label_box(img, tag, x, y if y > 20 * u else y + h + int(22 * u), color, u)
+            text = f"#{face.face_id} {text}"
+        tu = min(u, max(0.45, face.box[2] / 110.0))  # no wider than about the face: group photos stay readable
+        tw, th = _tag_size(text, tu)[:2]
+        others = [t for t in taken if t != tuple(face.box)]
+        spot = _tag_spot(face.box, tw, th, img.shape, others)
+        taken.append(spot)
+        tags.append((face, text, spot, tu))
+    if which != "none" and faces:
+        _place_bars(img, faces, which, labels, u, taken)
+    for face, text, (x, y, _, _), tu in tags:
+        bx, by, bw, bh = face.box
+        color = color_of(face.label, labels)
+        cv2.rectangle(img, (bx, by), (bx + bw, by + bh), color, max(2, int(round(2 * u))))
+        _label_box(img, text, x, y, color, tu)
     return img
 
 
 def draw_fps(img: np.ndarray, fps: float) -> None:
 
     u = _unit(img.shape)
-    _label_box(img, f"{fps:.0f} fps", int(6 * u), int(28 * u), (40, 40, 40), u)
+    _label_box(img, f"{fps:.0f} fps", int(6 * u), int(6 * u), (40, 40, 40), u)
 
 
 def score_panel(scores: dict[str, float] | None, height: int, width: int = 260, labels: Sequence[str] = EMOTIONS, title: str = "") -> np.ndarray:
@@ -193,5 +249,5 @@ def score_panel(scores: dict[str, float] | None, height: int, width: int = 260, 
         y0 = int(44 * u) + i * row
         cv2.putText(panel, f"{name} {p * 100:.0f}%", (int(10 * u), y0 + int(row * 0.38)), _FONT, 0.48 * u, (230, 230, 230), 1, cv2.LINE_AA)
         cv2.rectangle(panel, (int(10 * u), y0 + int(row * 0.48)), (width - int(10 * u), y0 + int(row * 0.85)), (70, 70, 70), -1)
-        cv2.rectangle(panel, (int(10 * u), y0 + int(row * 0.48)), (int(10 * u + (width - 20 * u) * p), y0 + int(row * 0.85)), color_of(name), -1)
+        cv2.rectangle(panel, (int(10 * u), y0 + int(row * 0.48)), (int(10 * u + (width - 20 * u) * p), y0 + int(row * 0.85)), color_of(name, labels), -1)
     return panel

@@ -1,4 +1,10 @@
-"""`emolens video FILE`: a per-frame CSV, an annotated video and an emotion-over-time plot."""
+"""`emolens video FILE`: a per-frame CSV, an annotated H.264 video (with the source's sound)
+and an emotion-over-time plot.
+
+    >>> rec = EmotionRecognizer.of(None, threads=PIPELINE.stream_threads)
+    >>> result = process_video("clip.mp4", rec, stream=StreamOptions(smooth=0.5), output="out/")
+    >>> result.outputs["video"]                  # out/clip.annotated.mp4
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, DataError
+from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
-from emolens.pipeline.stream import BackgroundWriter, FaceStream, iter_frames, open_source, prefetch
+from emolens.pipeline.results import table_columns
+from emolens.pipeline.stream import FaceStream, StreamOptions
+from emolens.pipeline.video_io import VideoSource, VideoWriter, iter_frames, open_source, prefetch
 
 
 @dataclass
@@ -27,7 +36,8 @@ class VideoResult:
     processing_fps: float  # frames processed per second of wall time, all outputs included
     seconds: float
     outputs: dict[str, Path] = field(default_factory=dict)  # "csv", "video", "plot" -> path
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the CSV rows
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the CSV rows (ImageResult.rows() of each frame)
+    audio: bool = False  # whether the annotated video carries the source's sound
 
     def to_df(self):
         import pandas as pd
@@ -39,12 +49,13 @@ class VideoResult:
             "source": self.source, "frames": self.frames, "frames_with_faces": self.frames_with_faces,
             "faces": self.faces, "tracks": self.tracks, "video_fps": round(self.video_fps, 3),
             "processing_fps": round(self.processing_fps, 1), "seconds": round(self.seconds, 2),
-            "outputs": {k: str(v) for k, v in self.outputs.items()},
+            "outputs": {k: str(v) for k, v in self.outputs.items()}, "audio": self.audio,
         }
 
 
 def csv_columns(labels: tuple[str, ...]) -> list[str]:
-    return ["frame", "time", "face_id", "x", "y", "w", "h", *labels, "label", "detection_confidence"]
+    """The video CSV's header: `ImageResult.rows()` of a video frame, the layout of every emolens table."""
+    return table_columns(labels, frames=True)
 
 
 def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Path, title: str = "", max_faces: int = 4) -> Path:
@@ -54,7 +65,7 @@ def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Pat
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    from emolens.pipeline.draw import color_of
+    from emolens.pipeline.colors import rgb01_of
 
     by_id: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
@@ -74,9 +85,8 @@ def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Pat
         cut = np.flatnonzero(np.diff(t) > 2.5 * step) + 1 if step > 0 else np.array([], int)
         t_plot = np.insert(t, cut, np.nan)
         for name in labels:
-            b, g, r_ = color_of(name)
             values = np.insert(np.array([r[name] for r in face_rows], float), cut, np.nan)
-            ax.plot(t_plot, values, label=name, color=(r_ / 255, g / 255, b / 255), linewidth=1.4)
+            ax.plot(t_plot, values, label=name, color=rgb01_of(name, labels), linewidth=1.4)
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face #{fid}\nprobability")
         ax.grid(alpha=0.3)
@@ -88,87 +98,99 @@ def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Pat
     return path
 
 
+def _progress_bar(src: VideoSource, every: int, max_frames: int | None, name: str) -> Any:
+    from tqdm import tqdm
+
+    total = -(-src.frame_count // every) if src.frame_count else None
+    if max_frames is not None and total is not None:
+        total = min(total, max_frames)
+    return tqdm(total=total, unit="frame", desc=name, dynamic_ncols=True)
+
+
+@dataclass
+class _Counts:
+    frames: int = 0
+    with_faces: int = 0
+
+
+def _label_frames(
+    results: Any, table: csv.DictWriter, rows: list[dict[str, Any]], writer: VideoWriter | None, bars: str, bar: Any,
+) -> _Counts:
+    """Write each frame's faces to the CSV (ImageResult.rows()) and its drawing to the video."""
+    counts = _Counts()
+    for result in results:
+        counts.frames += 1
+        counts.with_faces += bool(result.faces)
+        for row in result.rows():
+            table.writerow(row)
+            rows.append(row)
+        if writer is not None:
+            writer.write(result.plot(bars=bars, color_order="bgr"))
+        if bar is not None:
+            bar.update(1)
+    return counts
+
+
 def process_video(
-    source: str | Path, model: Any = None, *, detector: str = "haar", backend: str = "auto", output: str | Path = "runs/video",
-    every: int = 1, smooth: float = 0.0, detect_every: int = 10, min_face_size: int = 48, save_video: bool = True,
-    plot: bool = True, max_frames: int | None = None, overwrite: bool = False, progress: bool = True,
-    detector_threshold: float | None = None, recognizer: EmotionRecognizer | None = None, fourcc: str = "mp4v",
+    source: str | Path, recognizer: Any = None, *, stream: StreamOptions | None = None, output: str | Path = "runs/video",
+    every: int = 1, save_video: bool = True, plot: bool = True, max_frames: int | None = None, overwrite: bool = False,
+    progress: bool = True,
 ) -> VideoResult:
     """Label every face in a video, tracking faces across frames with stable ids.
 
-    Writes into `output`: STEM.csv (one row per face per processed frame: frame, time,
-    face_id, box, the scores, top emotion), STEM.annotated.mp4 (processed frames, drawn) and
-    STEM.emotions.png (scores over time per face). every=N processes every N-th frame;
-    smooth in [0, 1) averages each face's scores over time. Existing files are kept: new
-    names get -2, -3, ... unless overwrite=True.
+    recognizer: a ready `EmotionRecognizer` (or a model for `EmotionRecognizer.of`, built
+    with the PIPELINE defaults and one classifier thread). stream: detection interval,
+    smoothing and score bars (`StreamOptions`, defaults from PIPELINE).
+
+    Writes into `output`: STEM.csv (one `ImageResult.rows()` row per face per processed frame:
+    frame, time, image, face, face_id, box, the scores, top emotion), STEM.annotated.mp4 (H.264,
+    the processed frames drawn, the source's sound kept) and STEM.emotions.png (scores over
+    time per face). every=N processes every N-th frame. Existing files are kept: new names get
+    -2, -3, ... unless overwrite=True.
     """
     if every < 1:
         raise ConfigError(f"every must be at least 1, got {every}")
-    # One classifier thread: the second core decodes and encodes video meanwhile (see prefetch).
-    rec = recognizer or EmotionRecognizer(
-        model, detector=detector, backend=backend, min_face_size=min_face_size, threads=1,
-        detector_options={"threshold": detector_threshold} if detector_threshold is not None else None,
-    )
+    # One classifier thread by default: the second core decodes and encodes video meanwhile.
+    rec = EmotionRecognizer.of(recognizer, threads=PIPELINE.stream_threads)
+    options = stream if stream is not None else StreamOptions()
     src = open_source(str(source))
+    name = Path(str(source)).name or "video"
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffixes = [".csv"] + ([".annotated.mp4"] if save_video else []) + ([".emotions.png"] if plot else [])
     stem = free_stem(out_dir, Path(str(source)).stem or "video", suffixes, overwrite=overwrite)
     outputs = {"csv": out_dir / f"{stem}.csv"}
-    stream = FaceStream(rec, detect_every=detect_every, smooth=smooth)
-    columns = csv_columns(rec.labels)
-    writer = None
+    if save_video:
+        outputs["video"] = out_dir / f"{stem}.annotated.mp4"
+    # Sound only when the frames keep their timing: every-N-th frame or a cut still spans the same time.
+    writer = VideoWriter(outputs["video"], src.fps / every, audio_from=src.path) if save_video else None
     rows: list[dict[str, Any]] = []
-    frames = with_faces = 0
-    total = src.frame_count // every + (1 if src.frame_count % every else 0) if src.frame_count else None
-    if max_frames is not None and total is not None:
-        total = min(total, max_frames)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc=Path(str(source)).name, dynamic_ncols=True)
+    bar = _progress_bar(src, every, max_frames, name) if progress else None
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
-    results = stream.run(frames_in)
+    results = FaceStream(rec, options, name=name).run(frames_in)
     t0 = time.perf_counter()
     try:
         with open(outputs["csv"], "w", newline="") as fh:
-            table = csv.DictWriter(fh, fieldnames=columns)
+            table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
-            for result in results:
-                index, t, frame = result.frame, result.time, result.orig_img
-                frames += 1
-                with_faces += bool(result.faces)
-                for face in result.faces:
-                    x, y, w, h = face.box
-                    row = {"frame": index, "time": round(t, 4), "face_id": face.face_id, "x": x, "y": y, "w": w, "h": h,
-                           **{k: round(v, 5) for k, v in face.scores.items()}, "label": face.label,
-                           "detection_confidence": None if face.detection_confidence is None else round(face.detection_confidence, 4)}
-                    table.writerow(row)
-                    rows.append(row)
-                if save_video:
-                    if writer is None:
-                        outputs["video"] = out_dir / f"{stem}.annotated.mp4"
-                        writer = BackgroundWriter(outputs["video"], fourcc, src.fps / every, (frame.shape[1], frame.shape[0]))
-                    writer.write(result.plot(bars=True, color_order="bgr"))
-                if bar is not None:
-                    bar.update(1)
+            counts = _label_frames(results, table, rows, writer, options.bars, bar)
     finally:
         results.close()
         frames_in.close()  # stops the reader thread before its capture is released
         src.release()
         if writer is not None:
-            writer.release()
+            writer.close()
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    if frames == 0:
-        outputs["csv"].unlink(missing_ok=True)
+    if counts.frames == 0:
+        for path in outputs.values():
+            path.unlink(missing_ok=True)
         raise DataError(f"{source}: no frame could be read; the file may be truncated or use a codec OpenCV lacks")
     if plot:
-        outputs["plot"] = plot_timeline(rows, rec.labels, out_dir / f"{stem}.emotions.png", title=Path(str(source)).name)
+        outputs["plot"] = plot_timeline(rows, rec.labels, out_dir / f"{stem}.emotions.png", title=name)
     return VideoResult(
-        source=str(source), frames=frames, frames_with_faces=with_faces, faces=len(rows),
-        tracks=len({r["face_id"] for r in rows}), video_fps=src.fps, processing_fps=frames / max(seconds, 1e-9),
-        seconds=seconds, outputs=outputs, rows=rows,
+        source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=len(rows),
+        tracks=len({r["face_id"] for r in rows}), video_fps=src.fps, processing_fps=counts.frames / max(seconds, 1e-9),
+        seconds=seconds, outputs=outputs, rows=rows, audio=writer is not None and writer.has_audio,
     )

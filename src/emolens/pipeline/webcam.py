@@ -2,13 +2,15 @@
 
 The frame loop (`live_frames`) is separate from the display, so it runs and is tested with a
 video file standing in for the camera. The display is OpenCV's window when OpenCV was built
-with a GUI (opencv-python); the core dependency opencv-python-headless has none, so then a
-matplotlib window is used where an interactive matplotlib backend and a display exist, and
-otherwise the error says how to get one.
+with a GUI (opencv-python); the core dependency opencv-python-headless has none, so then a Tk
+window (Python's own tkinter, with Pillow) shows the frames, and where neither exists the
+error says what to install. `--record` writes what the window shows through the same H.264
+writer as `emolens video` (`emolens.pipeline.video_io.VideoWriter`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,19 +20,25 @@ from typing import Any, Protocol
 import numpy as np
 
 from emolens.errors import ConfigError
+from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.draw import draw_fps, score_panel
 from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import ImageResult
-from emolens.pipeline.stream import FaceStream, iter_frames, open_source
+from emolens.pipeline.stream import FaceStream, StreamOptions
+from emolens.pipeline.video_io import VideoWriter, iter_frames, open_source
 
 QUIT_KEYS = ("q", "esc")
 SNAPSHOT_KEY = "s"
+NO_DISPLAY_HELP = (
+    "To label a recording instead, use `emolens video FILE`; to run without a window, pass --no-window "
+    "(with --record OUT.mp4 to keep the result)"
+)
 NO_GUI_HELP = (
-    "no window can be opened: this OpenCV (opencv-python-headless, emolens's default) has no GUI, and matplotlib "
-    "has no interactive backend or display here. For the live window install OpenCV's GUI build: "
-    "`pip uninstall -y opencv-python-headless && pip install 'opencv-python<5'`. To label a recording instead, "
-    "use `emolens video FILE`; to run without a window, pass --no-window (with --record OUT.mp4 to keep the result)"
+    "no window can be opened: this OpenCV (opencv-python-headless, emolens's default) has no GUI and this Python has "
+    "no tkinter. Install your system's Tk for Python (Debian/Ubuntu: `apt install python3-tk`; python.org and conda "
+    "builds include it), or OpenCV's GUI build: `pip uninstall -y opencv-python-headless && pip install 'opencv-python<5'`. "
+    + NO_DISPLAY_HELP
 )
 
 
@@ -39,35 +47,42 @@ class LiveFrame:
     result: ImageResult  # the frame and its faces (ids stable across frames)
     fps: float  # frames processed per second over the last second (0 on the first frame)
     view: np.ndarray  # what the window shows: the labelled frame and the score panel
+    time: float = 0.0  # seconds into the source: a file's own clock, else since the camera opened
+    source_fps: float = 30.0  # the rate the source reports
 
 
-def render_live(result: ImageResult, fps: float, panel_width: int = 260) -> np.ndarray:
-    """The labelled frame with the frame rate, and beside it a bar graph of the largest face."""
-    frame = result.plot(bars=len(result.faces) > 1, color_order="bgr")  # bars per face only when the panel cannot show them all
+def render_live(result: ImageResult, fps: float, bars: str = PIPELINE.bars, panel_width: int = 260) -> np.ndarray:
+    """The labelled frame with the frame rate, and beside it (outside the picture, so it covers
+    no face) a bar graph of the largest face; bars="all" adds each face's bars on the frame."""
+    frame = result.plot(bars="all" if bars == "all" else "none", color_order="bgr")
     draw_fps(frame, fps)
     main = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
     title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
-    panel = score_panel(None if main is None else main.scores, frame.shape[0], panel_width, result.labels, title=title)
+    scores = None if main is None or bars == "none" else main.scores
+    panel = score_panel(scores, frame.shape[0], panel_width, result.labels, title=title)
     return np.hstack([frame, panel])
 
 
 def live_frames(
-    source: str | int, recognizer: EmotionRecognizer, *, detect_every: int = 3, smooth: float = 0.5, max_frames: int | None = None,
+    source: str | int, recognizer: EmotionRecognizer, stream: StreamOptions | None = None, *, max_frames: int | None = None,
 ) -> Iterator[LiveFrame]:
     """Process a camera (index), stream URL or video file frame by frame until it ends."""
     from collections import deque
 
+    options = stream if stream is not None else StreamOptions()
     src = open_source(source)
-    stream = FaceStream(recognizer, detect_every=detect_every, smooth=smooth)
+    faces = FaceStream(recognizer, options, name=src.label)
     stamps: deque[float] = deque()
+    start = time.perf_counter()
     try:
-        for result in stream.run(iter_frames(src, max_frames=max_frames)):
+        for result in faces.run(iter_frames(src, max_frames=max_frames)):
             now = time.perf_counter()
             stamps.append(now)
             while len(stamps) > 2 and now - stamps[0] > 1.0:  # the rate over the last second
                 stamps.popleft()
             fps = (len(stamps) - 1) / (now - stamps[0]) if len(stamps) > 1 else 0.0
-            yield LiveFrame(result, fps, render_live(result, fps))
+            clock = float(result.time or 0.0) if src.path is not None else now - start
+            yield LiveFrame(result, fps, render_live(result, fps, options.bars), clock, src.fps)
     finally:
         src.release()
 
@@ -111,38 +126,42 @@ class Cv2Window:
         cv2.destroyWindow(self.title)
 
 
-class MatplotlibWindow:
-    """A live image in a matplotlib figure, for OpenCV builds without a GUI."""
-
-    _NON_INTERACTIVE = ("agg", "pdf", "ps", "svg", "pgf", "cairo", "template", "inline")
+class TkWindow:
+    """A live image in a Tk window: Python's own GUI toolkit (tkinter, with Pillow's ImageTk),
+    so the default install, whose OpenCV has no GUI, still opens a window."""
 
     def __init__(self, title: str):
-        import matplotlib.pyplot as plt
+        try:
+            import tkinter
 
-        backend = plt.get_backend().lower()
-        if any(b in backend for b in self._NON_INTERACTIVE):
-            raise ConfigError(NO_GUI_HELP)
-        self._plt = plt
-        self.fig, self.ax = plt.subplots(num=title)
-        self.ax.set_axis_off()
-        self.fig.tight_layout()
-        self._im = None
+            from PIL import Image, ImageTk
+        except ImportError as exc:
+            raise ConfigError(f"{NO_GUI_HELP} (tkinter: {exc})") from None
+        try:
+            self.root = tkinter.Tk()
+        except tkinter.TclError as exc:  # no display: SSH without -X, a server, DISPLAY unset
+            raise ConfigError(f"no window can be opened here ({exc}). {NO_DISPLAY_HELP}") from None
+        self._image_cls, self._tk_image = Image, ImageTk
+        self.root.title(title)
+        self._label = tkinter.Label(self.root, borderwidth=0)
+        self._label.pack()
+        self._photo: Any = None
         self._key: str | None = None
         self._closed = False
-        self.fig.canvas.mpl_connect("key_press_event", self._on_key)
-        self.fig.canvas.mpl_connect("close_event", lambda _e: setattr(self, "_closed", True))
-        plt.show(block=False)
+        self.root.bind("<Key>", self._on_key)
+        self.root.protocol("WM_DELETE_WINDOW", self._on_close)
 
     def _on_key(self, event: Any) -> None:
-        self._key = "esc" if event.key == "escape" else (event.key or "").lower()
+        self._key = "esc" if event.keysym == "Escape" else (event.char or event.keysym or "").lower() or None
+
+    def _on_close(self) -> None:
+        self._closed = True
 
     def show(self, image: np.ndarray) -> None:
-        rgb = image[:, :, ::-1]
-        if self._im is None:
-            self._im = self.ax.imshow(rgb)
-        else:
-            self._im.set_data(rgb)
-        self._plt.pause(0.001)
+        rgb = np.ascontiguousarray(image[:, :, ::-1])  # the views are BGR, as OpenCV draws them
+        self._photo = self._tk_image.PhotoImage(self._image_cls.fromarray(rgb))  # kept: Tk shows nothing once it is freed
+        self._label.configure(image=self._photo)
+        self.root.update()  # draws the frame and runs the key and close handlers
 
     def key(self) -> str | None:
         key, self._key = self._key, None
@@ -152,15 +171,20 @@ class MatplotlibWindow:
         return self._closed
 
     def close(self) -> None:
-        self._plt.close(self.fig)
+        import tkinter
+
+        self._closed = True
+        with contextlib.suppress(tkinter.TclError):  # destroyed already, or its display went away
+            self.root.destroy()
 
 
 def open_window(title: str = "emolens") -> Window:
-    """OpenCV's window when this OpenCV has a GUI, else a matplotlib one, else a clear error."""
+    """OpenCV's window when this OpenCV has a GUI (opencv-python), else a Tk window (the
+    default install's headless OpenCV has none), else a clear error saying what to install."""
     try:
         return Cv2Window(title)
     except ConfigError:
-        return MatplotlibWindow(title)
+        return TkWindow(title)
 
 
 @dataclass
@@ -175,57 +199,57 @@ class WebcamReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def _snapshot(view: np.ndarray, folder: Path) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(folder, time.strftime("emolens-snapshot-%Y%m%d-%H%M%S"), [".jpg"])
+    path = folder / f"{stem}.jpg"
+    ok, encoded = cv2.imencode(".jpg", view)
+    if ok:
+        path.write_bytes(encoded.tobytes())
+    return path
+
+
 def run_webcam(
-    source: str | None = None, camera: int = 0, model: Any = None, *, detector: str = "haar", backend: str = "auto",
-    smooth: float = 0.5, detect_every: int = 3, min_face_size: int = 48, snapshot_dir: str | Path = ".",
-    window: bool = True, record: str | Path | None = None, max_frames: int | None = None, detector_threshold: float | None = None,
-    recognizer: EmotionRecognizer | None = None, display: Window | None = None,
+    source: str | None = None, recognizer: Any = None, *, camera: int = 0, stream: StreamOptions | None = None,
+    snapshot_dir: str | Path = ".", window: bool = True, record: str | Path | None = None, max_frames: int | None = None,
+    display: Window | None = None,
 ) -> WebcamReport:
     """Show a camera (or stream URL / video file `source`) live with every face labelled.
 
+    recognizer: a ready `EmotionRecognizer` (or a model for `EmotionRecognizer.of`, with the
+    PIPELINE defaults and one classifier thread). stream: `StreamOptions` (PIPELINE defaults).
     Keys: s saves a snapshot into `snapshot_dir`, q or Esc quits (closing the window too).
     window=False processes without showing anything (with `record` to keep an annotated
-    video). `display` replaces the window (an object with show/key/closed/close).
+    H.264 video). `display` replaces the window (an object with show/key/closed/close).
     """
-    import cv2
-
+    if record is not None and Path(record).exists():
+        raise ConfigError(f"{record} already exists; choose another --record file")
+    rec = EmotionRecognizer.of(recognizer, threads=PIPELINE.stream_threads)
     display = display if display is not None else (open_window("emolens - s: snapshot, q: quit") if window else None)
-    rec = recognizer or EmotionRecognizer(
-        model, detector=detector, backend=backend, min_face_size=min_face_size, threads=1,
-        detector_options={"threshold": detector_threshold} if detector_threshold is not None else None,
-    )
-    report = WebcamReport()
+    report = WebcamReport(recording=Path(record) if record is not None else None)
     writer = None
-    snap_dir = Path(snapshot_dir)
     t0 = time.perf_counter()
     try:
-        for live in live_frames(source if source is not None else camera, rec, detect_every=detect_every, smooth=smooth, max_frames=max_frames):
+        for live in live_frames(source if source is not None else camera, rec, stream, max_frames=max_frames):
             report.frames += 1
             if record is not None:
-                if writer is None:
-                    report.recording = Path(record)
-                    if report.recording.exists():
-                        raise ConfigError(f"{record} already exists; choose another --record file")
-                    h, w = live.view.shape[:2]
-                    writer = cv2.VideoWriter(str(record), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
-                writer.write(live.view)
+                writer = writer or VideoWriter(record, live.source_fps)
+                writer.write(live.view, live.time)  # at the frame's own time: a live camera's rate varies
             if display is None:
                 continue
             display.show(live.view)
             key = display.key()
             if key == SNAPSHOT_KEY:
-                snap_dir.mkdir(parents=True, exist_ok=True)
-                stem = free_stem(snap_dir, time.strftime("emolens-snapshot-%Y%m%d-%H%M%S"), [".jpg"])
-                path = snap_dir / f"{stem}.jpg"
-                cv2.imwrite(str(path), live.view)
-                report.snapshots.append(path)
-                print(f"snapshot saved to {path}")
+                report.snapshots.append(_snapshot(live.view, Path(snapshot_dir)))
+                print(f"snapshot saved to {report.snapshots[-1]}")
             if key in QUIT_KEYS or display.closed():
                 break
     finally:
         report.seconds = time.perf_counter() - t0
         if writer is not None:
-            writer.release()
+            writer.close()
         if display is not None:
             display.close()
     return report
