@@ -104,3 +104,27 @@ class FaceDetector(ABC):
 
 def sort_largest_first(dets: list[Detection]) -> list[Detection]:
     return sorted(dets, key=lambda d: -d.box[2] * d.box[3])
+
+
+def tiles(width: int, height: int, tile: int, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles (x, y, w, h) covering the image, for detectors with a small fixed
+    input (BlazeFace sees 128-192 px): a face a tile's `overlap` wide or smaller lies whole in one."""
+    step = max(1, int(tile * (1 - overlap)))
+    xs = list(range(0, max(width - tile, 0) + 1, step)) or [0]
+    ys = list(range(0, max(height - tile, 0) + 1, step)) or [0]
+    if xs[-1] + tile < width:
+        xs.append(width - tile)
+    if ys[-1] + tile < height:
+        ys.append(height - tile)
+    return [(x, y, min(tile, width - x), min(tile, height - y)) for y in ys for x in xs]
+
+
+def merge_overlapping(dets: list[Detection], max_iou: float = 0.3) -> list[Detection]:
+    """Non-maximum suppression: of detections overlapping more than `max_iou`, the most confident."""
+    import cv2
+
+    if not dets:
+        return []
+    keep = cv2.dnn.NMSBoxes([list(d.box) for d in dets], [d.confidence for d in dets], 0.0, max_iou)
+    return [dets[k] for k in keep]
+

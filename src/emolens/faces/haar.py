@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Box, Detection, FaceDetector, as_bgr_and_gray, clip_box, iou, sort_largest_first
+from emolens.faces.base import Box, Detection, FaceDetector, as_bgr_and_gray, clip_box, iou, merge_overlapping, sort_largest_first
 
 _WORK_PX = 36  # smallest face side, in pixels of the shrunk image, a full-image search looks for
 _NEAR_PX = 48  # side a known face is shrunk to when searching near it (found at 48, missed at 36)
@@ -142,8 +142,6 @@ class MultiViewHaarDetector(HaarDetector):
         self._profile = HaarDetector(min_face_size, scale_factor, min_neighbors, PROFILE_CASCADE, threshold)
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
-        import cv2
-
         _, gray = as_bgr_and_gray(image, gray)
         W = gray.shape[1]
         found = super().detect(gray, gray)
@@ -152,8 +150,5 @@ class MultiViewHaarDetector(HaarDetector):
         for det in self._profile.detect(mirrored, mirrored):
             x, y, w, h = det.box
             found.append(Detection((W - x - w, y, w, h), det.confidence))
-        if not found:
-            return []
-        keep = cv2.dnn.NMSBoxes([list(d.box) for d in found], [d.confidence for d in found], 0.0, _MERGE_IOU)
-        return sort_largest_first([found[k] for k in keep])
+        return sort_largest_first(merge_overlapping(found, _MERGE_IOU))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, merge_overlapping, sort_largest_first, tiles
 
 
 class MediaPipeDetector(FaceDetector):
@@ -22,8 +22,14 @@ class MediaPipeDetector(FaceDetector):
 
     name = "mediapipe"
 
-    def __init__(self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.5, full_range: bool = True):
+    def __init__(
+        self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.5, full_range: bool = True,
+        tile_px: int = 0,
+    ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
+        if tile_px and tile_px < 64:
+            raise ConfigError(f"tile_px must be 0 (whole image) or at least 64, got {tile_px}")
+        self.tile_px = int(tile_px)  # > 0: search overlapping tiles this big, for small faces
         try:
             import mediapipe as mp
         except ImportError:
@@ -52,27 +58,32 @@ class MediaPipeDetector(FaceDetector):
         self._task = vision.FaceDetector.create_from_options(options)
         self._mp = mp
 
+    def _search(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """Boxes in `rgb`'s pixels and scores, from one pass of the network."""
+        H, W = rgb.shape[:2]
+        with self._lock:  # the MediaPipe graph runs one image at a time
+            if self._legacy is not None:
+                found = self._legacy.process(rgb).detections or []
+                return [
+                    ((d.location_data.relative_bounding_box.xmin * W, d.location_data.relative_bounding_box.ymin * H,
+                      d.location_data.relative_bounding_box.width * W, d.location_data.relative_bounding_box.height * H), float(d.score[0]))
+                    for d in found
+                ]
+            result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+        return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height),
+                 float(d.categories[0].score)) for d in result.detections]
+
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         import cv2
 
         bgr, gray = as_bgr_and_gray(image, gray)
         rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         H, W = rgb.shape[:2]
-        raw: list[tuple[tuple[float, float, float, float], float]] = []
-        with self._lock:
-            found = self._legacy.process(rgb).detections if self._legacy is not None else None
-            result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))) if self._task else None
-        if self._legacy is not None:
-            for d in found or []:
-                r = d.location_data.relative_bounding_box
-                raw.append(((r.xmin * W, r.ymin * H, r.width * W, r.height * H), float(d.score[0])))
-        else:
-            for d in result.detections:
-                b = d.bounding_box
-                raw.append(((b.origin_x, b.origin_y, b.width, b.height), float(d.categories[0].score)))
+        windows = tiles(W, H, self.tile_px) if self.tile_px else [(0, 0, W, H)]
         dets = []
-        for box, score in raw:
-            clipped = clip_box(box, W, H)
-            if clipped and score >= self.threshold and max(clipped[2:]) >= self.min_face_size * 0.9:
-                dets.append(Detection(clipped, score))
-        return sort_largest_first(dets)
+        for x0, y0, w, h in windows:
+            for (x, y, bw, bh), score in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
+                clipped = clip_box((x + x0, y + y0, bw, bh), W, H)
+                if clipped and score >= self.threshold and max(clipped[2:]) >= self.min_face_size * 0.9:
+                    dets.append(Detection(clipped, score))
+        return sort_largest_first(merge_overlapping(dets) if len(windows) > 1 else dets)

@@ -100,16 +100,13 @@ def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDe
         close = get_close_matches(name, list(DETECTORS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown face detector {spec!r}.{hint} Available: auto, {', '.join(DETECTORS)} (NAME:MODEL_FILE for a model file)")
-    options = {k: v for k, v in options.items() if v is not None}
-    if name != "haar":
-        for key in _HAAR_ONLY:
-            options.pop(key, None)
-    if model_path:
-        if info.model_file == "none":
-            raise ConfigError(f"the {name} detector takes no model file, got {spec!r}")
-        options["cascade" if name == "haar" else "model_path"] = model_path
+    if model_path and info.model_file == "none":
+        raise ConfigError(f"the {name} detector takes no model file, got {spec!r}")
     cls = info.load()
     accepted = inspect.signature(cls.__init__).parameters
+    options = {k: v for k, v in options.items() if v is not None and (k in accepted or k not in _HAAR_ONLY)}
+    if model_path:
+        options["cascade" if name == "haar" else "model_path"] = model_path
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"the {name} detector has no option {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p != 'self')}")

