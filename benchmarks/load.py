@@ -3,6 +3,8 @@
     python benchmarks/load.py                                  # starts its own server, 2000 x 16
     python benchmarks/load.py --model runs/exp/best.safetensors --workers 2
     python benchmarks/load.py --url http://127.0.0.1:8000      # a server you started
+    python benchmarks/load.py --recall ../shared/datasets/widerface-val5/wider_face_val5_bbx_gt.txt \
+        --recall-images ../shared/datasets/widerface-val5/widerface-val5.zip   # the server's face search vs the pipeline's
 
 Without --url it starts `emolens serve` on a free loopback port in a child process (so the
 clients do not share the server's interpreter), waits for /healthz, and stops it at the end.
@@ -10,6 +12,11 @@ Without --model it serves the shipped model, or, when none is installed, a rando
 initialised simple_cnn: detection, decoding and the network cost the same whatever the
 weights, so the timings hold. Only loopback addresses are accepted as targets. The run is
 bounded by --requests and --max-seconds; it exits 1 when any request failed.
+
+--recall checks that the server's speed is not bought with missed faces: on real photos (WIDER
+FACE, shrunk to --recall-side, the page's camera frames' size), the recall of the detector as
+`emolens serve` sets it up (ServerLimits.min_face_size) against the pipeline's default, with the
+time per image, in this process (detection is all that differs between the two).
 """
 
 from __future__ import annotations
@@ -47,6 +54,59 @@ def default_image() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def recall_images(gt_file: Path, images: Path, side: int):
+    """(gray image shrunk to `side`, its faces scaled alike) for each WIDER FACE image, from a folder or the zip."""
+    import zipfile
+
+    import cv2
+
+    from emolens.faces.widerface import Face, read_ground_truth
+
+    archive = zipfile.ZipFile(images) if images.suffix == ".zip" else None
+    names = {n.split("images/", 1)[-1]: n for n in archive.namelist()} if archive else {}
+    for item in read_ground_truth(gt_file):
+        data = archive.read(names[item.path]) if archive else (images / item.path).read_bytes()
+        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        s = side / max(gray.shape)
+        gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        faces = tuple(Face(tuple(round(v * s) for v in f.box), f.invalid) for f in item.faces)
+        yield gray, faces
+
+
+def measure_recall(gt_file: Path, images: Path, side: int) -> dict:
+    """Recall by face height (40 and 64 px and up), false detections and ms per image, for the
+    server's detector settings and the pipeline's default, on the same shrunk photos."""
+    from emolens.faces import create_detector
+    from emolens.faces.widerface import DetectionTally, match
+    from emolens.pipeline.defaults import PIPELINE
+    from emolens.runtime.devices import configure_threads
+    from emolens.serving.limits import ServerLimits
+
+    configure_threads(workers=ServerLimits().workers)  # each worker searches on its own share, as when serving
+    photos = list(recall_images(gt_file, images, side))
+    out = {}
+    for label, size in (("server", ServerLimits().min_face_size), ("pipeline", PIPELINE.min_face_size)):
+        detector = create_detector(PIPELINE.detector, min_face_size=size)
+        tally, big, big_found, seconds = DetectionTally(), 0, 0, 0.0
+        for gray, faces in photos:
+            t0 = time.perf_counter()
+            dets = detector.detect(gray, gray)
+            seconds += time.perf_counter() - t0
+            tally.add(faces, dets)
+            found, _ = match(faces, dets)
+            for face, hit in zip(faces, found, strict=True):
+                if not face.invalid and face.box[3] >= 64:
+                    big, big_found = big + 1, big_found + hit
+        summary = tally.summary()
+        out[label] = {
+            "detector": detector.name, "min_face_size": size, "images": summary["images"],
+            "found_40px": f"{tally.found[40]}/{tally.faces[40]}", "recall_40px": round(summary["recall"]["40"], 4),
+            "found_64px": f"{big_found}/{big}", "recall_64px": round(big_found / big, 4) if big else 0.0,
+            "false_share": round(summary["false_share"], 4), "ms_per_image": round(seconds / len(photos) * 1000, 1),
+        }
+    return {"recall_side": side, **out}
 
 
 def random_model(folder: Path) -> Path:
@@ -156,10 +216,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=600.0, help="stop issuing requests after this long")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--json", type=Path, help="also write the report here (refuses to overwrite)")
+    p.add_argument("--recall", type=Path, metavar="GT_FILE", help="instead of a load test: recall on WIDER FACE (its *_bbx_gt.txt)")
+    p.add_argument("--recall-images", type=Path, help="WIDER FACE images: the zip or the WIDER_val/images folder")
+    p.add_argument("--recall-side", type=int, default=640, help="photos shrunk to this longer side first (default 640)")
     args = p.parse_args(argv)
 
     if args.json is not None and args.json.exists():
         raise SystemExit(f"{args.json} exists; choose another --json path")
+    if args.recall is not None:
+        if args.recall_images is None:
+            raise SystemExit("--recall needs --recall-images (the WIDER FACE zip or its images folder)")
+        text = json.dumps(measure_recall(args.recall, args.recall_images, args.recall_side), indent=2)
+        print(text)
+        if args.json is not None:
+            args.json.write_text(text + "\n")
+        return 0
     body = args.image.read_bytes() if args.image else default_image()
     content_type = "image/png" if body[:4] == b"\x89PNG" else "image/jpeg"
     proc = None

@@ -37,7 +37,7 @@ def launched(monkeypatch):
     import uvicorn
 
     import emolens.pipeline
-    import emolens.serving.server as server
+    from emolens.runtime import devices
 
     calls: dict = {"run": [], "cores": [], "recognizers": 0}
     real = emolens.pipeline.EmotionRecognizer
@@ -50,7 +50,8 @@ def launched(monkeypatch):
 
     monkeypatch.setattr(emolens.pipeline, "EmotionRecognizer", Counting)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls["run"].append((app, kw)))
-    monkeypatch.setattr(server, "_share_cores", lambda workers: calls["cores"].append(workers))  # keep torch's global thread count
+    # Record the thread plan instead of applying it: torch's thread count is process-wide.
+    monkeypatch.setattr(devices, "configure_threads", lambda threads=None, *, workers=1: calls["cores"].append(workers))
     return calls
 
 
@@ -64,7 +65,7 @@ def test_serve_passes_options_and_loads_the_model_once(launched, model_path):
     limits = app.state.limits
     assert (limits.workers, limits.max_queue, limits.max_upload_bytes, limits.max_pixels) == (3, 5, 100_000, 1_000_000)
     assert launched["cores"] == [3]
-    assert launched["recognizer_args"][1] == {"model": model_path, "detector": "haar", "backend": "torch"}
+    assert launched["recognizer_args"][1] == {"model": model_path, "detector": "haar", "backend": "torch", "min_face_size": 48}
     with TestClient(app, base_url=LOCAL) as client:
         for _ in range(3):
             assert client.get("/v1/model").json()["name"] == "cli-cnn"

@@ -271,13 +271,13 @@ def test_cli_passes_the_new_limits_and_allow_lists(monkeypatch, recognizer):
     import uvicorn
 
     import emolens.pipeline
-    import emolens.serving.server as server
     from emolens.cli import main
+    from emolens.runtime import devices
 
     runs = []
     monkeypatch.setattr(emolens.pipeline, "EmotionRecognizer", lambda **kw: recognizer)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
-    monkeypatch.setattr(server, "_share_cores", lambda workers: None)
+    monkeypatch.setattr(devices, "configure_threads", lambda threads=None, *, workers=1: None)  # torch's threads are process-wide
     assert main(["serve", "--read-timeout", "2.5", "--max-connections", "7", "--max-streams", "3", "--max-side", "900",
                  "--max-crop-pixels", "1000", "--pixel-budget", "60000000", "--allow-host", "box.lan",
                  "--allow-origin", "https://x.example"]) == 0

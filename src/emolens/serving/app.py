@@ -34,6 +34,7 @@ def create_app(
     limits: ServerLimits | None = None,
     allowed_hosts: Iterable[str] | None = None,
     allowed_origins: Iterable[str] = (),
+    detector: Any = None,
     **limit_overrides: Any,
 ) -> Any:
     """The emolens HTTP app: JSON API under /v1, health at /healthz, the webcam page at /.
@@ -44,6 +45,9 @@ def create_app(
     (`create_app(rec, max_batch=8)`), bound the work. `allowed_hosts`
     (default: localhost, 127.0.0.1, ::1) are the Host names served; `allowed_origins` the other
     sites whose pages may call the API (its own page always may); see `emolens.serving.security`.
+    Each worker thread searches faces with its own detector (`emolens.serving.workers`): by
+    default a twin of the recognizer's; `detector` may name another (`create_detector` spec)
+    or be a function returning a new FaceDetector.
     """
     from fastapi import FastAPI
     from fastapi.responses import FileResponse
@@ -58,9 +62,9 @@ def create_app(
 
     limits = ServerLimits.of(limits, **limit_overrides)
     if recognizer is None:
-        from emolens.pipeline import EmotionRecognizer
+        from emolens.serving.server import serving_recognizer
 
-        recognizer = EmotionRecognizer()
+        recognizer = serving_recognizer(limits=limits)
     model_info = jsonable(dict(recognizer.model_info()))
     if isinstance(model_info.get("source"), str):
         # The file name identifies the model; the server's folders are nobody's business.
@@ -85,7 +89,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.recognizer = recognizer
-    app.state.runner = Runner(recognizer, limits)
+    app.state.runner = Runner(recognizer, limits, detector)
     app.state.streams = 0  # open /v1/stream connections, bounded by limits.max_streams
     app.state.model_info = model_info
     app.state.pool = pool

@@ -66,11 +66,12 @@ def scale_boxes(faces: list[dict[str, Any]], sx: float, sy: float, width: int, h
 class Runner:
     """The recognizer, and what it takes to call it from several worker threads at once.
 
-    OpenCV's CascadeClassifier (the Haar detector) is not thread-safe: two threads in
-    detectMultiScale on one instance fail with `cv2.error ... scaleIdx` or return wrong boxes
-    (measured with 4 threads). So whole-image prediction, which detects, is serialised unless
-    the recognizer sets `thread_safe = True`; decoding and crop classification (no detector;
-    PyTorch and onnxruntime allow concurrent inference) run in parallel.
+    Each worker thread detects with its own face detector (`emolens.serving.workers`: OpenCV's
+    detectors serialise calls on one instance, so a shared one ran every face search one at a
+    time); the model is shared. A recognizer without a `.detector` of its own (one a test or an
+    application injects) is shared as it is, and whole-image prediction is then serialised
+    unless it sets `thread_safe = True`. Decoding and crop classification (no detector; PyTorch
+    and onnxruntime allow concurrent inference) always run in parallel.
 
     Memory: every decode first reserves its pixels from one `PixelBudget` for the process, and
     photos are detected at most `max_side` pixels on their longer side (JPEGs are decoded
@@ -78,11 +79,16 @@ class Runner:
     hold more than the limits allow, and a 49 MP photo costs what a 4 MP one does to detect.
     """
 
-    def __init__(self, recognizer: Any, limits: ServerLimits | None = None):
+    def __init__(self, recognizer: Any, limits: ServerLimits | None = None, detector: Any = None):
+        from emolens.serving.workers import WorkerRecognizers, detector_factory
+
         self.recognizer = recognizer
         self.limits = limits or ServerLimits()
         self.pixels = PixelBudget(self.limits.pixel_budget)
-        self.detect_lock: AbstractContextManager = nullcontext() if getattr(recognizer, "thread_safe", False) else threading.Lock()
+        factory = detector_factory(recognizer, detector)
+        self.workers = WorkerRecognizers(recognizer, factory)
+        shared = factory is None and not getattr(recognizer, "thread_safe", False)
+        self.detect_lock: AbstractContextManager = threading.Lock() if shared else nullcontext()
 
     def predict_image(self, upload: Upload) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -91,9 +97,10 @@ class Runner:
         with self.pixels.reserve(plan.pixels, upload.name):
             image, (width, height) = decode_bounded(plan, limits.max_side)
             t1 = time.perf_counter()
+            recognizer = self.workers.get()  # this worker's own detector
             with self.detect_lock:
                 t_locked = time.perf_counter()
-                result = self.recognizer.predict(image, color_order="rgb", name=upload.name)
+                result = recognizer.predict(image, color_order="rgb", name=upload.name)
             t2 = time.perf_counter()
             shape = image.shape
             del image

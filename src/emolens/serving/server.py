@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,22 +30,24 @@ def serve(
     port: int = 8000,
     allow_hosts: Iterable[str] = (),
     allow_origins: Iterable[str] = (),
-    detector: str = "haar",
-    backend: str = "torch",
+    detector: str | None = None,
+    backend: str | None = None,
     log_level: str = "info",
     **limits: Any,
 ) -> None:
     """Serve `model` (a .safetensors file, a run folder, or None for the default) until Ctrl-C.
 
-    One process, one model in memory, `workers` inference threads; `limits` are fields of
-    `ServerLimits` by name (workers, max_queue, read_timeout, ...). Binding anything other than
+    One process, one model in memory, `workers` inference threads, each with its own face
+    detector; `limits` are fields of `ServerLimits` by name (workers, max_queue, read_timeout,
+    ...). detector and backend default to the pipeline's (`PIPELINE`). CPU threads are decided
+    once here, by `emolens.runtime.devices.configure_threads(workers=...)`. Binding anything other than
     a loopback address exposes an unauthenticated API to the network, so it is logged loudly.
     The server answers to the loopback names and `host`, plus `allow_hosts`; pages from other
     sites than its own may call it only when listed in `allow_origins`.
     """
     import uvicorn
 
-    from emolens.pipeline import EmotionRecognizer
+    from emolens.runtime.devices import configure_threads
     from emolens.serving.app import create_app
 
     if not 0 < port < 65536:
@@ -54,13 +55,27 @@ def serve(
     from emolens.serving.security import default_hosts
 
     bounds = ServerLimits.of(**limits)  # fail before loading the model
-    _share_cores(bounds.workers)
-    recognizer = EmotionRecognizer(model=model, detector=detector, backend=backend)
+    configure_threads(workers=bounds.workers)  # before any model or session exists
+    recognizer = serving_recognizer(model, detector, backend, bounds)
     hosts = (*default_hosts(host), *allow_hosts)
     app = create_app(recognizer, limits=bounds, allowed_hosts=hosts, allowed_origins=tuple(allow_origins))
     if not is_loopback(host):
         log.warning("emolens serve: listening on %s, reachable from other machines; the API has no authentication", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(bounds))
+
+
+def serving_recognizer(model: Any = None, detector: str | None = None, backend: str | None = None, limits: ServerLimits | None = None) -> Any:
+    """The recognizer `serve` (and `create_app` without one) runs: the pipeline's defaults, with
+    the server's smallest face (`ServerLimits.min_face_size`), which every worker's own
+    detector copies."""
+    from emolens.pipeline import EmotionRecognizer
+    from emolens.pipeline.defaults import PIPELINE
+
+    limits = limits or ServerLimits()
+    return EmotionRecognizer(
+        model=model, detector=detector or PIPELINE.detector, backend=backend or PIPELINE.backend,
+        min_face_size=limits.min_face_size,
+    )
 
 
 def uvicorn_options(limits: ServerLimits) -> dict[str, Any]:
@@ -141,12 +156,3 @@ def guarded_http_protocol(header_timeout: float) -> type:
             super().connection_lost(exc)
 
     return GuardedH11Protocol
-
-
-def _share_cores(workers: int) -> None:
-    # Each worker thread runs its own forward pass; letting each also use every core for
-    # intra-op parallelism oversubscribes the CPU and slows all of them.
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // workers))
