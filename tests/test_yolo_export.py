@@ -105,6 +105,25 @@ def test_backend_option_keeps_the_default_trainer(monkeypatch, tmp_path):
     assert main(["train", "--backend", "ultralytics", "--resume", str(tmp_path)]) == 1
 
 
+def test_backend_ultralytics_hands_the_resolved_config_to_train_ultralytics(monkeypatch, capsys):
+    import emolens.training.ultralytics_backend as ub
+
+    seen = {}
+
+    class Result:
+        def summary(self):
+            return {"ok": True}
+
+    def fake(cfg):
+        seen.update(arch=cfg.model.arch, epochs=cfg.schedule.epochs, lr=cfg.optim.lr)
+        return Result()
+
+    monkeypatch.setattr(ub, "train_ultralytics", fake)
+    assert main(["train", "--backend", "ultralytics", "--model", "yolov8s-cls.yaml", "--epochs", "2", "--set", "optim.lr=0.01"]) == 0
+    assert seen == {"arch": "yolov8s-cls.yaml", "epochs": 2, "lr": 0.01}
+    assert '"ok": true' in capsys.readouterr().out
+
+
 class _FakeYOLO:
     """Ultralytics' YOLO interface, enough for the backend: train() on the exported folder,
     trainer.best, names, predict() -> results with probs.data. It "learns" the exported

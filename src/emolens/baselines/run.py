@@ -53,7 +53,7 @@ class BaselineRun:
     n_train: int
 
     def summary(self) -> dict[str, Any]:
-        from emolens.baselines.report import class_recall
+        from emolens.evaluation.report import class_recall
 
         s = self.report.summary()
         return {
@@ -83,7 +83,7 @@ class BaselineComparison:
         return [r.summary() for r in self.runs]
 
     def to_markdown(self) -> str:
-        from emolens.baselines.table import markdown_table
+        from emolens.evaluation.tables import markdown_table
 
         n_train = self.runs[0].n_train if self.runs else 0
         head = (
@@ -231,7 +231,7 @@ def run_baselines(
                 tqdm.write(f"{name}: {split} accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} (fit {fit_seconds:.1f}s)")
     cmp = BaselineComparison(runs=runs, out_dir=out_dir, dataset=ds.source, split=split, seed=seed, train_fraction=train_fraction)
     if out_dir is not None:
-        from emolens.baselines.table import write_table
+        from emolens.evaluation.tables import write_table
 
         cmp.files = write_table(out_dir, "baselines", cmp.summary(), cmp.to_markdown(), extra={"dataset": ds.source, "split": split, "seed": seed})
     return cmp

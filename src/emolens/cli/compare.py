@@ -5,10 +5,9 @@ Each calls the Python function of the same name with the same argument names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -136,73 +135,4 @@ def finetune_cmd(
 
     cfg = resolve_config(config, data=data, model=model, epochs=epochs, name=name, overrides=overrides)
     result = finetune(cfg, pretrained=pretrained, freeze_epochs=freeze_epochs, unfrozen_lr_scale=unfrozen_lr_scale)
-    typer.echo(json.dumps(result.summary(), indent=1, default=str))
-
-
-# -- `emolens train --backend ultralytics` --------------------------------------------------
-
-
-class Backend(StrEnum):
-    emolens = "emolens"
-    ultralytics = "ultralytics"
-
-
-def add_backend_option(command: Callable[..., None]) -> None:
-    """Give the registered `emolens train` command a `--backend` option.
-
-    `--backend emolens` (the default) calls the command unchanged; `--backend ultralytics`
-    trains a YOLO classifier through `emolens.training.ultralytics_backend.train_ultralytics`
-    from the same config options. Called once, at the end of emolens/cli/train.py.
-    """
-    import functools
-    import inspect
-    import typing
-
-    info = next((c for c in app.registered_commands if c.callback is command), None)
-    if info is None:
-        raise RuntimeError(f"{command.__name__} is not a registered command")
-    option = Annotated[
-        Backend,
-        typer.Option(help="Who trains: emolens, or ultralytics (a YOLOv8-cls model from its yaml, e.g. --model yolov8s-cls.yaml; needs the ultralytics extra)."),
-    ]
-    sig = inspect.signature(command, eval_str=True)
-    params = [*sig.parameters.values(), inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=Backend.emolens, annotation=option)]
-
-    @functools.wraps(command)
-    def with_backend(*args: Any, backend: Backend = Backend.emolens, **kwargs: Any) -> None:
-        if Backend(backend) is Backend.emolens:
-            return command(*args, **kwargs)
-        from emolens.errors import ConfigError
-
-        # Options of `emolens train` this backend has no use for must stay at their defaults.
-        unused = [k for k, v in kwargs.items() if k not in _ULTRALYTICS_OPTIONS and v != sig.parameters[k].default]
-        if unused or args:
-            raise ConfigError(f"--backend ultralytics does not take {', '.join('--' + k.replace('_', '-') for k in unused) or 'these arguments'}")
-        return _train_ultralytics_cmd(**{k: v for k, v in kwargs.items() if k in _ULTRALYTICS_OPTIONS})
-
-    with_backend.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    with_backend.__annotations__ = {**typing.get_type_hints(command, include_extras=True), "backend": option}
-    info.callback = with_backend
-
-
-_ULTRALYTICS_OPTIONS = ("config", "data", "model", "epochs", "name", "resume", "overrides", "show_config")
-
-
-def _train_ultralytics_cmd(
-    config: Path | None = None, data: str | None = None, model: str | None = None, epochs: int | None = None, name: str | None = None,
-    resume: Path | None = None, overrides: list[str] | None = None, show_config: bool = False,
-) -> None:
-    import json
-
-    from emolens.errors import ConfigError
-    from emolens.training.config import resolve_config
-    from emolens.training.ultralytics_backend import train_ultralytics
-
-    if resume is not None:
-        raise ConfigError("--backend ultralytics cannot --resume an emolens run; start a new run")
-    cfg = resolve_config(config, data=data, model=model, epochs=epochs, name=name, overrides=overrides)
-    if show_config:
-        typer.echo(cfg.to_yaml(), nl=False)
-        return
-    result = train_ultralytics(cfg)
     typer.echo(json.dumps(result.summary(), indent=1, default=str))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from emolens.cli.app import app
+
+
+class TrainBackend(StrEnum):
+    """Who trains: the emolens trainer, or Ultralytics (a YOLOv8-cls model from its yaml)."""
+
+    emolens = "emolens"
+    ultralytics = "ultralytics"
 
 
 @app.command("train")
@@ -20,23 +28,32 @@ def train_command(
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder exactly where its last checkpoint left it.")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override any config key, e.g. --set optim.lr=3e-4 (repeatable).")] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="Print the resolved config as YAML and exit without training.")] = False,
+    backend: Annotated[
+        TrainBackend,
+        typer.Option(help="Who trains: emolens, or ultralytics (a YOLOv8-cls model from its yaml, e.g. --model yolov8s-cls.yaml; needs the ultralytics extra)."),
+    ] = TrainBackend.emolens,
 ) -> None:
     """Train an emotion model; writes runs/<name>/ with checkpoints, history, curves and best.safetensors."""
-    from emolens.training import train
+    import json
+
     from emolens.training.config import resolve_config
 
+    ultralytics = TrainBackend(backend) is TrainBackend.ultralytics
+    if ultralytics and resume is not None:
+        from emolens.errors import ConfigError
+
+        raise ConfigError("--backend ultralytics cannot --resume an emolens run; start a new run")
     cfg = resolve_config(config, data=data, model=model, epochs=epochs, name=name, overrides=overrides, resume=resume)
     if show_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return
+    if ultralytics:
+        from emolens.training.ultralytics_backend import train_ultralytics
+
+        typer.echo(json.dumps(train_ultralytics(cfg).summary(), indent=1, default=str))
+        return
+    from emolens.training import train
+
     result = train(cfg, resume=resume)
     if result.metrics:  # rank 0 only
-        import json
-
         typer.echo(json.dumps(result.summary(), indent=1))
-
-
-# --- `--backend ultralytics` (issue 6): wraps train_command above; the emolens trainer stays the default.
-from emolens.cli.compare import add_backend_option  # noqa: E402
-
-add_backend_option(train_command)

@@ -194,4 +194,12 @@ class EvaluationReport:
         return "\n".join(f"{name:<{width}}  {value}" for name, value in self.headline_rows())
 
 
-__all__ = ["REPORT_FILES", "EvaluationReport"]
+def class_recall(report: EvaluationReport, name: str) -> float | None:
+    """Recall of one class in a report (None when the class has no face in the split)."""
+    for row in report.per_class:
+        if row["class"] == name:
+            return float(row["recall"]) if row["support"] else None
+    return None
+
+
+__all__ = ["REPORT_FILES", "EvaluationReport", "class_recall"]

@@ -1,4 +1,8 @@
-"""Comparison tables (Markdown, CSV, JSON), for baselines and studies."""
+"""Comparison tables (Markdown, CSV, JSON) of evaluated approaches: baselines, studies.
+
+Each row is one approach's `summary()`; the Markdown, CSV and JSON files all derive from the
+same rows.
+"""
 
 from __future__ import annotations
 
