@@ -107,19 +107,47 @@ def test_int8_static_is_smaller_and_close(model_file, faces, tmp_path):
     assert (p32.argmax(1) == p8.argmax(1))[clear].mean() >= 0.9
 
 
-def test_int8_from_a_folder_of_faces_and_dynamic_fallback(model_file, faces, tmp_path):
+def _class_folders(faces: np.ndarray, root) -> list:
+    """A folder dataset of real faces: two class folders, PNGs named by index."""
     from PIL import Image
 
-    folder = tmp_path / "calib"
-    folder.mkdir()
-    for i, f in enumerate(faces[:20]):
-        Image.fromarray(f).save(folder / f"{i}.png")
-    (folder / "broken.png").write_bytes(b"")  # skipped, not fatal
-    q = OnnxBackend(export_onnx(model_file, tmp_path / "a.onnx", int8=True, calibration=folder))
-    assert q.quantization == "static int8, calibrated on 20 faces"
-    d = OnnxBackend(export_onnx(model_file, tmp_path / "b.onnx", int8=True))
+    for i, f in enumerate(faces):
+        (root / ("happy" if i % 2 else "sad")).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(f).save(root / ("happy" if i % 2 else "sad") / f"{i:03d}.png")
+    return root
+
+
+def test_calibration_faces_are_the_training_rows_of_the_one_data_path(faces, tmp_path):
+    from emolens.data import load_dataset
+    from emolens.data.splits import VAL_FRACTION, training_rows
+    from emolens.export.calibration import load_calibration_faces
+    from emolens.preprocessing import PreprocessConfig
+
+    folder = _class_folders(faces[:40], tmp_path / "calib")
+    calib = load_calibration_faces(folder, PreprocessConfig())
+    ds = load_dataset(folder, progress=False)
+    rows = training_rows(ds, val_fraction=VAL_FRACTION)
+    assert len(calib) == len(rows["train"]) < 40  # val and test were carved off, as for training
+    held_out = {ds.images[i].tobytes() for i in (*rows["val"], *rows["test"])}
+    train = {ds.images[i].tobytes() for i in rows["train"]}
+    assert all(f.tobytes() in train and f.tobytes() not in held_out for f in calib)
+    assert len(load_calibration_faces(folder, PreprocessConfig(), limit=5)) == 5
+
+
+def test_int8_needs_faces_or_asks_for_dynamic(model_file, faces, tmp_path):
+    folder = _class_folders(faces[:40], tmp_path / "calib")
+    (folder / "sad" / "broken.png").write_bytes(b"")  # skipped with a warning, not fatal
+    with pytest.warns(UserWarning, match="broken.png"):
+        q = OnnxBackend(export_onnx(model_file, tmp_path / "a.onnx", int8=True, calibration=folder))
+    assert q.quantization.startswith("static int8, calibrated on ") and q.quantization.endswith(" faces")
+    with pytest.raises(ConfigError, match="static int8 calibrates on real faces: pass --data"):
+        export_onnx(model_file, tmp_path / "b.onnx", int8=True)  # never a silent, slower dynamic model
+    assert not (tmp_path / "b.onnx").exists()
+    d = OnnxBackend(export_onnx(model_file, tmp_path / "b.onnx", int8=True, dynamic=True))
     assert d.quantization.startswith("dynamic int8")
     assert d.predict_proba(faces).shape == (100, 7)
+    with pytest.raises(ConfigError, match="not both"):
+        export_onnx(model_file, tmp_path / "c.onnx", int8=True, dynamic=True, calibration=faces)
 
 
 def test_export_and_backend_errors(model_file, tmp_path):
@@ -155,5 +183,21 @@ def test_cli_export(model_file, tmp_path, capsys, monkeypatch):
     assert expected.exists() and "fp32" in out
     assert main(["export", "--model", str(model_file)]) == 1  # never overwrites
     assert "already exists" in capsys.readouterr().err
-    assert main(["export", "--model", str(model_file), "--int8", "-o", "q.onnx"]) == 0
+    assert main(["export", "--model", str(model_file), "--int8", "-o", "q.onnx"]) == 1  # no faces to calibrate on
+    assert "pass --data DATASET" in capsys.readouterr().err and not (tmp_path / "q.onnx").exists()
+    assert main(["export", "--model", str(model_file), "--int8", "--dynamic", "-o", "q.onnx"]) == 0
     assert "dynamic int8" in capsys.readouterr().out and (tmp_path / "q.onnx").exists()
+    _class_folders(_lfw_faces()[:30], tmp_path / "faces")
+    assert main(["export", "--model", str(model_file), "--int8", "--data", "faces", "-o", "s.onnx"]) == 0
+    assert "static int8, calibrated on" in capsys.readouterr().out
+
+
+def test_one_definition_of_each_choice():
+    """The CLI's --backend and --format choices are the library's enums, not copies of them."""
+    from emolens.cli import compare, export, faces
+    from emolens.export.formats import DatasetFormat, ModelFormat
+    from emolens.runtime.backends import BACKENDS, BackendName
+
+    assert faces.Backend is BackendName and set(BACKENDS) == {"torch", "onnx"}
+    assert export.ModelFormat is ModelFormat and compare.DatasetFormat is DatasetFormat
+    assert not hasattr(faces, "ExportFormat") and not hasattr(compare, "ExportFormat")

@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "emolens.cli.serve",
     "emolens.cli.train",
     "emolens.cli.faces",
+    "emolens.cli.export",
     "emolens.cli.compare",
 ]
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from emolens.cli.app import app
+from emolens.export.formats import DatasetFormat
 
 study_app = typer.Typer(help="Compare training strategies on one budget; writes a table.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -94,20 +95,16 @@ def study_imbalance_cmd(
     typer.echo(f"table: {study.files.get('md')}")
 
 
-class ExportFormat(StrEnum):
-    ultralytics_cls = "ultralytics-cls"
-
-
 @app.command("export-dataset")
 def export_dataset_cmd(
     path: Annotated[Path, typer.Argument(help="Any dataset emolens reads: FER-2013 zip or folder, fer2013.csv, a folder of class folders.")],
     out: Annotated[Path, typer.Argument(help="New or empty folder to write; existing files are never touched.")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="Layout to write: ultralytics-cls = OUT/{train,val,test}/<class>/*.png.")] = ExportFormat.ultralytics_cls,
+    format: Annotated[DatasetFormat, typer.Option("--format", help="Layout to write: ultralytics-cls = OUT/{train,val,test}/<class>/*.png.")] = DatasetFormat.ultralytics_cls,
 ) -> None:
     """Export a dataset for another toolkit, e.g. `yolo classify train data=OUT`."""
     from emolens.export import export_dataset
 
-    counts = export_dataset(path, out, format=ExportFormat(format).value)
+    counts = export_dataset(path, out, format=DatasetFormat(format))
     for split, per_class in counts.items():
         typer.echo(f"{split:>5}: {sum(per_class.values()):6d} images  " + "  ".join(f"{c} {n}" for c, n in per_class.items()))
     typer.echo(f"written to {out}")

@@ -1,4 +1,4 @@
-"""`emolens predict`, `video`, `webcam` and `export`: faces in photos, videos, cameras; ONNX."""
+"""`emolens predict`, `video` and `webcam`: faces in photos, videos and cameras (`export` is in cli/export.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from emolens.cli.app import app
 from emolens.pipeline.defaults import PIPELINE
+from emolens.runtime.backends import BackendName as Backend  # the one list of backends, shared with create_backend
 
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model file (.safetensors or .onnx), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
@@ -20,19 +21,9 @@ DetectorOpt = Annotated[
 MinFaceOpt = Annotated[int | None, typer.Option(min=8, help="Smallest face side to look for, in pixels. Smaller finds more faces, slower.", show_default=False)]
 
 
-class Backend(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-
-
 class TableFormat(StrEnum):
     json = "json"
     csv = "csv"
-
-
-class ExportFormat(StrEnum):
-    onnx = "onnx"
 
 
 ThresholdOpt = Annotated[
@@ -184,32 +175,3 @@ def webcam_cmd(
     for path in report.snapshots:
         typer.echo(f"snapshot: {path}")
 
-
-@app.command("export")
-def export_cmd(
-    model: ModelOpt = None,
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Export format.")] = ExportFormat.onnx,
-    int8: Annotated[bool, typer.Option("--int8", help="Quantise to int8: about 4x smaller, faster on CPU.")] = False,
-    calibration: Annotated[
-        Path | None,
-        typer.Option(help="For --int8: face images (a folder, or a dataset zip such as FER-2013, whose train images are used) to calibrate on. Without it, dynamic quantisation.", show_default=False),
-    ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "--out", "-o", help="The .onnx file to write. Default: MODEL.onnx or MODEL.int8.onnx here.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-) -> None:
-    """Export a model to ONNX (runs with onnxruntime; `--backend onnx` or an .onnx --model everywhere)."""
-    from emolens.models import read_model_config, resolve_model_path
-    from emolens.runtime.onnx import OnnxBackend, export_onnx
-
-    src = resolve_model_path(model)
-    if output is None:
-        output = Path(f"{src.stem}{'.int8' if int8 else ''}.onnx")
-    if calibration is not None and not int8:
-        typer.echo("note: --calibration only matters with --int8; ignored", err=True)
-    path = export_onnx(src, output, int8=int8, calibration=calibration if int8 else None, overwrite=overwrite)
-    check = OnnxBackend(path)
-    cfg = read_model_config(src)
-    typer.echo(
-        f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {check.quantization if int8 else 'fp32'}); "
-        f"input (B, 1, {cfg.preprocess.input_size}, {cfg.preprocess.input_size}) normalised faces, output logits over {', '.join(cfg.labels)}"
-    )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emolens.errors import DataError
+from emolens.export.formats import DatasetFormat, parse_format
 
 if TYPE_CHECKING:  # pragma: no cover
     from emolens.data import FaceDataset
@@ -83,13 +84,13 @@ def to_ultralytics_cls(dataset: FaceDataset, out_dir: str | Path, *, progress: b
     return counts
 
 
-def export_dataset(path: str | Path, out: str | Path, *, format: str = "ultralytics-cls", image_size: int | None = None) -> dict[str, dict[str, int]]:
+def export_dataset(
+    path: str | Path, out: str | Path, *, format: DatasetFormat | str = DatasetFormat.ultralytics_cls, image_size: int | None = None,
+) -> dict[str, dict[str, int]]:
     """Read any dataset emolens reads and export it (`emolens export-dataset`)."""
     from emolens.data import load_dataset
-    from emolens.errors import ConfigError
     from emolens.preprocessing import PreprocessConfig
 
-    if format != "ultralytics-cls":
-        raise ConfigError(f"unknown export format {format!r}; expected ultralytics-cls")
+    parse_format(DatasetFormat, format)  # the one layout today; ConfigError naming the choices otherwise
     ds = load_dataset(path, image_size=image_size or PreprocessConfig().image_size)
     return to_ultralytics_cls(ds, out, progress=True)

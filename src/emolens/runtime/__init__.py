@@ -1,14 +1,23 @@
-"""Where the classifier runs: PyTorch, or ONNX through onnxruntime (imported only when used)."""
+"""Where the classifier runs: PyTorch, ONNX through onnxruntime, or TFLite through LiteRT (imported only when used)."""
 
-from emolens.runtime.backends import BACKENDS, Backend, TorchBackend, create_backend
+from emolens.runtime.backends import BACKENDS, Backend, BackendName, TorchBackend, create_backend
 from emolens.runtime.compiled import CompiledModel, compile_model
 
-__all__ = ["BACKENDS", "Backend", "CompiledModel", "OnnxBackend", "TorchBackend", "compile_model", "create_backend", "export_onnx"]
+__all__ = [
+    "BACKENDS", "Backend", "BackendName", "CompiledModel", "OnnxBackend", "TfliteBackend", "TorchBackend", "compile_model",
+    "create_backend", "export_onnx",
+]
+
+_LAZY = {
+    "OnnxBackend": "emolens.runtime.onnx", "export_onnx": "emolens.runtime.onnx", "export_onnx_bytes": "emolens.runtime.onnx",
+    "quantize_int8": "emolens.runtime.onnx", "TfliteBackend": "emolens.runtime.tflite",
+    "load_calibration_faces": "emolens.export.calibration",
+}
 
 
 def __getattr__(name: str):
-    if name in ("OnnxBackend", "export_onnx", "export_onnx_bytes", "quantize_int8", "load_calibration_faces"):
-        from emolens.runtime import onnx
+    if name in _LAZY:
+        import importlib
 
-        return getattr(onnx, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'emolens.runtime' has no attribute {name!r}")

@@ -1,12 +1,14 @@
 """Classifier backends: uint8 face crops (B, S, S) in, probabilities (B, C) out.
 
 `TorchBackend` runs the safetensors model through `emolens.inference.predict_proba`;
-`OnnxBackend` (emolens.runtime.onnx) runs an exported graph with onnxruntime. Both take the
-same crops and share `emolens.preprocessing.normalize` and the same temperature softmax.
+`OnnxBackend` (emolens.runtime.onnx) runs an exported graph with onnxruntime, `TfliteBackend`
+(emolens.runtime.tflite) a .tflite file with the LiteRT interpreter. All take the same crops
+and share `emolens.preprocessing.normalize` and the same temperature softmax.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,7 +16,16 @@ import numpy as np
 
 from emolens.errors import ConfigError
 
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
+class BackendName(StrEnum):
+    """What `backend=` (`--backend`) takes: the one list, for create_backend and the CLI."""
+
+    auto = "auto"  # onnx where onnxruntime is installed and the model runs on the CPU, else torch
+    torch = "torch"
+    onnx = "onnx"
+
+
+BACKENDS: tuple[str, ...] = tuple(b.value for b in BackendName if b is not BackendName.auto)  # the real ones
 
 
 class Backend(Protocol):
@@ -62,7 +73,7 @@ def create_backend(
     model: Any = None, backend: str = "torch", *, device: str = "cpu", tta: str = "none", threads: int | None = None,
     compile: bool = False,
 ) -> Backend:
-    """A backend from a model file (.safetensors or .onnx), a folder, None (the shipped model),
+    """A backend from a model file (.safetensors, .onnx or .tflite), a folder, None (the shipped model),
     a loaded nn.Module, or an existing backend.
 
     backend="onnx" with a PyTorch model exports it to ONNX in memory first (about a second);
@@ -79,7 +90,7 @@ def create_backend(
 
     from emolens.runtime.devices import resolve_device
 
-    if backend != "auto" and backend not in BACKENDS:
+    if backend not in set(BackendName):
         raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or auto")
     if hasattr(model, "predict_proba") and hasattr(model, "config"):
         return model
@@ -92,6 +103,12 @@ def create_backend(
         if tta != "none":
             raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with an .onnx model")
         return OnnxBackend(model, threads=threads)
+    if isinstance(model, str | Path) and Path(model).suffix == ".tflite":
+        from emolens.runtime.tflite import TfliteBackend
+
+        if tta != "none":
+            raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with a .tflite model")
+        return TfliteBackend(model, threads=threads)
     if backend == "onnx":
         from emolens.extras import require_extra
 
