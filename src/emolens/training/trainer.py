@@ -285,264 +285,388 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     folder holds checkpoints, history, curves and `best.safetensors`.
     """
     info = dist_.from_env()
-    ckpt_meta: dict[str, Any] | None = None
+    ckpt = None
     if resume is not None:
-        run_dir = Path(resume)
-        ckpt_path = run_dir / "checkpoints" / "last.safetensors"
-        if not ckpt_path.is_file():
-            raise ConfigError(f"{run_dir}: cannot resume, no checkpoint at {ckpt_path}; is this a run folder made by `emolens train`?")
-        model_state, optim_tensors, ckpt_meta = read_checkpoint(ckpt_path)
-        saved = load_config(base=TrainConfig.from_dict(ckpt_meta["config"]))
-        if config is None:
-            config = saved
-        changed = [k for k in _config_diff(saved.to_dict(), config.to_dict()) if k not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(
-                f"{run_dir}: cannot resume with changed settings {changed}; only {sorted(RESUMABLE_CHANGES)} may change. "
-                "Start a new run for other settings"
-            )
-        if ckpt_meta["world_size"] != info.world_size:
-            _log(info, f"emolens: warning: run was trained with {ckpt_meta['world_size']} processes, resuming with {info.world_size}; "
-                 "training continues but will not match an uninterrupted run")
+        config, ckpt = _open_resume_point(Path(resume), config, info)
     cfg = config or TrainConfig()
     device = resolve_device(cfg.run.device, info)
     dist_.setup(info, device)
     try:
-        return _train(cfg, info, device, dataset, resume, ckpt_meta, model_state if resume else None, optim_tensors if resume else None)
+        return _train(cfg, info, device, dataset, ckpt)
     finally:
         dist_.teardown()
 
 
-def _train(
-    cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset: FaceDataset | None,
-    resume: str | Path | None, ckpt_meta: dict[str, Any] | None,
-    model_state: dict[str, torch.Tensor] | None, optim_tensors: dict[str, torch.Tensor] | None,
-) -> TrainResult:
-    from emolens import __version__
+# ---------------------------------------------------------------------------- the steps of a run
 
-    amp = resolve_amp(cfg.run.amp, device)
 
-    # Run folder: rank 0 picks it, everyone learns its name.
-    if resume is not None:
-        run_dir = Path(resume)
+@dataclass
+class _ResumePoint:
+    """What `checkpoints/last` of the run being resumed holds."""
+
+    run_dir: Path
+    model_state: dict[str, torch.Tensor]
+    optim_tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]  # epoch, counters, schedule/stopper/scaler state, history, config, data, init, distill
+
+
+def _open_resume_point(run_dir: Path, config: TrainConfig | None, info: dist_.DistInfo) -> tuple[TrainConfig, _ResumePoint]:
+    """The run's last checkpoint, and the config to go on with: the saved one, or `config`
+    when it changes only what may change on resume (RESUMABLE_CHANGES)."""
+    ckpt_path = run_dir / "checkpoints" / "last.safetensors"
+    if not ckpt_path.is_file():
+        raise ConfigError(f"{run_dir}: cannot resume, no checkpoint at {ckpt_path}; is this a run folder made by `emolens train`?")
+    model_state, optim_tensors, meta = read_checkpoint(ckpt_path)
+    saved = load_config(base=TrainConfig.from_dict(meta["config"]))
+    config = config if config is not None else saved
+    changed = [k for k in _config_diff(saved.to_dict(), config.to_dict()) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: cannot resume with changed settings {changed}; only {sorted(RESUMABLE_CHANGES)} may change. "
+            "Start a new run for other settings"
+        )
+    if meta["world_size"] != info.world_size:
+        _log(info, f"emolens: warning: run was trained with {meta['world_size']} processes, resuming with {info.world_size}; "
+             "training continues but will not match an uninterrupted run")
+    return config, _ResumePoint(run_dir, model_state, optim_tensors, meta)
+
+
+def _run_folder(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, ckpt: _ResumePoint | None) -> tuple[TrainConfig, Path]:
+    """The run folder (rank 0 picks a fresh one, everyone learns its name), and the config with
+    run.name / run.out_dir set to it, saved there as config.yaml."""
+    if ckpt is not None:
+        run_dir = ckpt.run_dir
     else:
         run_dir = Path(dist_.broadcast_str(str(_fresh_run_dir(cfg, info)) if info.is_main else "", device))
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=run_dir.name, out_dir=str(run_dir.parent)))
     if info.is_main:
         cfg.save(run_dir / "config.yaml")
+    return cfg, run_dir
 
-    # Data, in memory as uint8 tensors; each batch moves to the device before augmentation.
+
+@dataclass
+class _Data:
+    """The dataset and its train / val rows, in memory as tensors (uint8 faces)."""
+
+    ds: FaceDataset
+    train: FaceDataset
+    val: FaceDataset
+    train_images: torch.Tensor  # (N, S, S) uint8; each batch moves to the device before augmentation
+    train_targets: torch.Tensor  # (N, C) float32 target distributions
+    val_images: torch.Tensor  # (M, S, S) uint8
+    val_labels: torch.Tensor  # (M,) int64
+
+
+def _load_data(cfg: TrainConfig, info: dist_.DistInfo, dataset: FaceDataset | None, ckpt: _ResumePoint | None) -> _Data:
     # Rank 0 reads first and fills the decoded-data cache; the others then read the cache.
     if not info.is_main:
         dist_.barrier()
     ds = dataset if dataset is not None else load_training_data(cfg, progress=cfg.run.progress and info.is_main)
     if info.is_main:
         dist_.barrier()
-    if ckpt_meta is not None and ckpt_meta["data"]["source_sha256"] != ds.source_sha256:
+    if ckpt is not None and ckpt.meta["data"]["source_sha256"] != ds.source_sha256:
         _log(info, f"emolens: warning: the data differs from the data this run started on (sha256 {ds.source_sha256[:12]} "
-             f"vs {ckpt_meta['data']['source_sha256'][:12]}); resume continues on the new data")
+             f"vs {ckpt.meta['data']['source_sha256'][:12]}); resume continues on the new data")
     train_ds, val_ds = split_train_val(ds, cfg)
-    train_images = torch.from_numpy(np.ascontiguousarray(train_ds.images))
-    train_targets = _targets(train_ds, cfg.loss.soft_labels)
-    val_images = torch.from_numpy(np.ascontiguousarray(val_ds.images))
-    val_labels = torch.from_numpy(val_ds.labels.astype(np.int64))
-    counts = np.bincount(train_ds.labels, minlength=len(ds.classes))
-    _log(info, f"emolens: {len(train_ds)} train / {len(val_ds)} val faces from {ds.source or cfg.data.path}; "
-         f"device {device}, {info.world_size} process(es), amp {amp or 'off'}; run folder {run_dir}")
+    return _Data(
+        ds=ds, train=train_ds, val=val_ds,
+        train_images=torch.from_numpy(np.ascontiguousarray(train_ds.images)), train_targets=_targets(train_ds, cfg.loss.soft_labels),
+        val_images=torch.from_numpy(np.ascontiguousarray(val_ds.images)), val_labels=torch.from_numpy(val_ds.labels.astype(np.int64)),
+    )
 
-    # Model, optimiser, schedule, loss. The same seed on every rank gives the same initial weights.
-    _seed_everything(cfg.run.seed)
-    mcfg = ModelConfig(
-        arch=cfg.model.arch, arch_kwargs=dict(cfg.model.kwargs), labels=tuple(ds.classes),
+
+@dataclass
+class _Parts:
+    """The model and everything that trains it."""
+
+    model: nn.Module
+    memory_format: torch.memory_format
+    teachers: list[nn.Module]
+    optimizer: torch.optim.Optimizer
+    sampler: Any  # rows of this process per epoch (training.samplers)
+    steps_per_epoch: int
+    schedule: LRSchedule
+    stopper: EarlyStopping
+    loss_fn: nn.Module
+    scaler: torch.amp.GradScaler
+    transform: Any  # TrainTransform
+    mix_gen: torch.Generator
+    init_meta: dict[str, Any] | None  # where model.init's weights came from
+    distill_meta: dict[str, Any] | None  # the teachers and the distillation settings
+
+
+def _model_config(cfg: TrainConfig, data: _Data, run_dir: Path) -> ModelConfig:
+    from emolens import __version__
+
+    return ModelConfig(
+        arch=cfg.model.arch, arch_kwargs=dict(cfg.model.kwargs), labels=tuple(data.ds.classes),
         preprocess=cfg.model.preprocess, name=run_dir.name, version=__version__,
     )
+
+
+def _build_parts(
+    cfg: TrainConfig, data: _Data, mcfg: ModelConfig, run_dir: Path, device: torch.device, amp: torch.dtype | None, info: dist_.DistInfo,
+    ckpt: _ResumePoint | None,
+) -> _Parts:
+    """Model, teachers, optimiser, sampler, schedule, loss. The same seed on every rank gives
+    the same initial weights."""
+    _seed_everything(cfg.run.seed)
     try:
         model = build_model(mcfg)
     except TypeError as exc:
         raise ConfigError(f"model.kwargs {cfg.model.kwargs} do not fit {cfg.model.arch!r}: {exc}") from None
     # A resumed run keeps what its first start recorded; its checkpoint already holds the weights.
-    init_meta = ckpt_meta.get("init") if ckpt_meta is not None else (_init_weights(model, cfg) if cfg.model.init else None)
+    init_meta = ckpt.meta.get("init") if ckpt is not None else (_init_weights(model, cfg) if cfg.model.init else None)
     channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    teachers, teacher_records = _load_teachers(cfg, tuple(ds.classes), device, memory_format)
-    if ckpt_meta is not None and ckpt_meta.get("distill") and [t["sha256"] for t in ckpt_meta["distill"]["teachers"]] != [t["sha256"] for t in teacher_records]:
+    teachers, teacher_records = _load_teachers(cfg, tuple(data.ds.classes), device, memory_format)
+    if ckpt is not None and ckpt.meta.get("distill") and [t["sha256"] for t in ckpt.meta["distill"]["teachers"]] != [t["sha256"] for t in teacher_records]:
         raise ConfigError(f"{run_dir}: distill.teachers changed since this run started; resume needs the same teacher files")
     distill_meta = {"teachers": teacher_records, "alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature} if teachers else None
     optimizer = _make_optimizer(model, cfg)
-    sampler = make_sampler(train_ds.labels, cfg.imbalance.strategy, num_replicas=info.world_size, rank=info.rank, seed=cfg.run.seed)
-    per_rank = len(sampler)  # type: ignore[arg-type]
-    bs = cfg.data.batch_size
+    sampler = make_sampler(data.train.labels, cfg.imbalance.strategy, num_replicas=info.world_size, rank=info.rank, seed=cfg.run.seed)
+    per_rank, bs = len(sampler), cfg.data.batch_size  # type: ignore[arg-type]
     steps_per_epoch = per_rank // bs if per_rank >= bs else 1  # drop the ragged last batch: BatchNorm dislikes tiny ones
     if cfg.schedule.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.schedule.max_steps_per_epoch)
-    schedule = LRSchedule(cfg.schedule, cfg.optim.lr, steps_per_epoch)
-    stopper = EarlyStopping(cfg.schedule.monitor, cfg.schedule.early_stop_patience, cfg.schedule.min_delta)
-    loss_fn = make_loss(cfg.loss, cfg.imbalance, counts).to(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    transform = create_transform(cfg.model.preprocess, cfg.aug, is_training=True)
-    mix_gen = torch.Generator()
+    counts = np.bincount(data.train.labels, minlength=len(data.ds.classes))
+    return _Parts(
+        model=model, memory_format=memory_format, teachers=teachers, optimizer=optimizer, sampler=sampler, steps_per_epoch=steps_per_epoch,
+        schedule=LRSchedule(cfg.schedule, cfg.optim.lr, steps_per_epoch),
+        stopper=EarlyStopping(cfg.schedule.monitor, cfg.schedule.early_stop_patience, cfg.schedule.min_delta),
+        loss_fn=make_loss(cfg.loss, cfg.imbalance, counts).to(device),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        transform=create_transform(cfg.model.preprocess, cfg.aug, is_training=True), mix_gen=torch.Generator(),
+        init_meta=init_meta, distill_meta=distill_meta,
+    )
 
-    history: list[dict[str, Any]] = []
-    start_epoch, global_step, seconds_before = 0, 0, 0.0
-    if ckpt_meta is not None:
-        assert model_state is not None and optim_tensors is not None
-        try:
-            model.load_state_dict(model_state)
-        except RuntimeError as exc:
-            raise ModelError(f"{run_dir}: checkpoint does not fit the model {cfg.model.arch!r}: {exc}") from None
-        optimizer.load_state_dict(unflatten_optimizer(optim_tensors, ckpt_meta["optimizer"], optimizer.state_dict()))
-        schedule.load_state_dict(ckpt_meta["schedule"])
-        stopper.load_state_dict(ckpt_meta["early_stopping"])
-        if ckpt_meta.get("scaler"):
-            scaler.load_state_dict(ckpt_meta["scaler"])
-        history = list(ckpt_meta["history"])
-        start_epoch, global_step, seconds_before = int(ckpt_meta["epoch"]), int(ckpt_meta["global_step"]), float(ckpt_meta["seconds"])
-        stopper.patience = cfg.schedule.early_stop_patience  # may have been changed on resume
-        if stopper.stop and cfg.schedule.early_stop_patience and stopper.bad_epochs >= cfg.schedule.early_stop_patience:
-            _log(info, f"emolens: {run_dir} stopped early at epoch {start_epoch}; raise schedule.early_stop_patience to continue")
-        elif start_epoch >= cfg.schedule.epochs:
-            _log(info, f"emolens: {run_dir} already trained {start_epoch} of {cfg.schedule.epochs} epochs; pass --epochs N to train longer")
-        else:
-            stopper.stop = False
-        _log(info, f"emolens: resuming {run_dir} after epoch {start_epoch}")
 
-    net: nn.Module = model
-    if info.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+@dataclass
+class _Progress:
+    """Where the run stands; all of it is in every `last` checkpoint."""
 
-    t_start = time.perf_counter()
-    epoch = start_epoch
-    data_meta = {"path": cfg.data.path, "source": ds.source, "source_sha256": ds.source_sha256, "n_train": len(train_ds), "n_val": len(val_ds)}
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0  # epochs done
+    global_step: int = 0
+    seconds_before: float = 0.0  # training time of earlier sessions of this run
+    best_ckpt: dict[str, Any] = field(default_factory=lambda: {"epoch": -1})  # which epoch and weights checkpoints/best holds
+
+
+def _restore(parts: _Parts, ckpt: _ResumePoint, cfg: TrainConfig, info: dist_.DistInfo) -> _Progress:
+    """Put the model, optimiser, schedule, stopper and scaler back as `last` saved them."""
+    meta = ckpt.meta
+    try:
+        parts.model.load_state_dict(ckpt.model_state)
+    except RuntimeError as exc:
+        raise ModelError(f"{ckpt.run_dir}: checkpoint does not fit the model {cfg.model.arch!r}: {exc}") from None
+    parts.optimizer.load_state_dict(unflatten_optimizer(ckpt.optim_tensors, meta["optimizer"], parts.optimizer.state_dict()))
+    parts.schedule.load_state_dict(meta["schedule"])
+    stopper = parts.stopper
+    stopper.load_state_dict(meta["early_stopping"])
+    if meta.get("scaler"):
+        parts.scaler.load_state_dict(meta["scaler"])
+    progress = _Progress(list(meta["history"]), int(meta["epoch"]), int(meta["global_step"]), float(meta["seconds"]), best_record(meta))
+    stopper.patience = cfg.schedule.early_stop_patience  # may have been changed on resume
+    run_dir, done = ckpt.run_dir, progress.epoch
+    if stopper.stop and cfg.schedule.early_stop_patience and stopper.bad_epochs >= cfg.schedule.early_stop_patience:
+        _log(info, f"emolens: {run_dir} stopped early at epoch {done}; raise schedule.early_stop_patience to continue")
+    elif done >= cfg.schedule.epochs:
+        _log(info, f"emolens: {run_dir} already trained {done} of {cfg.schedule.epochs} epochs; pass --epochs N to train longer")
+    else:
+        stopper.stop = False
+    _log(info, f"emolens: resuming {run_dir} after epoch {done}")
+    return progress
+
+
+def _model_record(
+    cfg: TrainConfig, data: _Data, parts: _Parts, mcfg: ModelConfig, device: torch.device, amp: torch.dtype | None, info: dist_.DistInfo,
+) -> _ModelRecord:
+    """What every model file of the run records beside the weights: config, data, device, versions."""
+    from emolens import __version__
+
+    data_meta = {"path": cfg.data.path, "source": data.ds.source, "source_sha256": data.ds.source_sha256, "n_train": len(data.train), "n_val": len(data.val)}
     if cfg.data.ferplus:  # the labels come from a second file: its content is part of the data
         from emolens.data.cache import hash_file
 
         data_meta["ferplus_sha256"] = hash_file(Path(cfg.data.ferplus))
-    record = _ModelRecord(mcfg, {
-        "config": cfg.to_dict(), "data": data_meta, "init": init_meta, "distill": distill_meta, "device": str(device), "device_name": _device_name(device), "world_size": info.world_size,
+    return _ModelRecord(mcfg, {
+        "config": cfg.to_dict(), "data": data_meta, "init": parts.init_meta, "distill": parts.distill_meta, "device": str(device),
+        "device_name": _device_name(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
     })
-    best_path = run_dir / "best.safetensors"
-    # Which epoch and weights checkpoints/best holds; every `last` records it, so resume can tell.
-    best_ckpt = best_record(ckpt_meta) if ckpt_meta is not None else {"epoch": -1}
-    if ckpt_meta is not None and info.is_main:
-        _repair_run(run_dir, ckpt_meta, record, history, stopper, cfg.run.plots, info)
-    while epoch < cfg.schedule.epochs and not stopper.stop:
-        # Every random stream restarts from (seed, epoch, rank): resume needs no RNG state.
-        eseed = _epoch_seed(cfg.run.seed, epoch, info.rank)
-        _seed_everything(eseed)
-        transform.reseed(eseed)
-        mix_gen.manual_seed(eseed ^ 0x5EED)
-        rows = epoch_indices(sampler, epoch)
-        t0 = time.perf_counter()
-        net.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        bar = None
-        if info.is_main and cfg.run.progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
-        lr = schedule.lr_at(global_step)
-        for b in range(steps_per_epoch):
-            idx = torch.from_numpy(rows[b * bs : (b + 1) * bs])
-            lr = schedule.lr_at(global_step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = transform(train_images[idx].to(device, non_blocking=True))  # (B, 1, I, I)
-            target = train_targets[idx].to(device, non_blocking=True)  # (B, C)
-            x, target = mix_batch(x, target, cfg.aug, mix_gen)
-            x = x.contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = net(x)
-                if teachers:
-                    with torch.no_grad():
-                        teacher_logits = [t(x) for t in teachers]
-            loss = loss_fn(logits, target)
-            if teachers:
-                a = cfg.distill.alpha
-                loss = (1.0 - a) * loss + a * distillation_loss(logits, teacher_logits, cfg.distill.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            global_step += 1
-            loss_sum += loss.detach().double() * len(idx)
-            correct += (logits.detach().argmax(1) == target.argmax(1)).sum()
-            seen += len(idx)
-            if bar is not None:
-                bar.update(1)
-                if b % 10 == 0 or b == steps_per_epoch - 1:  # .item() syncs the GPU: not every step
-                    rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
-        if bar is not None:
-            bar.close()
-        stats = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
-        dist_.all_reduce_sum(stats)
+
+def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset: FaceDataset | None, ckpt: _ResumePoint | None) -> TrainResult:
+    amp = resolve_amp(cfg.run.amp, device)
+    cfg, run_dir = _run_folder(cfg, info, device, ckpt)
+    data = _load_data(cfg, info, dataset, ckpt)
+    _log(info, f"emolens: {len(data.train)} train / {len(data.val)} val faces from {data.ds.source or cfg.data.path}; "
+         f"device {device}, {info.world_size} process(es), amp {amp or 'off'}; run folder {run_dir}")
+    mcfg = _model_config(cfg, data, run_dir)
+    parts = _build_parts(cfg, data, mcfg, run_dir, device, amp, info, ckpt)
+    progress = _restore(parts, ckpt, cfg, info) if ckpt is not None else _Progress()
+    net: nn.Module = parts.model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(parts.model, device_ids=[device.index] if device.type == "cuda" else None)
+    record = _model_record(cfg, data, parts, mcfg, device, amp, info)
+    best_path = run_dir / "best.safetensors"
+    stopper = parts.stopper
+    if ckpt is not None and info.is_main:
+        _repair_run(run_dir, ckpt.meta, record, progress.history, stopper, cfg.run.plots, info)
+
+    t_start = time.perf_counter()
+    while progress.epoch < cfg.schedule.epochs and not stopper.stop:
+        t0 = time.perf_counter()
+        lr, stats = _train_epoch(net, parts, data, cfg, progress, device, amp, info)
         train_secs = time.perf_counter() - t0
-        # Checked once per epoch on the reduced sum (a per-step check would sync the GPU every
-        # step), so every process sees the same value and stops together.
-        if not torch.isfinite(stats[0]):
-            raise ModelError(f"training loss became {stats[0].item()} in epoch {epoch + 1}; lower optim.lr or set optim.grad_clip")
-        dist_.broadcast_buffers(model)  # every process scores (and rank 0 saves) the same model
-        val = evaluate(model, val_images, val_labels, cfg, device, amp, info, memory_format)
-        epoch += 1
+        dist_.broadcast_buffers(parts.model)  # every process scores (and rank 0 saves) the same model
+        val = evaluate(parts.model, data.val_images, data.val_labels, cfg, device, amp, info, parts.memory_format)
+        progress.epoch += 1
         value = val[cfg.schedule.monitor]
-        is_best = stopper.update(value, epoch)
-        schedule.epoch_end(value)
+        is_best = stopper.update(value, progress.epoch)
+        parts.schedule.epoch_end(value)
         row = {
-            "epoch": epoch, "lr": lr,
+            "epoch": progress.epoch, "lr": lr,
             "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]), **val,
             "seconds": round(time.perf_counter() - t0, 3), "images_per_s": round(float(stats[2]) / max(train_secs, 1e-9), 1),
         }
-        history.append(row)
-        _log(info, f"epoch {epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        progress.history.append(row)
+        _log(info, f"epoch {progress.epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
              f"val loss {val['val_loss']:.4f} acc {val['val_acc']:.4f} f1 {val['val_f1']:.4f}  "
              f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *best*" if is_best else ""))
         if info.is_main:
-            seconds = seconds_before + time.perf_counter() - t_start
-            meta = {
-                "epoch": epoch, "global_step": global_step, "seconds": seconds, "world_size": info.world_size,
-                "config": cfg.to_dict(), "data": data_meta, "schedule": schedule.state_dict(),
-                "early_stopping": stopper.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "history": history, "emolens_version": __version__, "init": init_meta, "distill": distill_meta,
-            }
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # one copy off the device, hashed and saved
-            sha = weights_sha256(state)
-            if is_best:
-                best_ckpt = {"epoch": epoch, "weights_sha256": sha}
-            blob, text = encode_checkpoint(state, optimizer.state_dict(), {**meta, "best": best_ckpt}, sha)
-            ckpt_dir = run_dir / "checkpoints"
-            # `last` first: it commits the epoch. Written after it, `best` can only lag behind
-            # what `last` records (never lead it), and `last` then holds the weights it lacks;
-            # written before it, a kill would leave `best` holding an epoch that resume trains again.
-            write_checkpoint(ckpt_dir / "last.safetensors", blob, text)
-            if is_best:
-                write_checkpoint(ckpt_dir / "best.safetensors", blob, text)
-                _save_best_model(model, record, best_path, history, stopper, seconds, sha)
-            write_history(run_dir, history)
-            if cfg.run.plots:
-                plot_curves(run_dir, history)
+            seconds = progress.seconds_before + time.perf_counter() - t_start
+            _write_epoch(run_dir, cfg, parts, record, progress, is_best, seconds, info)
         # Rank 0 decides, so every process leaves the loop together.
         stopper.stop = dist_.broadcast_flag(stopper.stop, device)
         if stopper.stop:
             _log(info, f"emolens: early stop: {cfg.schedule.monitor} has not improved for {stopper.bad_epochs} epochs")
         dist_.barrier()
 
-    seconds = seconds_before + time.perf_counter() - t_start
+    seconds = progress.seconds_before + time.perf_counter() - t_start
     metrics: dict[str, Any] = {}
     best_model = None
     if info.is_main:
-        best_model, metrics = _finalize(record, best_path, history, stopper, seconds, val_ds, device, cfg.data.eval_batch_size, info)
+        best_model, metrics = _finalize(record, best_path, progress.history, stopper, seconds, data.val, device, cfg.data.eval_batch_size, info)
     dist_.barrier()
     return TrainResult(
-        run_dir=run_dir, model_path=best_path, best_epoch=stopper.best_epoch, metrics=metrics, history=history,
-        epochs_run=epoch, seconds=seconds, stopped_early=stopper.stop, model=best_model,
+        run_dir=run_dir, model_path=best_path, best_epoch=stopper.best_epoch, metrics=metrics, history=progress.history,
+        epochs_run=progress.epoch, seconds=seconds, stopped_early=stopper.stop, model=best_model,
     )
+
+
+def _train_epoch(
+    net: nn.Module, parts: _Parts, data: _Data, cfg: TrainConfig, progress: _Progress, device: torch.device, amp: torch.dtype | None,
+    info: dist_.DistInfo,
+) -> tuple[float, torch.Tensor]:
+    """One epoch of steps; returns the last learning rate and (loss sum, correct, seen) summed
+    over processes. Advances `progress.global_step`."""
+    # Every random stream restarts from (seed, epoch, rank): resume needs no RNG state.
+    eseed = _epoch_seed(cfg.run.seed, progress.epoch, info.rank)
+    _seed_everything(eseed)
+    parts.transform.reseed(eseed)
+    parts.mix_gen.manual_seed(eseed ^ 0x5EED)
+    rows = epoch_indices(parts.sampler, progress.epoch)
+    t0 = time.perf_counter()
+    net.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    bar = None
+    if info.is_main and cfg.run.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=parts.steps_per_epoch, desc=f"epoch {progress.epoch + 1}/{cfg.schedule.epochs}", leave=False, dynamic_ncols=True, file=sys.stderr)
+    bs = cfg.data.batch_size
+    lr = parts.schedule.lr_at(progress.global_step)
+    for b in range(parts.steps_per_epoch):
+        idx = torch.from_numpy(rows[b * bs : (b + 1) * bs])
+        lr = parts.schedule.lr_at(progress.global_step)
+        for group in parts.optimizer.param_groups:
+            group["lr"] = lr
+        x = parts.transform(data.train_images[idx].to(device, non_blocking=True))  # (B, 1, I, I)
+        target = data.train_targets[idx].to(device, non_blocking=True)  # (B, C)
+        logits, target, loss = _step(net, parts, cfg, x, target, amp)
+        progress.global_step += 1
+        loss_sum += loss.detach().double() * len(idx)
+        correct += (logits.detach().argmax(1) == target.argmax(1)).sum()
+        seen += len(idx)
+        if bar is not None:
+            bar.update(1)
+            if b % 10 == 0 or b == parts.steps_per_epoch - 1:  # .item() syncs the GPU: not every step
+                rate = seen * info.world_size / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
+    if bar is not None:
+        bar.close()
+    stats = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+    dist_.all_reduce_sum(stats)
+    # Checked once per epoch on the reduced sum (a per-step check would sync the GPU every
+    # step), so every process sees the same value and stops together.
+    if not torch.isfinite(stats[0]):
+        raise ModelError(f"training loss became {stats[0].item()} in epoch {progress.epoch + 1}; lower optim.lr or set optim.grad_clip")
+    return lr, stats
+
+
+def _step(
+    net: nn.Module, parts: _Parts, cfg: TrainConfig, x: torch.Tensor, target: torch.Tensor, amp: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on the augmented batch x (B, 1, I, I) and targets (B, C): mix, forward
+    (through the teachers too), backward, clip, step. Returns the logits (B, C), the targets as
+    trained (mixed when mixing is on) and the loss."""
+    x, target = mix_batch(x, target, cfg.aug, parts.mix_gen)
+    x = x.contiguous(memory_format=parts.memory_format)
+    device_type = x.device.type
+    with torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = net(x)
+        if parts.teachers:
+            with torch.no_grad():
+                teacher_logits = [t(x) for t in parts.teachers]
+    loss = parts.loss_fn(logits, target)
+    if parts.teachers:
+        a = cfg.distill.alpha
+        loss = (1.0 - a) * loss + a * distillation_loss(logits, teacher_logits, cfg.distill.temperature)
+    optimizer, scaler = parts.optimizer, parts.scaler
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.optim.grad_clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.optim.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, target, loss
+
+
+def _write_epoch(
+    run_dir: Path, cfg: TrainConfig, parts: _Parts, record: _ModelRecord, progress: _Progress, is_best: bool, seconds: float,
+    info: dist_.DistInfo,
+) -> None:
+    """Rank 0's files of one epoch: `last` (the commit point), then `best`, the model file, the
+    history and the curves when the epoch is the best."""
+    from emolens import __version__
+
+    meta = {
+        "epoch": progress.epoch, "global_step": progress.global_step, "seconds": seconds, "world_size": info.world_size,
+        "config": cfg.to_dict(), "data": record.static["data"], "schedule": parts.schedule.state_dict(),
+        "early_stopping": parts.stopper.state_dict(), "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else None,
+        "history": progress.history, "emolens_version": __version__, "init": parts.init_meta, "distill": parts.distill_meta,
+    }
+    state = {k: v.detach().cpu() for k, v in parts.model.state_dict().items()}  # one copy off the device, hashed and saved
+    sha = weights_sha256(state)
+    if is_best:
+        progress.best_ckpt = {"epoch": progress.epoch, "weights_sha256": sha}
+    blob, text = encode_checkpoint(state, parts.optimizer.state_dict(), {**meta, "best": progress.best_ckpt}, sha)
+    ckpt_dir = run_dir / "checkpoints"
+    # `last` first: it commits the epoch. Written after it, `best` can only lag behind
+    # what `last` records (never lead it), and `last` then holds the weights it lacks;
+    # written before it, a kill would leave `best` holding an epoch that resume trains again.
+    write_checkpoint(ckpt_dir / "last.safetensors", blob, text)
+    if is_best:
+        write_checkpoint(ckpt_dir / "best.safetensors", blob, text)
+        _save_best_model(parts.model, record, run_dir / "best.safetensors", progress.history, parts.stopper, seconds, sha)
+    write_history(run_dir, progress.history)
+    if cfg.run.plots:
+        plot_curves(run_dir, progress.history)
 
 
 @dataclass
