@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from emolens.cli.app import app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emolens.data import FaceDataset
 
 CALIBRATED_NAME = "model-calibrated.safetensors"
 
@@ -71,11 +74,13 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a model: accuracy, balanced accuracy, macro-F1, per-class figures, confusion matrix, calibration."""
     from emolens.data import load_dataset
-    from emolens.evaluation import calibrate_model, evaluate
+    from emolens.evaluation import evaluate
     from emolens.evaluation.report import REPORT_FILES
     from emolens.models import read_model_config, resolve_model_path
     from emolens.paths import free_dir
 
+    if class_bias and not calibrate:
+        raise typer.BadParameter("--class-bias needs --calibrate (it writes a new model file)", param_hint="--class-bias")
     split, tta = Split(split).value, TTA(tta).value  # plain strings for the Python API
     model_path = resolve_model_path(model)  # a missing model fails before minutes of data loading
     cfg = read_model_config(model_path)
@@ -84,27 +89,36 @@ def evaluate_cmd(
     if out_dir != out:
         typer.echo(f"{out} already holds a report; writing to {out_dir} instead", err=True)
 
-    if class_bias and not calibrate:
-        raise typer.BadParameter("--class-bias needs --calibrate (it writes a new model file)", param_hint="--class-bias")
     if calibrate:
-        cal = calibrate_model(
-            model_path, dataset, calibrated_out or out_dir / CALIBRATED_NAME, tta=tta, batch_size=batch_size, device=device, progress=True,
-            class_bias=class_bias, min_recall=min_recall,
+        model_path = _calibrate(
+            model_path, dataset, calibrated_out or out_dir / CALIBRATED_NAME, tta=tta, batch_size=batch_size, device=device,
+            class_bias=class_bias, min_recall=min_recall, labels=cfg.labels,
         )
-        if cal.class_bias is not None:
-            typer.echo(
-                f"class offsets fitted on val: {', '.join(f'{n} {b:+.2f}' for n, b in zip(cfg.labels, cal.class_bias, strict=True))}; "
-                f"val accuracy {cal.val_acc_before:.4f} -> {cal.val_acc_after:.4f}, macro-F1 {cal.val_f1_before:.4f} -> {cal.val_f1_after:.4f}"
-            )
-        typer.echo(
-            f"calibrated on val ({cal.n_images} images): temperature {cal.temperature_before:.3f} -> {cal.temperature:.3f}, "
-            f"ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}, NLL {cal.nll_before:.4f} -> {cal.nll_after:.4f}"
-        )
-        typer.echo(f"calibrated model written to {cal.path}")
-        model_path = cal.path
-
     report = evaluate(model_path, dataset, split=split, tta=tta, batch_size=batch_size, device=device, progress=True)
     saved = report.save(out_dir)
     typer.echo(f"\n{report.model_name} on {split} of {dataset.source} ({report.n_images} images, TTA {tta})")
     typer.echo(str(report))
     typer.echo(f"\nreport written to {saved}/: {', '.join(REPORT_FILES)}")
+
+
+def _calibrate(
+    model_path: Path, dataset: FaceDataset, out: Path, *, tta: str, batch_size: int, device: str | None, class_bias: bool, min_recall: float,
+    labels: tuple[str, ...],
+) -> Path:
+    """`calibrate_model` on val, its figures echoed; returns the new model file."""
+    from emolens.evaluation import calibrate_model
+
+    cal = calibrate_model(
+        model_path, dataset, out, tta=tta, batch_size=batch_size, device=device, progress=True, class_bias=class_bias, min_recall=min_recall,
+    )
+    if cal.class_bias is not None:
+        typer.echo(
+            f"class offsets fitted on val: {', '.join(f'{n} {b:+.2f}' for n, b in zip(labels, cal.class_bias, strict=True))}; "
+            f"val accuracy {cal.val_acc_before:.4f} -> {cal.val_acc_after:.4f}, macro-F1 {cal.val_f1_before:.4f} -> {cal.val_f1_after:.4f}"
+        )
+    typer.echo(
+        f"calibrated on val ({cal.n_images} images): temperature {cal.temperature_before:.3f} -> {cal.temperature:.3f}, "
+        f"ECE {cal.ece_before:.4f} -> {cal.ece_after:.4f}, NLL {cal.nll_before:.4f} -> {cal.nll_after:.4f}"
+    )
+    typer.echo(f"calibrated model written to {cal.path}")
+    return cal.path
