@@ -124,12 +124,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path | None, workers: int, max_queue: int) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path | None, workers: int, max_queue: int, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "emolens", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers), "--max-queue", str(max_queue), "--log-level", "warning"]
     if model is not None:
         cmd += ["--model", str(model)]
+    cmd += list(extra)
     proc = subprocess.Popen(cmd)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -148,7 +149,17 @@ def start_server(model: Path | None, workers: int, max_queue: int) -> tuple[subp
     raise SystemExit("the server did not answer /healthz within 60 s")
 
 
-async def run_load(url: str, body: bytes, content_type: str, requests: int, concurrency: int, max_seconds: float, warmup: int) -> dict:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process so far: this one, or the server by its pid."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_load(
+    url: str, body: bytes, content_type: str, requests: int, concurrency: int, max_seconds: float, warmup: int, server_pid: int | None = None,
+) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -181,10 +192,18 @@ async def run_load(url: str, body: bytes, content_type: str, requests: int, conc
                     for key in server_ms:
                         if out["timings"].get(key) is not None:
                             server_ms[key].append(out["timings"][key])
+                    for key, ms in (out["timings"].get("pipeline_ms") or {}).items():  # the recognizer's own split
+                        server_ms.setdefault(f"pipeline_{key}_ms", []).append(ms)
 
         start = time.perf_counter()
+        cpu0 = (cpu_seconds(), cpu_seconds(server_pid) if server_pid else None)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
+        # Where the machine's CPU went, per answered request: the server, and these clients.
+        done = max(1, sum(statuses.values()))
+        cpu_ms = {"client": round((cpu_seconds() - cpu0[0]) / done * 1000, 1)}
+        if server_pid:
+            cpu_ms["server"] = round((cpu_seconds(server_pid) - cpu0[1]) / done * 1000, 1)
         health = (await client.get("/healthz")).json()
         model = (await client.get("/v1/model")).json()
 
@@ -197,6 +216,7 @@ async def run_load(url: str, body: bytes, content_type: str, requests: int, conc
         "latency_ms": {q: round(float(np.percentile(lat_ms, p)), 1) for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))}
         if len(lat_ms) else {},
         "server_median_ms": {k: round(statistics.median(v), 1) for k, v in server_ms.items() if v},
+        "cpu_ms_per_request": cpu_ms, "load_average": [round(x, 2) for x in os.getloadavg()],
         "faces_per_response": {str(k): v for k, v in sorted(faces.items())},
         "model": {k: model.get(k) for k in ("name", "version", "arch", "backend", "detector")},
         "server_pool": health["pool"],
@@ -210,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, help="model for the server this script starts (default: shipped, else random)")
     p.add_argument("--workers", type=int, default=2, help="inference threads of the started server")
     p.add_argument("--max-queue", type=int, default=32, help="queue of the started server; >= concurrency for zero 503s")
+    p.add_argument("--backend", help="--backend of the started server (default: emolens serve's)")
+    p.add_argument("--detector", help="--detector of the started server (default: emolens serve's)")
     p.add_argument("--image", type=Path, help="image to send (default: scikit-image's astronaut as JPEG)")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
@@ -247,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                 from emolens.models import default_model_path
 
                 model = None if default_model_path().exists() else random_model(Path(tmp.name))
-            proc, url = start_server(model, args.workers, args.max_queue)
-        report = asyncio.run(run_load(url, body, content_type, args.requests, args.concurrency, args.max_seconds, args.warmup))
+            extra = [arg for flag, value in (("--backend", args.backend), ("--detector", args.detector)) if value for arg in (flag, value)]
+            proc, url = start_server(model, args.workers, args.max_queue, extra)
+        report = asyncio.run(run_load(
+            url, body, content_type, args.requests, args.concurrency, args.max_seconds, args.warmup, proc.pid if proc else None,
+        ))
     finally:
         if proc is not None:
             proc.terminate()

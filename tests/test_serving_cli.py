@@ -102,3 +102,14 @@ def test_binding_a_public_address_warns(launched, model_path, caplog):
     with caplog.at_level(logging.WARNING, logger="emolens.serving"):
         assert main(["serve", "--model", str(model_path), "--host", "::1"]) == 0
     assert "no authentication" not in caplog.text
+
+
+def test_min_face_size_reaches_every_workers_detector(launched, model_path):
+    assert main(["serve", "--model", str(model_path), "--min-face-size", "64"]) == 0
+    (app, _), = launched["run"]
+    assert app.state.limits.min_face_size == 64
+    assert launched["recognizer_args"][1]["min_face_size"] == 64
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/healthz").json()["limits"]["min_face_size"] == 64
+        assert client.post("/v1/predict", content=b"", headers={"content-type": "image/jpeg"}).status_code == 422
+    assert app.state.recognizer.detector.min_face_size == 64

@@ -26,6 +26,7 @@ def serve(
     max_crop_pixels: Annotated[int, typer.Option(help="Largest face crop (width x height) on /v1/predict/crops (413 beyond).")] = _D.max_crop_pixels,
     pixel_budget: Annotated[int, typer.Option(help="Decoded pixels in memory at once, all requests together; others wait, then 503.")] = _D.pixel_budget,
     max_side: Annotated[int, typer.Option(help="Photos are shrunk to this longer side before face detection; boxes come back in the photo's pixels.")] = _D.max_side,
+    min_face_size: Annotated[int, typer.Option(help="Smallest face side searched, in pixels of the photo as detected; lower finds smaller faces, slower.")] = _D.min_face_size,
     read_timeout: Annotated[float, typer.Option(help="Seconds for a request's headers, and again for its body (408 beyond); raise it for slow networks.")] = _D.read_timeout,
     max_connections: Annotated[int, typer.Option(help="Open HTTP connections at once (503 beyond).")] = _D.max_connections,
     max_streams: Annotated[int, typer.Option(help="Open /v1/stream WebSockets at once.")] = _D.max_streams,
@@ -44,7 +45,7 @@ def serve(
     run_server(
         model, host=host, port=port, workers=workers, max_queue=max_queue, max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels, max_batch=max_batch, max_crop_pixels=max_crop_pixels, pixel_budget=pixel_budget,
-        max_side=max_side, read_timeout=read_timeout, max_connections=max_connections, max_streams=max_streams,
+        max_side=max_side, min_face_size=min_face_size, read_timeout=read_timeout, max_connections=max_connections, max_streams=max_streams,
         allow_hosts=tuple(allow_host or ()), allow_origins=tuple(allow_origin or ()), detector=detector, backend=backend,
         log_level=log_level,
     )
