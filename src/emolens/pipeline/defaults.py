@@ -21,7 +21,9 @@ class PipelineDefaults:
     min_face_size: int = 40
     # Video and webcam: search the whole frame every N frames, follow known faces in between.
     detect_every: int = 5
-    # Weight of the past in each tracked face's moving average of scores, in [0, 1); 0 is off.
+    # Weight of the past in each tracked face's moving average of scores, in [0, 1); 0 is off
+    # (--smooth 0). On by default: a steady face keeps a steady label (benchmarks/smoothing.py),
+    # and a real change of expression still shows within about 3 frames.
     smooth: float = 0.5
     # Inference threads of the classifier for video and live streams (a frame holds few faces).
     stream_threads: int = 1
