@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean default-model test-extras venv-fer
+.PHONY: venv demo test lint clean default-model test-extras venv-fer venv-tflite test-tflite
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,22 @@ $(VISION)/.installed: pyproject.toml
 
 test-extras: $(VISION)/.installed
 	OMP_NUM_THREADS=1 $(VISION)/bin/python -m pytest -q tests/test_timm_adapter.py tests/test_yolo_export.py
+
+# TFLite export (`emolens export --format tflite`): litert-torch and the LiteRT interpreter, no
+# TensorFlow, with this project's CPU torch. Their dependencies (jax, transformers, torchao; 2.7 GB)
+# would downgrade typing-extensions, pydantic and anyio under the server extra in .venv, so they get
+# an environment of their own (about 5 min to install). Not part of `make test` for that reason.
+TFLITE := .venv-tflite
+$(TFLITE)/.installed: pyproject.toml
+	$(PY) -m venv $(TFLITE)
+	$(TFLITE)/bin/pip install -q "$(TORCH)"
+	$(TFLITE)/bin/pip install -q -e ".[tflite]" "pytest>=8" "scikit-image>=0.22" "onnx>=1.15" "onnxruntime>=1.17" "$(TORCH)"
+	touch $@
+
+venv-tflite: $(TFLITE)/.installed
+
+test-tflite: $(TFLITE)/.installed
+	OMP_NUM_THREADS=1 $(TFLITE)/bin/python -m pytest -q tests/test_tflite.py tests/test_onnx.py
 
 # The `fer` package, the peer of benchmarks/speed.py (--fer-python .venv-fer/bin/python) and of
 # benchmarks/accuracy.py (benchmarks/peers.py), which runs it beside torch: TensorFlow and a GUI

@@ -116,15 +116,14 @@ def _check_output(path: Path, format: ModelFormat, overwrite: bool) -> Path:
     return path
 
 
-def _int8_faces(calibration: Any, dynamic: bool, preprocess: Any) -> np.ndarray | None:
-    """The calibration faces for int8, or None for dynamic; ConfigError when neither is asked for."""
-    if dynamic:
-        if calibration is not None:
-            raise ConfigError("dynamic int8 calibrates nothing: pass either calibration faces (--data) or --dynamic, not both")
-        return None
-    if calibration is None:
+def _check_int8_request(int8: bool, calibration: Any, dynamic: bool) -> None:
+    """Static int8 needs faces, dynamic int8 takes none; checked before any slow work."""
+    if dynamic and not int8:
+        raise ConfigError("dynamic=True (--dynamic) is a kind of int8: pass it with int8=True (--int8)")
+    if dynamic and calibration is not None:
+        raise ConfigError("dynamic int8 calibrates nothing: pass either calibration faces (--data) or --dynamic, not both")
+    if int8 and not dynamic and calibration is None:
         raise ConfigError(NEEDS_FACES)
-    return calibration_faces(calibration, preprocess)
 
 
 def export_model(
@@ -146,8 +145,7 @@ def export_model(
     module_name, fp32_name, int8_name, backend_name = _FORMATS[fmt]
     module = importlib.import_module(module_name)
     module.require_export_extra()  # before minutes of calibration or model loading
-    if dynamic and not int8:
-        raise ConfigError("dynamic=True (--dynamic) is a kind of int8: pass it with int8=True (--int8)")
+    _check_int8_request(int8, calibration, dynamic)
     from emolens.models import load_model, resolve_model_path
     from emolens.models.io import atomic_write_bytes
 
@@ -156,7 +154,7 @@ def export_model(
     path = _check_output(Path(output) if output is not None else default_output(model, fmt, int8), fmt, overwrite)
     if not isinstance(model, torch.nn.Module):
         model = load_model(model)
-    faces = _int8_faces(calibration, dynamic, model.emolens_config.preprocess) if int8 else None
+    faces = calibration_faces(calibration, model.emolens_config.preprocess) if int8 else None
     data = getattr(module, fp32_name)(model, **options)
     if int8:
         data, _ = getattr(module, int8_name)(data, faces)

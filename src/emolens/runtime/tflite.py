@@ -38,6 +38,10 @@ MAX_BATCH = 4096  # the largest batch the exported graph is traced for; TfliteBa
 
 
 def require_export_extra() -> None:
+    import logging
+
+    # torchao (a litert-torch dependency) warns at import that this CPU machine has no Triton.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
     for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert.interpreter"):
         import_extra(module, "tflite", EXPORT_PURPOSE)
 
