@@ -269,10 +269,53 @@ def test_cli_hands_arguments_to_run_baselines(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(emolens.baselines, "run_baselines", fake_run)
     argv = ["baseline", "--data", "archive.zip", "-f", "hog,pca", "-c", "mlp", "-c", "linear_svm", "-p", "mlp.alpha=0.01",
-            "--out", str(tmp_path / "o"), "--split", "val", "--seed", "3", "--train-fraction", "0.25"]
+            "--out", str(tmp_path / "o"), "--split", "val", "--seed", "3", "--train-fraction", "0.25", "--imbalance", "none,smote"]
     assert main(argv) == 0
     assert seen == {
         "data": "archive.zip", "features": ["hog", "pca"], "classifiers": ["mlp", "linear_svm"], "params": {"mlp": {"alpha": 0.01}},
-        "out": tmp_path / "o", "split": "val", "seed": 3, "train_fraction": 0.25, "progress": True,
+        "out": tmp_path / "o", "split": "val", "seed": 3, "train_fraction": 0.25, "imbalance": ["none", "smote"], "progress": True,
     }
     assert "TABLE" in capsys.readouterr().out
+
+
+# -- SMOTE and SMOTE-ENN on the features (imbalanced-learn) --------------------------------------
+
+
+SKEW_PARAMS = {"pca": SMALL["pca"], "linear_svm": {"C": 1.0}}  # C=1 learns these few faces: a calibrated temperature
+
+
+@pytest.fixture(scope="module")
+def skewed_faces(faces):
+    """`faces` with disgust cut to 3 train rows: the imbalance SMOTE exists for."""
+    pytest.importorskip("imblearn", reason="SMOTE needs the imbalance extra: pip install 'emolens[imbalance]'")
+    train, disgust = faces.split == 0, faces.labels == faces.classes.index("disgust")
+    drop = np.flatnonzero(train & disgust)[3:]
+    return faces.subset(np.setdiff1d(np.arange(len(faces)), drop))
+
+
+@pytest.mark.filterwarnings("ignore:fitted temperature")  # SMOTE-ENN leaves a few synthetic faces: an untrained-looking fit is expected
+def test_smote_rows_fit_the_classifier_on_resampled_features(skewed_faces):
+    cmp = run_baselines(skewed_faces, features=["pca"], classifiers=["linear_svm"], params=SKEW_PARAMS, out=None,
+                        imbalance=["none", "smote", "smote_enn"])
+    names = [r.model.name for r in cmp.runs]
+    assert names == ["pca+linear_svm", "pca+linear_svm+smote", "pca+linear_svm+smote_enn"]
+    plain, smote, enn = cmp.runs
+    counts = np.bincount(skewed_faces.labels[skewed_faces.split == 0])
+    assert plain.n_train == counts.sum() and smote.n_train == counts.max() * len(counts)  # every class raised to the largest
+    assert enn.n_train < smote.n_train  # ENN removed the rows its neighbours outvote
+    assert [r.model.training["imbalance"] for r in cmp.runs] == ["none", "smote", "smote_enn"]
+    assert {r.report.n_images for r in cmp.runs} == {plain.report.n_images}  # one test set for all
+    # A different training set gives a different classifier: the resampling reached the fit.
+    assert not np.array_equal(plain.model.classifier.coef_, smote.model.classifier.coef_)
+    again = run_baselines(skewed_faces, features=["pca"], classifiers=["linear_svm"], params=SKEW_PARAMS, out=None, imbalance=["smote"])
+    assert again.runs[0].report.accuracy == smote.report.accuracy  # seeded
+
+
+def test_smote_without_the_extra_names_it(skewed_faces, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imblearn.over_sampling", None)  # what an install without the extra sees
+    with pytest.raises(ConfigError, match=r"pip install 'emolens\[imbalance\]'"):
+        run_baselines(skewed_faces, features=["pca"], classifiers=["linear_svm"], out=None, imbalance=["smote"])
+    with pytest.raises(ConfigError, match="Did you mean 'smote'"):
+        run_baselines(skewed_faces, features=["pca"], out=None, imbalance=["smoke"])

@@ -147,6 +147,7 @@ def run_baselines(
     split: str = "test",
     seed: int = 0,
     train_fraction: float = 1.0,
+    imbalance: list[str] | tuple[str, ...] = ("none",),
     progress: bool = False,
 ) -> BaselineComparison:
     """Fit and evaluate every (feature, classifier) pair; with `out`, save models, reports and tables.
@@ -155,13 +156,19 @@ def run_baselines(
     features: of "hog", "pca". classifiers: of "linear_svm", "rbf_svm", "random_forest", "mlp".
     params: per-component settings, e.g. {"linear_svm": {"C": 0.1}, "pca": {"n_components": 100}}.
     out: a folder; a non-empty one is never written into (out-2, out-3, ... is used instead).
+    imbalance: "none" and/or "smote", "smote_enn" (imbalanced-learn): each classifier is also fitted on
+        the standardised train features resampled that way; its rows are named "FEATURE+CLASSIFIER+smote".
     """
     from emolens.evaluation.calibration import fit_temperature
     from emolens.evaluation.evaluator import report_from_logits
+    from emolens.studies.resampling import RESAMPLERS, check_resampler, resample_arrays
 
     features = _check_choices("feature", list(features), FEATURES)
     classifiers = _check_choices("classifier", list(classifiers), CLASSIFIERS)
     params = _check_params(params, features, classifiers)
+    imbalance = _check_choices("imbalance strategy", list(imbalance), dict.fromkeys(("none", *RESAMPLERS)))
+    for method in set(imbalance) - {"none"}:
+        check_resampler(method)  # a missing extra fails before features are computed
     if split not in ("val", "test"):
         raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
     preprocess = PreprocessConfig()
@@ -191,20 +198,27 @@ def run_baselines(
             t1 = time.perf_counter()
             z[s] = scaler.transform(feat.transform(normalized_pixels(ds.images[rows[s]], preprocess), progress=progress))
             seconds[s] = time.perf_counter() - t1
-        for cname in classifiers:
+        # Resampled once per feature, shared by its classifiers; "features (s)" of those rows includes it.
+        train_sets = {"none": (z_train, y["train"], 0.0)}
+        for method in imbalance:
+            if method != "none":
+                t1 = time.perf_counter()
+                train_sets[method] = (*resample_arrays(z_train, y["train"], method, seed=seed), time.perf_counter() - t1)
+        for cname, method in ((c, m) for c in classifiers for m in imbalance):
+            z_fit, y_fit, resample_seconds = train_sets[method]
             t0, c0 = time.perf_counter(), time.process_time()
-            clf = CLASSIFIERS[cname](params.get(cname)).fit(z_train, y["train"], C, seed)
+            clf = CLASSIFIERS[cname](params.get(cname)).fit(z_fit, y_fit, C, seed)
             val_logits = clf.logits(z["val"])
             temperature = fit_temperature(val_logits, y["val"])
             fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
             val_acc = float((val_logits.argmax(1) == y["val"]).mean())
-            name = f"{fname}+{cname}"
+            name = f"{fname}+{cname}" + ("" if method == "none" else f"+{method}")
             model = BaselineModel(
                 feature=feat, scaler=scaler, classifier=clf, labels=tuple(ds.classes), preprocess=preprocess, temperature=temperature,
                 name=name,
                 training={
-                    "dataset": ds.source, "dataset_sha256": ds.source_sha256, "n_train": int(len(rows["train"])),
-                    "train_fraction": train_fraction, "seed": seed, "feature_seconds": round(feature_seconds, 2),
+                    "dataset": ds.source, "dataset_sha256": ds.source_sha256, "n_train": int(len(y_fit)), "imbalance": method,
+                    "train_fraction": train_fraction, "seed": seed, "feature_seconds": round(feature_seconds + resample_seconds, 2),
                     "fit_seconds": round(fit_seconds, 2), "fit_cpu_seconds": round(fit_cpu_seconds, 2),
                 },
                 metrics={"val_accuracy": val_acc},
@@ -223,8 +237,8 @@ def run_baselines(
                 model_path = model.save(sub / "model.safetensors")
                 report.model_path = str(model_path.resolve())
                 report_dir = report.save(sub / "report")
-            n_train = int(len(rows["train"]))
-            runs.append(BaselineRun(model, report, model_path, report_dir, feature_seconds, fit_seconds, fit_cpu_seconds, val_acc, n_train))
+            n_train = int(len(y_fit))
+            runs.append(BaselineRun(model, report, model_path, report_dir, feature_seconds + resample_seconds, fit_seconds, fit_cpu_seconds, val_acc, n_train))
             if progress:
                 from tqdm import tqdm
 

@@ -45,6 +45,10 @@ def baseline_cmd(
     split: Annotated[EvalSplit, typer.Option(help="Split to report: test for final figures, val while choosing settings.")] = EvalSplit.test,
     seed: Annotated[int, typer.Option(help="Seeds PCA, the classifiers and the train_fraction draw.")] = 0,
     train_fraction: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Fit on a stratified share of train, for quick checks.")] = 1.0,
+    imbalance: Annotated[
+        list[str] | None,
+        typer.Option("--imbalance", help="none, smote, smote_enn (repeatable or comma-separated): also fit every classifier on SMOTE-resampled features. Default: none."),
+    ] = None,
 ) -> None:
     """Fit classic baselines (HOG/PCA features + SVM/forest/MLP) and report them like `emolens evaluate`."""
     from emolens.baselines import parse_param_overrides, run_baselines
@@ -58,6 +62,7 @@ def baseline_cmd(
         split=EvalSplit(split).value,
         seed=seed,
         train_fraction=train_fraction,
+        imbalance=_split_list(imbalance) or ["none"],
         progress=True,
     )
     if cmp.out_dir is not None and cmp.out_dir != out:

@@ -63,6 +63,12 @@ COLUMNS = [
     ("val_f1", "val macro-F1", "pct"), ("val_accuracy", "val accuracy", "pct"), ("n_train", "train faces", None),
     ("best_epoch", "best epoch", None), ("epochs", "epochs run", None), ("seconds", "time (s)", "s"), ("cpu_seconds", "CPU time (s)", "s"),
 ]
+# Whether each run reached its plateau: nothing after the best epoch beat it, and the lr had been cut.
+PLATEAU_COLUMNS = [
+    ("strategy", "strategy", None), ("best_epoch", "best epoch", None), ("epochs", "epochs run", None),
+    ("stopped_early", "stopped early", None), ("best_val_f1", "val macro-F1 at best", "pct"),
+    ("val_f1_after_best", "best val macro-F1 after it", "pct"), ("first_lr", "lr, epoch 1", None), ("last_lr", "lr, last epoch", None),
+]
 
 
 @dataclass
@@ -128,6 +134,17 @@ class StrategyResult:
             "model_path": str(self.model_path),
         }
 
+    def plateau(self) -> dict[str, Any]:
+        """The validation curve's shape: the best epoch against the epochs run after it."""
+        f1 = [row["val_f1"] for row in self.history]
+        after = f1[self.best_epoch:]  # best_epoch is 1-based: the epochs that came after it
+        return {
+            "strategy": self.strategy, "best_epoch": self.best_epoch, "epochs": self.epochs_run, "stopped_early": self.stopped_early,
+            "best_val_f1": f1[self.best_epoch - 1] if f1 else None, "val_f1_after_best": max(after) if after else None,
+            "first_lr": f"{self.history[0]['lr']:.2e}" if f1 else None, "last_lr": f"{self.history[-1]['lr']:.2e}" if f1 else None,
+            "val_f1_curve": [round(v, 4) for v in f1],
+        }
+
 
 @dataclass
 class ImbalanceStudy:
@@ -166,7 +183,11 @@ class ImbalanceStudy:
             f"Class-imbalance strategies for `{self.arch}` on `{self.dataset}`. "
             f"Budget per strategy: {self.budget_text()}. Best epoch chosen on val; measured on the test split.\n\n"
         )
-        return head + markdown_table(self.summary(), COLUMNS)
+        plateau = (
+            "\nThe validation curves (every epoch's val macro-F1 is in study.json, `plateau`): the best epoch, and the best "
+            "score of the epochs run after it.\n\n"
+        )
+        return head + markdown_table(self.summary(), COLUMNS) + plateau + markdown_table([r.plateau() for r in self.results], PLATEAU_COLUMNS)
 
     def to_df(self) -> Any:
         import pandas as pd
@@ -183,22 +204,13 @@ def _check_overrides(overrides: list[str] | None) -> list[str]:
 
 
 def _check_strategies(strategies: list[str] | tuple[str, ...]) -> list[str]:
-    strategies = list(dict.fromkeys(strategies))
-    if not strategies:
-        raise ConfigError(f"give at least one strategy; known: {', '.join(STRATEGIES)}")
+    from emolens.baselines.run import _check_choices
+    from emolens.studies.resampling import check_resampler
+
+    strategies = _check_choices("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
     for s in strategies:
-        if s not in STRATEGIES:
-            from difflib import get_close_matches
-
-            close = get_close_matches(s, STRATEGIES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown imbalance strategy {s!r}.{hint} Known: {', '.join(STRATEGIES)}")
-    if any(s in RESAMPLERS for s in strategies):
-        from emolens.studies.resampling import check_resampler
-
-        for s in strategies:
-            if s in RESAMPLERS:
-                check_resampler(s)  # a missing extra fails now, not after hours of other strategies
+        if s in RESAMPLERS:
+            check_resampler(s)  # a missing extra fails now, not after hours of other strategies
     return strategies
 
 
@@ -358,5 +370,6 @@ def _write(study: ImbalanceStudy) -> None:
     assert study.out_dir is not None
     for ext in ("md", "csv", "json"):
         (study.out_dir / f"study.{ext}").unlink(missing_ok=True)  # our own table from the previous strategy
-    extra = {"arch": study.arch, "budget": study.budget_text(), "dataset": study.dataset, "config": study.config}
+    extra = {"arch": study.arch, "budget": study.budget_text(), "dataset": study.dataset, "config": study.config,
+             "plateau": [r.plateau() for r in study.results]}
     study.files = write_table(study.out_dir, "study", study.summary(), study.to_markdown(), extra=extra)
