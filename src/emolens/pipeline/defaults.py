@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PipelineDefaults:
+    # Face detector. "haar" is the one every install has (OpenCV's cascades). "auto" takes the best
+    # one installed (centerface, then mtcnn, then haar; README, "Face detectors", from
+    # benchmarks/detection.py): not the default, because what it picks, and so every box, would
+    # then depend on which optional packages happen to be installed.
     detector: str = "haar"
     # "auto": onnxruntime where it is installed (faster for the few faces of a frame), else torch.
     backend: str = "auto"
