@@ -109,6 +109,30 @@ def measure_recall(gt_file: Path, images: Path, side: int) -> dict:
     return {"recall_side": side, **out}
 
 
+def profile_request(body: bytes, model: Path | None, count: int, backend: str | None) -> str:
+    """pyinstrument's call tree of `count` /v1/predict jobs as a worker runs them (decode, detect,
+    classify, JSON-ready results), in this process, with the server's thread plan."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("--profile needs pyinstrument: pip install pyinstrument") from None
+    from emolens.runtime.devices import configure_threads
+    from emolens.serving.jobs import Runner
+    from emolens.serving.limits import ServerLimits
+    from emolens.serving.server import serving_recognizer
+    from emolens.serving.uploads import Upload
+
+    limits = ServerLimits()
+    configure_threads(workers=limits.workers)
+    runner = Runner(serving_recognizer(model, backend=backend, limits=limits), limits)
+    runner.predict_image(Upload(body, "warm-up"))
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        for i in range(count):
+            runner.predict_image(Upload(body, f"request {i}"))
+    return profiler.output_text(unicode=True, color=False, show_all=False)
+
+
 def random_model(folder: Path) -> Path:
     import torch
 
@@ -232,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queue", type=int, default=32, help="queue of the started server; >= concurrency for zero 503s")
     p.add_argument("--backend", help="--backend of the started server (default: emolens serve's)")
     p.add_argument("--detector", help="--detector of the started server (default: emolens serve's)")
+    p.add_argument("--min-face-size", help="--min-face-size of the started server (default: emolens serve's)")
     p.add_argument("--image", type=Path, help="image to send (default: scikit-image's astronaut as JPEG)")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--max-seconds", type=float, default=600.0, help="stop issuing requests after this long")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--json", type=Path, help="also write the report here (refuses to overwrite)")
+    p.add_argument("--profile", type=int, metavar="N", help="instead of a load test: profile N requests' work in this process (pyinstrument)")
     p.add_argument("--recall", type=Path, metavar="GT_FILE", help="instead of a load test: recall on WIDER FACE (its *_bbx_gt.txt)")
     p.add_argument("--recall-images", type=Path, help="WIDER FACE images: the zip or the WIDER_val/images folder")
     p.add_argument("--recall-side", type=int, default=640, help="photos shrunk to this longer side first (default 640)")
@@ -245,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json is not None and args.json.exists():
         raise SystemExit(f"{args.json} exists; choose another --json path")
+    if args.profile:
+        print(profile_request(args.image.read_bytes() if args.image else default_image(), args.model, args.profile, args.backend))
+        return 0
     if args.recall is not None:
         if args.recall_images is None:
             raise SystemExit("--recall needs --recall-images (the WIDER FACE zip or its images folder)")
@@ -269,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                 from emolens.models import default_model_path
 
                 model = None if default_model_path().exists() else random_model(Path(tmp.name))
-            extra = [arg for flag, value in (("--backend", args.backend), ("--detector", args.detector)) if value for arg in (flag, value)]
+            extra = [arg for flag, value in (
+                ("--backend", args.backend), ("--detector", args.detector), ("--min-face-size", args.min_face_size)) if value for arg in (flag, value)]
             proc, url = start_server(model, args.workers, args.max_queue, extra)
         report = asyncio.run(run_load(
             url, body, content_type, args.requests, args.concurrency, args.max_seconds, args.warmup, proc.pid if proc else None,
