@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -15,10 +16,10 @@ import emolens.training
 from emolens.cli import main
 from emolens.data.splits import training_rows
 from emolens.data.synthetic import make_synthetic_dataset
-from emolens.errors import ConfigError
+from emolens.errors import ConfigError, DataError
 from emolens.evaluation import EvaluationReport
 from emolens.studies import STRATEGIES, run_imbalance_study
-from emolens.studies.resampling import RESAMPLERS, resample_faces
+from emolens.studies.resampling import RESAMPLERS, resample_arrays, resample_faces
 from emolens.training import train, trainer
 
 HAS_IMBLEARN = importlib.util.find_spec("imblearn") is not None
@@ -33,9 +34,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:fitted temperature")
 TINY = ["model.preprocess.input_size=24", "schedule.max_steps_per_epoch=1", "data.batch_size=8", "run.progress=false", "run.plots=false"]
 
 
+def separable(ds):
+    """`ds` with each face its class's fixed pattern plus noise: pixel neighbours share labels, so ENN keeps them."""
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(40, 216, (len(ds.classes), ds.image_size, ds.image_size))
+    noise = rng.normal(0, 10, ds.images.shape)
+    return replace(ds, images=np.clip(patterns[ds.labels] + noise, 0, 255).astype(np.uint8))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    ds = make_synthetic_dataset(n_per_class=6, seed=2)
+    ds = separable(make_synthetic_dataset(n_per_class=6, seed=2))
     return run_imbalance_study(ds, model="simple_cnn", budget_epochs=1, strategies=RUNNABLE, overrides=TINY, out=tmp_path_factory.mktemp("s") / "study", seed=7)
 
 
@@ -138,8 +147,25 @@ def test_smote_makes_faces_between_faces_of_their_class(skewed):
     assert out.soft_labels is None and "resampled by smote" in out.source
     again = resample_faces(skewed, rows, "smote", seed=0)
     assert np.array_equal(again.images, out.images)  # seeded: a resumed study trains on the same faces
-    enn = resample_faces(skewed, rows, "smote_enn", seed=0).subset("train")
-    assert 0 < len(enn) < len(train)
+    # These synthetic faces are not separable pixel by pixel: ENN's neighbours outvote every row.
+    with pytest.raises(DataError, match=r"smote_enn: kept 0 of the 26 training rows"):
+        resample_faces(skewed, rows, "smote_enn", seed=0)
+
+
+@needs_imblearn
+def test_smote_enn_cleans_the_class_borders():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    y = np.repeat([0, 1, 2], [40, 8, 40])
+    X = centres[y] + rng.normal(0, 1.0, (len(y), 2))
+    X_smote, y_smote = resample_arrays(X, y, "smote", seed=0)
+    X_enn, y_enn = resample_arrays(X, y, "smote_enn", seed=0)
+    assert np.bincount(y_smote).tolist() == [40, 40, 40]
+    assert set(y_enn) == {0, 1, 2} and len(y_enn) < len(y_smote)  # every class kept, the overlap removed
+    # What ENN removed is where the classes overlap: the kept rows are nearer their own centre.
+    def spread(X_, y_):
+        return np.mean(np.linalg.norm(X_ - centres[y_], axis=1))
+    assert spread(X_enn, y_enn) < spread(X_smote, y_smote)
 
 
 @needs_imblearn

@@ -3,7 +3,7 @@
 SMOTE (Chawla et al. 2002) adds, for every class but the largest, points on the segments
 between a row and one of its k nearest neighbours of the same class until each class is as
 large as the largest. SMOTE-ENN (Batista et al. 2004) then removes every row, real or made,
-whose 3 nearest neighbours mostly carry another label (Edited Nearest Neighbours), which cleans
+whose 3 nearest neighbours mostly carry another label (Edited Nearest Neighbours, every class), which cleans
 the class borders SMOTE blurred.
 
 The imbalance study applies them to the flattened training faces, as the projects emolens learns
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RESAMPLERS: tuple[str, ...] = ("smote", "smote_enn")
 K_NEIGHBORS = 5  # imbalanced-learn's default; fewer when a class has fewer rows
-ENN_NEIGHBORS = 3  # imbalanced-learn's default for Edited Nearest Neighbours
 
 
 def _sampler(method: str, k: int, seed: int) -> object:
@@ -40,8 +39,9 @@ def _sampler(method: str, k: int, seed: int) -> object:
     if method == "smote":
         return smote
     combine = import_extra("imblearn.combine", "imbalance", f"the {method} strategy (imbalanced-learn)")
-    under = import_extra("imblearn.under_sampling", "imbalance", f"the {method} strategy (imbalanced-learn)")
-    return combine.SMOTEENN(smote=smote, enn=under.EditedNearestNeighbours(n_neighbors=ENN_NEIGHBORS), random_state=seed)
+    # SMOTEENN's own ENN: 3 neighbours, every class cleaned ("all"). An ENN built here would
+    # default to "not minority" and, with all classes equal after SMOTE, spare the first one.
+    return combine.SMOTEENN(smote=smote, random_state=seed)
 
 
 def check_resampler(method: str) -> None:
@@ -61,6 +61,12 @@ def resample_arrays(X: np.ndarray, y: np.ndarray, method: str, *, seed: int = 0)
         raise DataError(f"{method}: a class has a single training row; SMOTE needs two rows of a class to make new ones")
     sampler = _sampler(method, min(K_NEIGHBORS, int(present.min()) - 1), seed)
     X_res, y_res = sampler.fit_resample(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int64))  # type: ignore[attr-defined]
+    kept = np.unique(y_res)
+    if len(kept) < 2:  # ENN removes every row its neighbours outvote: on unseparated rows, nearly all
+        raise DataError(
+            f"{method}: kept {len(y_res)} of the {len(y)} training rows ({len(kept)} class(es)); nothing to train on. "
+            "Its neighbours disagree with the labels almost everywhere: use smote or another strategy on these rows"
+        )
     return np.asarray(X_res, dtype=np.float32), np.asarray(y_res, dtype=np.int64)
 
 
