@@ -70,7 +70,7 @@ class _OpenCVRunner:
 
 
 class _OnnxRuntimeRunner:
-    """CenterFace on onnxruntime (the `onnx` extra): 2.5x faster than OpenCV's DNN here. The file
+    """CenterFace on onnxruntime (the `onnx` extra), faster than OpenCV's DNN on this CPU. The file
     declares a fixed 32x32 input, so its input and output sides are made free first."""
 
     def __init__(self, path: Path, threads: int):
