@@ -17,6 +17,16 @@ import torch.distributed as dist
 from emolens.errors import ConfigError
 
 
+def log_main(info: DistInfo, msg: str) -> None:
+    """Print `msg` on rank 0 only, above any progress bar."""
+    if info.is_main:
+        import sys
+
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0

@@ -11,7 +11,7 @@ validation, stored in the model file with the metrics.
 A kill at any instant leaves a run that resumes to the same end: each epoch's files are
 written in an order where `checkpoints/last` commits the epoch and everything else (`best`,
 the model file, the history, each file's JSON twin) can be re-derived from it, and resume
-re-derives whatever a kill left behind (`_repair_run`). The final model file is always built
+re-derives whatever a kill left behind (`run_files.repair_run`). The final model file is always built
 from the best checkpoint's own weights and records their sha256 (`training.weights_sha256`).
 
 Run folder `runs/<name>/`:
@@ -25,7 +25,6 @@ Run folder `runs/<name>/`:
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import sys
 import time
@@ -42,16 +41,13 @@ from emolens.data.dataset import FaceDataset
 from emolens.data.splits import training_rows
 from emolens.errors import ConfigError, ModelError
 from emolens.evaluation.metrics import macro_f1_from_confusion
-from emolens.models.io import ModelConfig, build_model, save_model
+from emolens.models.io import ModelConfig, build_model
 from emolens.runtime.devices import resolve_amp, resolve_device
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
     best_record,
     encode_checkpoint,
     read_checkpoint,
-    read_checkpoint_meta,
-    repair_best_checkpoint,
-    sync_twin,
     unflatten_optimizer,
     weights_sha256,
     write_checkpoint,
@@ -59,6 +55,7 @@ from emolens.training.checkpoint import (
 from emolens.training.config import TrainConfig, load_config
 from emolens.training.history import plot_curves, write_history
 from emolens.training.losses import distillation_loss, make_loss, mix_batch
+from emolens.training.run_files import ModelRecord, finalize, repair_run, save_best_model
 from emolens.training.samplers import epoch_indices, make_sampler
 from emolens.training.schedule import EarlyStopping, LRSchedule
 from emolens.transforms import create_transform
@@ -88,13 +85,6 @@ class TrainResult:
             "run_dir": str(self.run_dir), "model_path": str(self.model_path), "best_epoch": self.best_epoch,
             "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early, **self.metrics,
         }
-
-
-def _log(info: dist_.DistInfo, msg: str) -> None:
-    if info.is_main:
-        from tqdm import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -203,7 +193,7 @@ def _fresh_run_dir(cfg: TrainConfig, info: dist_.DistInfo) -> Path:
     wanted = Path(cfg.run.out_dir) / (cfg.run.name or cfg.model.arch)
     path = free_dir(wanted)
     if path != wanted:
-        _log(info, f"emolens: {wanted} already exists and is never overwritten; writing this run to {path}")
+        dist_.log_main(info, f"emolens: {wanted} already exists and is never overwritten; writing this run to {path}")
     return path
 
 
@@ -326,7 +316,7 @@ def _open_resume_point(run_dir: Path, config: TrainConfig | None, info: dist_.Di
             "Start a new run for other settings"
         )
     if meta["world_size"] != info.world_size:
-        _log(info, f"emolens: warning: run was trained with {meta['world_size']} processes, resuming with {info.world_size}; "
+        dist_.log_main(info, f"emolens: warning: run was trained with {meta['world_size']} processes, resuming with {info.world_size}; "
              "training continues but will not match an uninterrupted run")
     return config, _ResumePoint(run_dir, model_state, optim_tensors, meta)
 
@@ -365,7 +355,7 @@ def _load_data(cfg: TrainConfig, info: dist_.DistInfo, dataset: FaceDataset | No
     if info.is_main:
         dist_.barrier()
     if ckpt is not None and ckpt.meta["data"]["source_sha256"] != ds.source_sha256:
-        _log(info, f"emolens: warning: the data differs from the data this run started on (sha256 {ds.source_sha256[:12]} "
+        dist_.log_main(info, f"emolens: warning: the data differs from the data this run started on (sha256 {ds.source_sha256[:12]} "
              f"vs {ckpt.meta['data']['source_sha256'][:12]}); resume continues on the new data")
     train_ds, val_ds = split_train_val(ds, cfg)
     return _Data(
@@ -470,18 +460,18 @@ def _restore(parts: _Parts, ckpt: _ResumePoint, cfg: TrainConfig, info: dist_.Di
     stopper.patience = cfg.schedule.early_stop_patience  # may have been changed on resume
     run_dir, done = ckpt.run_dir, progress.epoch
     if stopper.stop and cfg.schedule.early_stop_patience and stopper.bad_epochs >= cfg.schedule.early_stop_patience:
-        _log(info, f"emolens: {run_dir} stopped early at epoch {done}; raise schedule.early_stop_patience to continue")
+        dist_.log_main(info, f"emolens: {run_dir} stopped early at epoch {done}; raise schedule.early_stop_patience to continue")
     elif done >= cfg.schedule.epochs:
-        _log(info, f"emolens: {run_dir} already trained {done} of {cfg.schedule.epochs} epochs; pass --epochs N to train longer")
+        dist_.log_main(info, f"emolens: {run_dir} already trained {done} of {cfg.schedule.epochs} epochs; pass --epochs N to train longer")
     else:
         stopper.stop = False
-    _log(info, f"emolens: resuming {run_dir} after epoch {done}")
+    dist_.log_main(info, f"emolens: resuming {run_dir} after epoch {done}")
     return progress
 
 
 def _model_record(
     cfg: TrainConfig, data: _Data, parts: _Parts, mcfg: ModelConfig, device: torch.device, amp: torch.dtype | None, info: dist_.DistInfo,
-) -> _ModelRecord:
+) -> ModelRecord:
     """What every model file of the run records beside the weights: config, data, device, versions."""
     from emolens import __version__
 
@@ -490,7 +480,7 @@ def _model_record(
         from emolens.data.cache import hash_file
 
         data_meta["ferplus_sha256"] = hash_file(Path(cfg.data.ferplus))
-    return _ModelRecord(mcfg, {
+    return ModelRecord(mcfg, {
         "config": cfg.to_dict(), "data": data_meta, "init": parts.init_meta, "distill": parts.distill_meta, "device": str(device),
         "device_name": _device_name(device), "world_size": info.world_size,
         "amp": str(amp).replace("torch.", "") if amp else "off", "emolens_version": __version__, "torch_version": torch.__version__,
@@ -501,7 +491,7 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
     amp = resolve_amp(cfg.run.amp, device)
     cfg, run_dir = _run_folder(cfg, info, device, ckpt)
     data = _load_data(cfg, info, dataset, ckpt)
-    _log(info, f"emolens: {len(data.train)} train / {len(data.val)} val faces from {data.ds.source or cfg.data.path}; "
+    dist_.log_main(info, f"emolens: {len(data.train)} train / {len(data.val)} val faces from {data.ds.source or cfg.data.path}; "
          f"device {device}, {info.world_size} process(es), amp {amp or 'off'}; run folder {run_dir}")
     mcfg = _model_config(cfg, data, run_dir)
     parts = _build_parts(cfg, data, mcfg, run_dir, device, amp, info, ckpt)
@@ -513,7 +503,7 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
     best_path = run_dir / "best.safetensors"
     stopper = parts.stopper
     if ckpt is not None and info.is_main:
-        _repair_run(run_dir, ckpt.meta, record, progress.history, stopper, cfg.run.plots, info)
+        repair_run(run_dir, ckpt.meta, record, progress.history, stopper, cfg.run.plots, info)
 
     t_start = time.perf_counter()
     while progress.epoch < cfg.schedule.epochs and not stopper.stop:
@@ -532,7 +522,7 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
             "seconds": round(time.perf_counter() - t0, 3), "images_per_s": round(float(stats[2]) / max(train_secs, 1e-9), 1),
         }
         progress.history.append(row)
-        _log(info, f"epoch {progress.epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        dist_.log_main(info, f"epoch {progress.epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
              f"val loss {val['val_loss']:.4f} acc {val['val_acc']:.4f} f1 {val['val_f1']:.4f}  "
              f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *best*" if is_best else ""))
         if info.is_main:
@@ -541,14 +531,14 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
         # Rank 0 decides, so every process leaves the loop together.
         stopper.stop = dist_.broadcast_flag(stopper.stop, device)
         if stopper.stop:
-            _log(info, f"emolens: early stop: {cfg.schedule.monitor} has not improved for {stopper.bad_epochs} epochs")
+            dist_.log_main(info, f"emolens: early stop: {cfg.schedule.monitor} has not improved for {stopper.bad_epochs} epochs")
         dist_.barrier()
 
     seconds = progress.seconds_before + time.perf_counter() - t_start
     metrics: dict[str, Any] = {}
     best_model = None
     if info.is_main:
-        best_model, metrics = _finalize(record, best_path, progress.history, stopper, seconds, data.val, device, cfg.data.eval_batch_size, info)
+        best_model, metrics = finalize(record, best_path, progress.history, stopper, seconds, data.val, device, cfg.data.eval_batch_size, info)
     dist_.barrier()
     return TrainResult(
         run_dir=run_dir, model_path=best_path, best_epoch=stopper.best_epoch, metrics=metrics, history=progress.history,
@@ -638,7 +628,7 @@ def _step(
 
 
 def _write_epoch(
-    run_dir: Path, cfg: TrainConfig, parts: _Parts, record: _ModelRecord, progress: _Progress, is_best: bool, seconds: float,
+    run_dir: Path, cfg: TrainConfig, parts: _Parts, record: ModelRecord, progress: _Progress, is_best: bool, seconds: float,
     info: dist_.DistInfo,
 ) -> None:
     """Rank 0's files of one epoch: `last` (the commit point), then `best`, the model file, the
@@ -663,127 +653,7 @@ def _write_epoch(
     write_checkpoint(ckpt_dir / "last.safetensors", blob, text)
     if is_best:
         write_checkpoint(ckpt_dir / "best.safetensors", blob, text)
-        _save_best_model(parts.model, record, run_dir / "best.safetensors", progress.history, parts.stopper, seconds, sha)
+        save_best_model(parts.model, record, run_dir / "best.safetensors", progress.history, parts.stopper, seconds, sha)
     write_history(run_dir, progress.history)
     if cfg.run.plots:
         plot_curves(run_dir, progress.history)
-
-
-@dataclass
-class _ModelRecord:
-    """What every saved model file of this run records, beside the weights."""
-
-    base: ModelConfig  # arch, kwargs, labels, preprocess
-    static: dict[str, Any]  # resolved config, data source and hash, device, versions
-
-    def config(
-        self, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, metrics: dict[str, Any], weights_sha: str,
-        temperature: float = 1.0,
-    ) -> ModelConfig:
-        # weights_sha256 lets anyone check that the metrics and temperature belong to these weights.
-        training = {
-            **self.static, "epochs": len(history), "best_epoch": stopper.best_epoch, "seconds": round(seconds, 1), "weights_sha256": weights_sha,
-        }
-        return dataclasses.replace(self.base, training=training, metrics=metrics, temperature=temperature)
-
-
-def _best_row(history: list[dict[str, Any]], stopper: EarlyStopping) -> dict[str, Any]:
-    return next(h for h in history if h["epoch"] == stopper.best_epoch)
-
-
-def _save_best_model(
-    model: nn.Module, record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float, sha: str,
-) -> None:
-    row = _best_row(history, stopper)
-    metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")} | {"best_epoch": stopper.best_epoch}
-    save_model(model, path, record.config(history, stopper, seconds, metrics, sha))
-
-
-def _model_file_holds(path: Path, sha: str | None) -> bool:
-    """Whether the model file at `path` and its JSON twin both describe the weights `sha`."""
-    from emolens.models.io import read_model_config
-
-    try:
-        config = read_model_config(path).to_dict()
-        twin = json.loads(path.with_suffix(".json").read_text())
-    except (ModelError, OSError, ValueError):  # missing or torn: rewrite
-        return False
-    # Without a sha (a checkpoint from before they were recorded) only the twin can be checked.
-    return twin == config and (sha is None or config["training"].get("weights_sha256") == sha)
-
-
-def _best_model_from(ckpt: Path, record: _ModelRecord, best_epoch: int) -> tuple[nn.Module, str]:
-    """The model in checkpoint `ckpt`, checked to be epoch `best_epoch`, and its weights' sha256."""
-    if not ckpt.is_file():
-        raise ModelError(f"{ckpt}: the best model was never written; did any epoch finish?")
-    state, _, meta = read_checkpoint(ckpt)
-    sha = weights_sha256(state)
-    if meta["epoch"] != best_epoch or meta.get("weights_sha256", sha) != sha:
-        raise ModelError(f"{ckpt}: holds epoch {meta['epoch']} (weights sha256 {sha[:12]}), not the best epoch {best_epoch}; resume the run to repair it")
-    model = build_model(record.base)
-    model.load_state_dict(state)
-    return model.eval(), sha
-
-
-def _repair_run(
-    run_dir: Path, last_meta: dict[str, Any], record: _ModelRecord, history: list[dict[str, Any]], stopper: EarlyStopping,
-    plots: bool, info: dist_.DistInfo,
-) -> None:
-    """On resume, re-derive from `checkpoints/last` whatever a kill left out of date.
-
-    `last` is the run's single commit point: `best`, the model file, the history and every JSON
-    twin are written after it, so each either agrees with it or is rebuilt here from it (and
-    from `best`, once repaired), before training goes on. Rank 0 only.
-    """
-    ckpt_dir = run_dir / "checkpoints"
-    for tmp in [*run_dir.glob("*.tmp"), *ckpt_dir.glob("*.tmp")]:  # a killed write's leftovers
-        tmp.unlink(missing_ok=True)
-    if repair_best_checkpoint(ckpt_dir, last_meta):
-        _log(info, f"emolens: {ckpt_dir / 'best.safetensors'} was left behind by a kill; restored from epoch {last_meta['epoch']}")
-    sync_twin(ckpt_dir / "last.safetensors", last_meta)
-    best_meta = read_checkpoint_meta(ckpt_dir / "best.safetensors")
-    if best_meta is not None:
-        sync_twin(ckpt_dir / "best.safetensors", best_meta)
-        if not _model_file_holds(run_dir / "best.safetensors", best_meta.get("weights_sha256")):
-            model, sha = _best_model_from(ckpt_dir / "best.safetensors", record, stopper.best_epoch)
-            _save_best_model(model, record, run_dir / "best.safetensors", history, stopper, float(last_meta["seconds"]), sha)
-    write_history(run_dir, history)
-    if plots:
-        plot_curves(run_dir, history)
-
-
-def _finalize(
-    record: _ModelRecord, path: Path, history: list[dict[str, Any]], stopper: EarlyStopping, seconds: float,
-    val_ds: FaceDataset, device: torch.device, batch_size: int, info: dist_.DistInfo,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Fit a temperature on validation to the best checkpoint's weights, write the final model file.
-
-    The weights come from `checkpoints/best`, never from the model file written during training:
-    that one is derived, and a kill may have left it an epoch behind.
-    """
-    from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
-    from emolens.evaluation.calibration import temperature_nll as nll
-    from emolens.inference import predict_logits, softmax_with_temperature
-    from emolens.models.io import load_model
-
-    best, sha = _best_model_from(path.parent / "checkpoints" / "best.safetensors", record, stopper.best_epoch)
-    best = best.to(device)
-    logits = predict_logits(best, val_ds.images, batch_size=batch_size)  # the shared inference path
-    labels = val_ds.labels
-    T = fit_temperature(logits, labels)
-    row = _best_row(history, stopper)
-    metrics = {
-        "val_acc": row["val_acc"], "val_f1": row["val_f1"], "val_loss": row["val_loss"], "best_epoch": stopper.best_epoch,
-        "temperature": T,
-        "val_nll_before": nll(logits, labels, 1.0), "val_nll_after": nll(logits, labels, T),
-        "val_ece_before": expected_calibration_error(softmax_with_temperature(logits, 1.0), labels),
-        "val_ece_after": expected_calibration_error(softmax_with_temperature(logits, T), labels),
-    }
-    final = record.config(history, stopper, seconds, metrics, sha, temperature=T)
-    save_model(best, path, final)
-    best = load_model(path, device=device)  # what users will load, checked to be what was fitted
-    if weights_sha256(best.state_dict()) != sha:
-        raise ModelError(f"{path}: read back other weights than were written (sha256 {sha[:12]}); is the disk failing?")
-    _log(info, f"emolens: best epoch {stopper.best_epoch}: val acc {metrics['val_acc']:.4f}, macro-F1 {metrics['val_f1']:.4f}; "
-         f"temperature {T:.3f} (val ECE {metrics['val_ece_before']:.4f} -> {metrics['val_ece_after']:.4f}); model {path}")
-    return best, metrics
