@@ -18,11 +18,15 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import throughput
 
 
 def _variants(have_tflite: bool) -> list[tuple[str, str, dict]]:
@@ -38,17 +42,6 @@ def _variants(have_tflite: bool) -> list[tuple[str, str, dict]]:
             ("tflite int8 dynamic", "tflite", {"int8": True, "dynamic": True}),
         ]
     return rows
-
-
-def throughput(backend, faces: np.ndarray, batch: int, seconds: float = 2.0) -> float:
-    """Faces per second for repeated calls of `batch` faces."""
-    x = faces[:batch]
-    backend.predict_proba(x)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        backend.predict_proba(x)
-        n += len(x)
-    return n / (time.perf_counter() - t0)
 
 
 def _photo_faces() -> np.ndarray:

@@ -29,7 +29,7 @@ def export_cmd(
         ),
     ] = None,
     dynamic: Annotated[
-        bool, typer.Option("--dynamic", help="With --int8 and no --data: int8 weights only. Needs no faces, but runs slower than fp32 on CPUs without VNNI.")
+        bool, typer.Option("--dynamic", help="With --int8 and no --data: int8 weights only. Needs no faces, but as ONNX runs slower than fp32 on CPUs without VNNI.")
     ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "--out", "-o", help="The file to write. Default: MODEL.FORMAT or MODEL.int8.FORMAT here.", show_default=False)

@@ -13,7 +13,7 @@ from emolens.pipeline.defaults import PIPELINE
 from emolens.runtime.backends import BackendName as Backend  # the one list of backends, shared with create_backend
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model file (.safetensors or .onnx), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
+    str | None, typer.Option("--model", "-m", help="Model file (.safetensors, .onnx or .tflite), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
 ]
 DetectorOpt = Annotated[
     str, typer.Option("--detector", help="Face detector: haar (offline, default), yunet:MODEL.onnx (better; OpenCV's YuNet file), mediapipe[:MODEL].")

@@ -35,14 +35,18 @@ def config_from_metadata(meta: dict[str, str], label: str, format: str) -> Any:
     return config_from_json(meta[META_KEY], label)
 
 
-def read_model_bytes(path: Path, format: str) -> bytes:
-    """The file's bytes, refusing what is not a regular file of at most MAX_MODEL_BYTES."""
+def model_bytes(model: str | Path | bytes, format: str, source: str | None = None) -> tuple[str, bytes]:
+    """(label for messages, bytes) of a model given as bytes or as a path; a path must be a
+    regular file of at most MAX_MODEL_BYTES."""
     from emolens.models.io import MAX_MODEL_BYTES
 
+    if isinstance(model, bytes):
+        return source or "<in memory>", model
+    path = Path(model)
     if not path.is_file():
         what = f"no such {format} model file" if not path.exists() else f"not a regular file; expected a .{format.lower()} model file"
         raise ModelError(f"{path}: {what}")
     size = path.stat().st_size
     if size > MAX_MODEL_BYTES:
         raise ModelError(f"{path}: file is {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES / 2**20:.0f} MiB a model file may hold")
-    return path.read_bytes()
+    return str(path), path.read_bytes()

@@ -36,7 +36,7 @@ _FORMATS: dict[ModelFormat, tuple[str, str, str, str]] = {
 NEEDS_FACES = (
     "static int8 calibrates on real faces: pass --data DATASET (any dataset emolens reads, e.g. FER-2013's "
     f"archive.zip; {CALIBRATION_FACES} of its training faces are used), or --dynamic for weight-only int8, "
-    "which needs no faces but runs slower than fp32 on CPUs without VNNI"
+    "which needs no faces but, as ONNX, runs slower than fp32 on CPUs without VNNI (benchmarks/export.py)"
 )
 
 

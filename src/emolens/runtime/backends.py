@@ -36,6 +36,31 @@ class Backend(Protocol):
     def predict_proba(self, faces: np.ndarray) -> np.ndarray: ...
 
 
+class ExportedBackend:
+    """What the ONNX and TFLite backends share: batches of normalised faces through `_run`
+    (normalised faces (B, 1, I, I) float32 -> logits (B, C)), then the temperature softmax."""
+
+    config: Any
+    batch_size: int = 256
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_logits(self, faces: np.ndarray) -> np.ndarray:
+        from emolens.preprocessing import normalize
+
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        out = [self._run(normalize(faces[i : i + self.batch_size], self.config.preprocess).numpy()) for i in range(0, len(faces), self.batch_size)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.labels)), np.float32)
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        from emolens.inference import softmax_with_temperature
+
+        return softmax_with_temperature(self.predict_logits(faces), self.config.temperature)
+
+
 def onnx_available() -> bool:
     import importlib.util
 

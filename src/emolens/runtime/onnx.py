@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ModelError
-from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, read_model_bytes
+from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, model_bytes
 from emolens.extras import import_extra, require_extra
+from emolens.runtime.backends import ExportedBackend
 
 FORMAT = "ONNX"
 INPUT_NAME, OUTPUT_NAME = "faces", "logits"
@@ -170,7 +171,7 @@ def _check_io(session: Any, config: Any, label: str) -> None:
         raise ModelError(f"{label}: output {OUTPUT_NAME!r} is {list(y.shape)}; its config's {n} labels need [batch, {n}]")
 
 
-class OnnxBackend:
+class OnnxBackend(ExportedBackend):
     """Runs an emolens ONNX model (file path or bytes) with onnxruntime on the CPU."""
 
     name = "onnx"
@@ -179,10 +180,7 @@ class OnnxBackend:
         from emolens.runtime.devices import session_threads
 
         ort = import_extra("onnxruntime", "onnx", RUN_PURPOSE)
-        if isinstance(model, bytes):
-            label, data = source or "<in memory>", model
-        else:
-            label, data = str(model), read_model_bytes(Path(model), FORMAT)
+        label, data = model_bytes(model, FORMAT, source)
         opts = ort.SessionOptions()
         intra, inter = session_threads(threads)  # the process's plan (capped when serving), or threads
         opts.intra_op_num_threads, opts.inter_op_num_threads = intra or 0, inter or 0  # 0: onnxruntime's default
@@ -197,19 +195,5 @@ class OnnxBackend:
         self.source = label
         self.batch_size = batch_size
 
-    def predict_logits(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.preprocessing import normalize
-
-        faces = np.asarray(faces)
-        if faces.ndim == 2:
-            faces = faces[None]
-        out = [
-            self.session.run([OUTPUT_NAME], {INPUT_NAME: normalize(faces[i : i + self.batch_size], self.config.preprocess).numpy()})[0]
-            for i in range(0, len(faces), self.batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.labels)), np.float32)
-
-    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.inference import softmax_with_temperature
-
-        return softmax_with_temperature(self.predict_logits(faces), self.config.temperature)
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ModelError
-from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, read_model_bytes
+from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, model_bytes
 from emolens.extras import import_extra
+from emolens.runtime.backends import ExportedBackend
 
 FORMAT = "TFLite"
 SIGNATURE, INPUT_NAME, OUTPUT_NAME = "serving_default", "faces", "logits"
@@ -177,7 +178,7 @@ def _check_io(inp: dict[str, Any], out: dict[str, Any], config: Any, label: str)
         raise ModelError(f"{label}: output is {np.dtype(out['dtype']).name} {list(out['shape'])}; its config's {n} labels need [batch, {n}]")
 
 
-class TfliteBackend:
+class TfliteBackend(ExportedBackend):
     """Runs an emolens .tflite model (file path or bytes) with the LiteRT interpreter on the CPU."""
 
     name = "tflite"
@@ -186,10 +187,7 @@ class TfliteBackend:
         from emolens.runtime.devices import session_threads
 
         interpreter = import_extra("ai_edge_litert.interpreter", "tflite", RUN_PURPOSE)
-        if isinstance(model, bytes):
-            label, data = source or "<in memory>", model
-        else:
-            label, data = str(model), read_model_bytes(Path(model), FORMAT)
+        label, data = model_bytes(model, FORMAT, source)
         meta = read_metadata(data, label)
         self.config = config_from_metadata(meta, label, FORMAT)
         try:
@@ -226,17 +224,3 @@ class TfliteBackend:
             scale, zero = out["quantization"]
             y = (y - zero) * scale
         return y
-
-    def predict_logits(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.preprocessing import normalize
-
-        faces = np.asarray(faces)
-        if faces.ndim == 2:
-            faces = faces[None]
-        out = [self._run(normalize(faces[i : i + self.batch_size], self.config.preprocess).numpy()) for i in range(0, len(faces), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.config.labels)), np.float32)
-
-    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.inference import softmax_with_temperature
-
-        return softmax_with_temperature(self.predict_logits(faces), self.config.temperature)
