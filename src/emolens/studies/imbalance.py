@@ -179,8 +179,11 @@ class ImbalanceStudy:
     def to_markdown(self) -> str:
         from emolens.evaluation.tables import markdown_table
 
+        m = self.config["model"]
+        kwargs = f" {json.dumps(m['kwargs'])}" if m["kwargs"] else ""
+        side = m["preprocess"]["input_size"]
         head = (
-            f"Class-imbalance strategies for `{self.arch}` on `{self.dataset}`. "
+            f"Class-imbalance strategies for `{self.arch}`{kwargs} at {side}x{side} on `{self.dataset}`. "
             f"Budget per strategy: {self.budget_text()}. Best epoch chosen on val; measured on the test split.\n\n"
         )
         plateau = (
@@ -204,10 +207,10 @@ def _check_overrides(overrides: list[str] | None) -> list[str]:
 
 
 def _check_strategies(strategies: list[str] | tuple[str, ...]) -> list[str]:
-    from emolens.baselines.run import _check_choices
+    from emolens.checks import check_names
     from emolens.studies.resampling import check_resampler
 
-    strategies = _check_choices("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
+    strategies = check_names("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
     for s in strategies:
         if s in RESAMPLERS:
             check_resampler(s)  # a missing extra fails now, not after hours of other strategies
