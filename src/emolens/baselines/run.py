@@ -24,6 +24,7 @@ from emolens.baselines.classifiers import CLASSIFIERS
 from emolens.baselines.features import FEATURES, Standardizer, normalized_pixels
 from emolens.baselines.model import BaselineModel
 from emolens.baselines.params import merge_params
+from emolens.checks import check_names
 from emolens.data import SPLITS, FaceDataset
 from emolens.data.splits import VAL_FRACTION, training_rows
 from emolens.errors import ConfigError, DataError
@@ -98,25 +99,12 @@ class BaselineComparison:
         return pd.DataFrame(self.summary()).set_index("name")
 
 
-def _check_choices(kind: str, given: list[str], known: dict[str, Any]) -> list[str]:
-    from difflib import get_close_matches
-
-    if not given:
-        raise ConfigError(f"give at least one {kind}; known: {', '.join(known)}")
-    for g in given:
-        if g not in known:
-            close = get_close_matches(g, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown {kind} {g!r}.{hint} Known: {', '.join(known)}")
-    return list(dict.fromkeys(given))
-
-
 def _check_params(params: dict[str, dict[str, Any]] | None, features: list[str], classifiers: list[str]) -> dict[str, dict[str, Any]]:
     params = dict(params or {})
     known = {**FEATURES, **CLASSIFIERS}
     for component, values in params.items():
         if component not in known:
-            _check_choices("component in params", [component], known)
+            check_names("component in params", [component], known)
         if not isinstance(values, dict):
             raise ConfigError(f"params[{component!r}] must be a mapping of parameter -> value, got {values!r}")
         merge_params(component, known[component].DEFAULTS, values)  # raises on unknown keys or bad types
@@ -135,6 +123,96 @@ def _resolve_dataset(data: FaceDataset | str | Path, preprocess: PreprocessConfi
     from emolens.data import load_dataset
 
     return load_dataset(data, image_size=preprocess.image_size, seed=seed, progress=progress)
+
+
+@dataclass
+class _Features:
+    """One feature extractor fitted on train, and what it made of the faces."""
+
+    name: str
+    preprocess: PreprocessConfig  # how the faces were normalised before the extractor
+    feature: Any  # a fitted features.FEATURES entry
+    scaler: Standardizer
+    z: dict[str, np.ndarray]  # standardised features (N, D) of "val" and the measured split
+    seconds: dict[str, float]  # feature extraction per split
+    train_sets: dict[str, tuple[np.ndarray, np.ndarray, float]]  # imbalance method -> (features, labels, resampling seconds)
+    fit_seconds: float  # fitting the extractor and the scaler on train, and extracting train's features
+
+
+def _features(
+    ds: FaceDataset, rows: dict[str, np.ndarray], fname: str, params: dict[str, Any] | None, preprocess: PreprocessConfig, split: str,
+    imbalance: list[str], seed: int, progress: bool,
+) -> _Features:
+    """Fit feature `fname` and the standardiser on train; features of val and `split`; train resampled per `imbalance` method."""
+    from emolens.studies.resampling import resample_arrays
+
+    t0 = time.perf_counter()
+    feat = FEATURES[fname](params)
+    pixels = normalized_pixels(ds.images[rows["train"]], preprocess)
+    raw = feat.fit(pixels, seed).transform(pixels, progress=progress)
+    scaler = Standardizer().fit(raw)
+    z_train = scaler.transform(raw)
+    fit_seconds = time.perf_counter() - t0
+    del pixels, raw
+    z, seconds = {}, {}
+    for s in dict.fromkeys(("val", split)):
+        t1 = time.perf_counter()
+        z[s] = scaler.transform(feat.transform(normalized_pixels(ds.images[rows[s]], preprocess), progress=progress))
+        seconds[s] = time.perf_counter() - t1
+    # Resampled once per feature, shared by its classifiers; "features (s)" of those rows includes it.
+    y_train = ds.labels[rows["train"]]
+    train_sets = {"none": (z_train, y_train, 0.0)}
+    for method in imbalance:
+        if method != "none":
+            t1 = time.perf_counter()
+            train_sets[method] = (*resample_arrays(z_train, y_train, method, seed=seed), time.perf_counter() - t1)
+    return _Features(fname, preprocess, feat, scaler, z, seconds, train_sets, fit_seconds)
+
+
+def _fit_and_measure(
+    ds: FaceDataset, rows: dict[str, np.ndarray], fs: _Features, cname: str, params: dict[str, Any] | None, method: str, split: str,
+    seed: int, train_fraction: float, out_dir: Path | None,
+) -> BaselineRun:
+    """Fit classifier `cname` on the features of train (resampled by `method`), a temperature on
+    val; the report on `split`; with `out_dir`, the model and report saved in a subfolder."""
+    from emolens.evaluation.calibration import fit_temperature
+    from emolens.evaluation.evaluator import report_from_logits
+
+    z_fit, y_fit, resample_seconds = fs.train_sets[method]
+    y_val = ds.labels[rows["val"]]
+    t0, c0 = time.perf_counter(), time.process_time()
+    clf = CLASSIFIERS[cname](params).fit(z_fit, y_fit, len(ds.classes), seed)
+    val_logits = clf.logits(fs.z["val"])
+    temperature = fit_temperature(val_logits, y_val)
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    val_acc = float((val_logits.argmax(1) == y_val).mean())
+    name = f"{fs.name}+{cname}" + ("" if method == "none" else f"+{method}")
+    feature_seconds = fs.fit_seconds + resample_seconds
+    model = BaselineModel(
+        feature=fs.feature, scaler=fs.scaler, classifier=clf, labels=tuple(ds.classes), preprocess=fs.preprocess, temperature=temperature,
+        name=name,
+        training={
+            "dataset": ds.source, "dataset_sha256": ds.source_sha256, "n_train": int(len(y_fit)), "imbalance": method,
+            "train_fraction": train_fraction, "seed": seed, "feature_seconds": round(feature_seconds, 2),
+            "fit_seconds": round(fit_seconds, 2), "fit_cpu_seconds": round(fit_cpu_seconds, 2),
+        },
+        metrics={"val_accuracy": val_acc},
+    )
+    t1 = time.perf_counter()
+    logits = clf.logits(fs.z[split])
+    # The report's speed is the whole path from uint8 faces: features (computed once) + classifier.
+    report = report_from_logits(
+        ds, split, logits, temperature=temperature, classes=tuple(ds.classes), model_name=name, arch=model.arch,
+        model_path=None, seconds=fs.seconds[split] + time.perf_counter() - t1, batch_size=len(rows[split]),
+    )
+    model_path = report_dir = None
+    if out_dir is not None:
+        sub = out_dir / name.replace("+", "_")
+        sub.mkdir()
+        model_path = model.save(sub / "model.safetensors")
+        report.model_path = str(model_path.resolve())
+        report_dir = report.save(sub / "report")
+    return BaselineRun(model, report, model_path, report_dir, feature_seconds, fit_seconds, fit_cpu_seconds, val_acc, int(len(y_fit)))
 
 
 def run_baselines(
@@ -159,14 +237,12 @@ def run_baselines(
     imbalance: "none" and/or "smote", "smote_enn" (imbalanced-learn): each classifier is also fitted on
         the standardised train features resampled that way; its rows are named "FEATURE+CLASSIFIER+smote".
     """
-    from emolens.evaluation.calibration import fit_temperature
-    from emolens.evaluation.evaluator import report_from_logits
-    from emolens.studies.resampling import RESAMPLERS, check_resampler, resample_arrays
+    from emolens.studies.resampling import RESAMPLERS, check_resampler
 
-    features = _check_choices("feature", list(features), FEATURES)
-    classifiers = _check_choices("classifier", list(classifiers), CLASSIFIERS)
+    features = check_names("feature", list(features), FEATURES)
+    classifiers = check_names("classifier", list(classifiers), CLASSIFIERS)
     params = _check_params(params, features, classifiers)
-    imbalance = _check_choices("imbalance strategy", list(imbalance), dict.fromkeys(("none", *RESAMPLERS)))
+    imbalance = check_names("imbalance strategy", list(imbalance), dict.fromkeys(("none", *RESAMPLERS)))
     for method in set(imbalance) - {"none"}:
         check_resampler(method)  # a missing extra fails before features are computed
     if split not in ("val", "test"):
@@ -181,68 +257,16 @@ def run_baselines(
         from emolens.paths import free_dir
 
         out_dir = free_dir(out)
-    C = len(ds.classes)
-    y = {s: ds.labels[r] for s, r in rows.items()}
     runs: list[BaselineRun] = []
     for fname in features:
-        t0 = time.perf_counter()
-        feat = FEATURES[fname](params.get(fname))
-        pixels = normalized_pixels(ds.images[rows["train"]], preprocess)
-        raw = feat.fit(pixels, seed).transform(pixels, progress=progress)
-        scaler = Standardizer().fit(raw)
-        z_train = scaler.transform(raw)
-        feature_seconds = time.perf_counter() - t0
-        del pixels, raw
-        z, seconds = {}, {}
-        for s in dict.fromkeys(("val", split)):
-            t1 = time.perf_counter()
-            z[s] = scaler.transform(feat.transform(normalized_pixels(ds.images[rows[s]], preprocess), progress=progress))
-            seconds[s] = time.perf_counter() - t1
-        # Resampled once per feature, shared by its classifiers; "features (s)" of those rows includes it.
-        train_sets = {"none": (z_train, y["train"], 0.0)}
-        for method in imbalance:
-            if method != "none":
-                t1 = time.perf_counter()
-                train_sets[method] = (*resample_arrays(z_train, y["train"], method, seed=seed), time.perf_counter() - t1)
+        fs = _features(ds, rows, fname, params.get(fname), preprocess, split, imbalance, seed, progress)
         for cname, method in ((c, m) for c in classifiers for m in imbalance):
-            z_fit, y_fit, resample_seconds = train_sets[method]
-            t0, c0 = time.perf_counter(), time.process_time()
-            clf = CLASSIFIERS[cname](params.get(cname)).fit(z_fit, y_fit, C, seed)
-            val_logits = clf.logits(z["val"])
-            temperature = fit_temperature(val_logits, y["val"])
-            fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-            val_acc = float((val_logits.argmax(1) == y["val"]).mean())
-            name = f"{fname}+{cname}" + ("" if method == "none" else f"+{method}")
-            model = BaselineModel(
-                feature=feat, scaler=scaler, classifier=clf, labels=tuple(ds.classes), preprocess=preprocess, temperature=temperature,
-                name=name,
-                training={
-                    "dataset": ds.source, "dataset_sha256": ds.source_sha256, "n_train": int(len(y_fit)), "imbalance": method,
-                    "train_fraction": train_fraction, "seed": seed, "feature_seconds": round(feature_seconds + resample_seconds, 2),
-                    "fit_seconds": round(fit_seconds, 2), "fit_cpu_seconds": round(fit_cpu_seconds, 2),
-                },
-                metrics={"val_accuracy": val_acc},
-            )
-            t1 = time.perf_counter()
-            logits = clf.logits(z[split])
-            # The report's speed is the whole path from uint8 faces: features (computed once above) + classifier.
-            report = report_from_logits(
-                ds, split, logits, temperature=temperature, classes=tuple(ds.classes), model_name=name, arch=model.arch,
-                model_path=None, seconds=seconds[split] + time.perf_counter() - t1, batch_size=len(rows[split]),
-            )
-            model_path = report_dir = None
-            if out_dir is not None:
-                sub = out_dir / name.replace("+", "_")
-                sub.mkdir()
-                model_path = model.save(sub / "model.safetensors")
-                report.model_path = str(model_path.resolve())
-                report_dir = report.save(sub / "report")
-            n_train = int(len(y_fit))
-            runs.append(BaselineRun(model, report, model_path, report_dir, feature_seconds + resample_seconds, fit_seconds, fit_cpu_seconds, val_acc, n_train))
+            run = _fit_and_measure(ds, rows, fs, cname, params.get(cname), method, split, seed, train_fraction, out_dir)
+            runs.append(run)
             if progress:
                 from tqdm import tqdm
 
-                tqdm.write(f"{name}: {split} accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} (fit {fit_seconds:.1f}s)")
+                tqdm.write(f"{run.model.name}: {split} accuracy {run.report.accuracy:.4f}, macro-F1 {run.report.macro_f1:.4f} (fit {run.fit_seconds:.1f}s)")
     cmp = BaselineComparison(runs=runs, out_dir=out_dir, dataset=ds.source, split=split, seed=seed, train_fraction=train_fraction)
     if out_dir is not None:
         from emolens.evaluation.tables import write_table
