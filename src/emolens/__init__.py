@@ -37,4 +37,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'emolens' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = ["EMOTIONS", "ConfigError", "DataError", "EmolensError", "ModelError", "__version__", *_LAZY]
