@@ -72,6 +72,8 @@ class Runner:
     application injects) is shared as it is, and whole-image prediction is then serialised
     unless it sets `thread_safe = True`. Decoding and crop classification (no detector; PyTorch
     and onnxruntime allow concurrent inference) always run in parallel.
+    `detector` chooses the workers' detectors (`emolens.serving.workers.detector_factory`):
+    None for twins of the recognizer's, a `create_detector` name, or a function making one.
 
     Memory: every decode first reserves its pixels from one `PixelBudget` for the process, and
     photos are detected at most `max_side` pixels on their longer side (JPEGs are decoded
