@@ -64,14 +64,13 @@ class MediaPipeDetector(FaceDetector):
         with self._lock:  # the MediaPipe graph runs one image at a time
             if self._legacy is not None:
                 found = self._legacy.process(rgb).detections or []
-                return [
-                    ((d.location_data.relative_bounding_box.xmin * W, d.location_data.relative_bounding_box.ymin * H,
-                      d.location_data.relative_bounding_box.width * W, d.location_data.relative_bounding_box.height * H), float(d.score[0]))
-                    for d in found
-                ]
-            result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
-        return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height),
-                 float(d.categories[0].score)) for d in result.detections]
+            else:
+                result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+        if self._legacy is not None:  # boxes relative to the image's sides
+            boxes = [d.location_data.relative_bounding_box for d in found]
+            return [((b.xmin * W, b.ymin * H, b.width * W, b.height * H), float(d.score[0])) for b, d in zip(boxes, found, strict=True)]
+        return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height), float(d.categories[0].score))
+                for d in result.detections]
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         import cv2
