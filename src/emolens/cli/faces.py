@@ -174,4 +174,3 @@ def webcam_cmd(
     typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))
     for path in report.snapshots:
         typer.echo(f"snapshot: {path}")
-
