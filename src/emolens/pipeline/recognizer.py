@@ -106,7 +106,7 @@ class EmotionRecognizer:
 
     def __init__(
         self, model: Any = None, detector: str | FaceDetector = PIPELINE.detector, backend: str = PIPELINE.backend, *,
-        device: str = "cpu", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
+        device: str = "auto", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
         detector_threshold: float | None = None, detector_options: dict[str, Any] | None = None,
         threads: int | None = None, compile: bool = False,
     ):
