@@ -120,7 +120,6 @@ class FerCsvReader(Reader):
         # Class index in the csv -> index into EMOTIONS (None: dropped by label_map).
         csv_to_label = [canonical_label(name, options.label_map) for name in FER2013_CSV_ORDER]
         out = RawBuilder(options.image_size, layout="fer2013.csv" + (" + FER+ votes" if ferplus else ""))
-        n_pixels = NATIVE_SIZE * NATIVE_SIZE
         n_rows = 0
         # surrogateescape: one row with a stray byte is skipped (see _records), not the whole file.
         with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f, warnings.catch_warnings():
@@ -151,17 +150,9 @@ class FerCsvReader(Reader):
                 if not (emotion.isascii() and emotion.isdigit()) or int(emotion) >= len(FER2013_CSV_ORDER):
                     out.skip(f"{where}: unknown emotion label {emotion!r}; expected 0-{len(FER2013_CSV_ORDER) - 1} ({', '.join(FER2013_CSV_ORDER)}); skipped")
                     continue
-                pixels = _parse_pixels(rec[col["pixels"]])
-                if pixels is None:
-                    out.skip(f"{where}: pixels are not all integers; skipped")
-                    continue
-                if pixels.size != n_pixels:
-                    side = math.isqrt(pixels.size)
-                    hint = f" ({side}x{side})" if side * side == pixels.size else ""
-                    out.skip(f"{where}: {pixels.size} pixel values{hint}, expected {n_pixels} ({NATIVE_SIZE}x{NATIVE_SIZE}); skipped")
-                    continue
-                if pixels.min() < 0 or pixels.max() > 255:
-                    out.skip(f"{where}: pixel values outside 0-255 (found {pixels.min()}..{pixels.max()}); skipped")
+                pixels, problem = _row_pixels(rec[col["pixels"]])
+                if problem:
+                    out.skip(f"{where}: {problem}; skipped")
                     continue
                 soft = None
                 label = csv_to_label[int(emotion)]
@@ -200,3 +191,18 @@ class FerCsvReader(Reader):
                 "use the fer2013new.csv that belongs to this fer2013.csv"
             )
         return out.build()
+
+
+def _row_pixels(text: str) -> tuple[np.ndarray | None, str | None]:
+    """A row's 48x48 pixel values, or None and what is wrong with them."""
+    n_pixels = NATIVE_SIZE * NATIVE_SIZE
+    pixels = _parse_pixels(text)
+    if pixels is None:
+        return None, "pixels are not all integers"
+    if pixels.size != n_pixels:
+        side = math.isqrt(pixels.size)
+        hint = f" ({side}x{side})" if side * side == pixels.size else ""
+        return None, f"{pixels.size} pixel values{hint}, expected {n_pixels} ({NATIVE_SIZE}x{NATIVE_SIZE})"
+    if pixels.min() < 0 or pixels.max() > 255:
+        return None, f"pixel values outside 0-255 (found {pixels.min()}..{pixels.max()})"
+    return pixels, None
