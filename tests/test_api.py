@@ -64,6 +64,13 @@ def test_import_from_the_package_is_lazy():
     assert done.returncode == 0, done.stderr
 
 
+def test_the_cli_imports_no_torch_for_help():
+    # `emolens --help` and option parsing stay fast: the CLI's option lists must not pull torch in.
+    code = "import sys, emolens.cli\nassert 'torch' not in sys.modules, 'emolens.cli imported torch'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_numpy_arrays_are_bgr_like_opencv(rec, photos):
     path = photos / "group.png"
     from_file = rec.predict(path)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from emolens.cli.app import app
+from emolens.pipeline.defaults import PIPELINE
 from emolens.serving.limits import ServerLimits
 
 _D = ServerLimits()
@@ -32,8 +33,8 @@ def serve(
     max_streams: Annotated[int, typer.Option(help="Open /v1/stream WebSockets at once.")] = _D.max_streams,
     allow_host: Annotated[list[str] | None, typer.Option(help="Another Host name to answer to (repeat; '*' any). Default: localhost, 127.0.0.1, ::1 and --host.")] = None,
     allow_origin: Annotated[list[str] | None, typer.Option(help="Another site whose pages may call the API, e.g. https://app.example.org (repeat; '*' any).")] = None,
-    detector: Annotated[str, typer.Option(help="Face detector.")] = "haar",
-    backend: Annotated[str, typer.Option(help="Inference backend: torch or onnx.")] = "torch",
+    detector: Annotated[str, typer.Option(help="Face detector (emolens detectors lists them).")] = PIPELINE.detector,
+    backend: Annotated[str, typer.Option(help="Inference backend: torch, onnx or auto.")] = PIPELINE.server_backend,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve the JSON API (/v1/predict, /v1/predict/crops, /v1/stream, /v1/model, /healthz) and the webcam page at /."""

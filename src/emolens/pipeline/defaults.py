@@ -31,6 +31,9 @@ class PipelineDefaults:
     # 1.9 at 0.8, 0.5 at 0.9; at 0.8 a real change of expression still shows within about 3
     # frames (0.1 s at 30 frames/s), where 0.9 takes 7.
     smooth: float = 0.8
+    # The HTTP server's backend: torch. onnxruntime cost the same CPU per request there and queued
+    # worse under load (benchmarks/load.py --backend onnx; docs/serving.md#load-test).
+    server_backend: str = "torch"
     # Inference threads of the classifier for video and live streams (a frame holds few faces).
     stream_threads: int = 1
     # Score bars on annotated images and videos: "none", "largest" (the largest face) or "all".

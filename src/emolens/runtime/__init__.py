@@ -1,14 +1,15 @@
 """Where the classifier runs: PyTorch, ONNX through onnxruntime, or TFLite through LiteRT (imported only when used)."""
 
 from emolens.runtime.backends import BACKENDS, Backend, BackendName, TorchBackend, create_backend
-from emolens.runtime.compiled import CompiledModel, compile_model
 
 __all__ = [
     "BACKENDS", "Backend", "BackendName", "CompiledModel", "OnnxBackend", "TfliteBackend", "TorchBackend", "compile_model",
     "create_backend", "export_onnx",
 ]
 
+# Lazy: these import torch or onnxruntime, and the CLI imports this package for its option lists.
 _LAZY = {
+    "CompiledModel": "emolens.runtime.compiled", "compile_model": "emolens.runtime.compiled",
     "OnnxBackend": "emolens.runtime.onnx", "export_onnx": "emolens.runtime.onnx", "export_onnx_bytes": "emolens.runtime.onnx",
     "quantize_int8": "emolens.runtime.onnx", "TfliteBackend": "emolens.runtime.tflite",
     "load_calibration_faces": "emolens.export.calibration",

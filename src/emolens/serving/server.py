@@ -39,7 +39,7 @@ def serve(
 
     One process, one model in memory, `workers` inference threads, each with its own face
     detector; `limits` are fields of `ServerLimits` by name (workers, max_queue, read_timeout,
-    ...). detector and backend default to the pipeline's (`PIPELINE`). CPU threads are decided
+    ...). detector and backend default to `PIPELINE.detector` and `PIPELINE.server_backend`. CPU threads are decided
     once here, by `emolens.runtime.devices.configure_threads(workers=...)`. Binding anything other than
     a loopback address exposes an unauthenticated API to the network, so it is logged loudly.
     The server answers to the loopback names and `host`, plus `allow_hosts`; pages from other
@@ -73,7 +73,7 @@ def serving_recognizer(model: Any = None, detector: str | None = None, backend: 
 
     limits = limits or ServerLimits()
     return EmotionRecognizer(
-        model=model, detector=detector or PIPELINE.detector, backend=backend or PIPELINE.backend,
+        model=model, detector=detector or PIPELINE.detector, backend=backend or PIPELINE.server_backend,
         min_face_size=limits.min_face_size,
     )
 
