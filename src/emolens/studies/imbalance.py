@@ -208,13 +208,16 @@ def _check_overrides(overrides: list[str] | None) -> list[str]:
 
 def _check_strategies(strategies: list[str] | tuple[str, ...]) -> list[str]:
     from emolens.checks import check_names
+
+    return check_names("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
+
+
+def _require_resamplers(strategies: list[str]) -> None:
     from emolens.studies.resampling import check_resampler
 
-    strategies = check_names("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
     for s in strategies:
         if s in RESAMPLERS:
             check_resampler(s)  # a missing extra fails now, not after hours of other strategies
-    return strategies
 
 
 def _strategy_config(base: TrainConfig, strategy: str, runs_dir: Path) -> TrainConfig:
@@ -299,6 +302,8 @@ def run_imbalance_study(
         create_model(model)  # fails before the data is read, with close-match suggestions
     if resume and not (Path(out) / PLAN).is_file():
         _open_study(out, {}, resume=True)  # the missing plan fails before the data is read
+    # After the settings: a typo is reported as a typo, not as an extra to install.
+    _require_resamplers(strategies)
 
     ds = data if isinstance(data, FaceDataset) else load_training_data(base, progress=base.run.progress)
     if not ds.has_split("test"):
