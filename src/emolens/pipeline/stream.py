@@ -20,11 +20,10 @@ import numpy as np
 from emolens.errors import ConfigError, DataError
 from emolens.faces import ByteTracker, Detection, iou
 from emolens.pipeline.defaults import PIPELINE
+from emolens.pipeline.draw import bar_choice
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import FaceResult, ImageResult
 from emolens.preprocessing import to_gray
-
-BARS = ("none", "largest", "all")
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,7 @@ class StreamOptions:
             raise ConfigError(f"detect_every must be at least 1, got {self.detect_every}")
         if not 0.0 <= self.smooth < 1.0:
             raise ConfigError(f"smooth must be in [0, 1), got {self.smooth}")
-        if self.bars not in BARS:
-            raise ConfigError(f"bars must be one of {', '.join(BARS)}, got {self.bars!r}")
+        bar_choice(self.bars)  # the drawing's one list of choices and its message
 
 
 class FaceStream:
@@ -68,13 +66,19 @@ class FaceStream:
         self.options = StreamOptions(**overrides) if options is None else options  # type: ignore[arg-type]
         self.recognizer = recognizer
         self.name = name
-        self.detect_every = self.options.detect_every
-        self.smooth = self.options.smooth
         # A face lost for a moment (turned head, blur, a hand) keeps its id for a second of
         # 30 frames/s video, or three full searches when those are further apart.
         self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
         self._ema: dict[int, np.ndarray] = {}
         self._count = 0
+
+    @property
+    def detect_every(self) -> int:
+        return self.options.detect_every
+
+    @property
+    def smooth(self) -> float:
+        return self.options.smooth
 
     def reset(self) -> None:
         self.tracker.reset()
