@@ -14,8 +14,8 @@ from pathlib import Path
 
 def run(model: str | None = None, output: str | Path = "emolens-demo") -> list[Path]:
     """Label the demo photos with `model` (None: the shipped one); returns the written images."""
+    from emolens.paths import free_stem
     from emolens.pipeline import EmotionRecognizer
-    from emolens.pipeline.outputs import free_stem
     from emolens.pipeline.samples import astronaut, group_photo
 
     rec = EmotionRecognizer(model)

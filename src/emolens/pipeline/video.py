@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, DataError
+from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
-from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import table_columns
 from emolens.pipeline.stream import FaceStream, StreamOptions

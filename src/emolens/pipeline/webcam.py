@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from emolens.errors import ConfigError
+from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.draw import draw_fps, score_panel
-from emolens.pipeline.outputs import free_stem
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import ImageResult
 from emolens.pipeline.stream import FaceStream, StreamOptions

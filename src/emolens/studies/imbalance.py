@@ -112,7 +112,10 @@ class StrategyResult:
 
         data = json.loads((run_dir / ROW).read_text())
         report = EvaluationReport.from_json(run_dir / "test-report" / "report.json")
-        return cls(**{**data, "run_dir": Path(data["run_dir"]), "model_path": Path(data["model_path"]), "report": report})
+        # The folder it is read from, not the recorded path: a study may be resumed from another
+        # working directory, or moved.
+        model_path = run_dir / Path(data["model_path"]).name
+        return cls(**{**data, "run_dir": Path(run_dir), "model_path": model_path, "report": report})
 
     def summary(self) -> dict[str, Any]:
         from emolens.evaluation.report import class_recall
