@@ -16,7 +16,18 @@ from emolens.errors import ConfigError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn"),
     "onnx": ("onnx", "onnxruntime"),
+    "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert.interpreter"),
 }
+
+
+def extra_available(extra: str) -> bool:
+    """Whether every module of `extra` is installed (found, not imported: this stays cheap)."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in EXTRAS[extra])
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def import_extra(module: str, extra: str, purpose: str) -> ModuleType:

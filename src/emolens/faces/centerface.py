@@ -119,7 +119,9 @@ class CenterFaceDetector(FaceDetector):
         if backend not in ("auto", "onnxruntime", "opencv"):
             raise ConfigError(f"centerface backend must be auto, onnxruntime or opencv, got {backend!r}")
         if backend == "auto":
-            have_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+            from emolens.extras import extra_available
+
+            have_ort = extra_available("onnx")
             backend = "onnxruntime" if have_ort else "opencv"
         self.model_path, self.work_px, self.backend = path, int(work_px), backend
         self._run = _OnnxRuntimeRunner(path, threads) if backend == "onnxruntime" else _OpenCVRunner(path)

@@ -62,9 +62,9 @@ class ExportedBackend:
 
 
 def onnx_available() -> bool:
-    import importlib.util
+    from emolens.extras import extra_available
 
-    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+    return extra_available("onnx")
 
 
 class TorchBackend:

@@ -28,7 +28,7 @@ import numpy as np
 
 from emolens.errors import ModelError
 from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, model_bytes
-from emolens.extras import import_extra
+from emolens.extras import import_extra, require_extra
 from emolens.runtime.backends import ExportedBackend
 
 FORMAT = "TFLite"
@@ -43,8 +43,7 @@ def require_export_extra() -> None:
 
     # torchao (a litert-torch dependency) warns at import that this CPU machine has no Triton.
     logging.getLogger("torchao").setLevel(logging.ERROR)
-    for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert.interpreter"):
-        import_extra(module, "tflite", EXPORT_PURPOSE)
+    require_extra("tflite", EXPORT_PURPOSE)
 
 
 @contextlib.contextmanager
