@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, model_file, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, model_file, sort_largest_first
 
 # Shrink the image until the smallest wanted face is this many pixels: measured on WIDER FACE
 # (benchmarks/detection.py), recall falls off below it and time grows with the pixel count.
@@ -148,9 +148,8 @@ class CenterFaceDetector(FaceDetector):
         boxes *= W / w
         dets = []
         for k in cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.threshold, _NMS_IOU) if len(boxes) else []:
-            box = clip_box(tuple(boxes[k]), W, H)
-            if box and max(box[2:]) >= self.min_face_size * 0.9:
-                dets.append(Detection(box, float(scores[k])))
+            if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H):  # NMSBoxes applied the threshold
+                dets.append(det)
         return sort_largest_first(dets)
 
 

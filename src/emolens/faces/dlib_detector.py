@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, model_file, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, model_file, sort_largest_first
 
 _HOG_WINDOW_PX = 80  # the HOG detector's window: faces smaller than this are not seen
 _CNN_WINDOW_PX = 40
@@ -69,9 +69,8 @@ class DlibHogDetector(FaceDetector):
         dets = []
         for (x, y, w, h), score in found:
             conf = max(score, 0.0) / (1.0 + max(score, 0.0))
-            box = clip_box((x / scale, y / scale, w / scale, h / scale), W, H)
-            if box and conf >= self.threshold and max(box[2:]) >= self.min_face_size * 0.9:
-                dets.append(Detection(box, conf))
+            if det := self._keep((x / scale, y / scale, w / scale, h / scale), conf, W, H):
+                dets.append(det)
         return sort_largest_first(dets)
 
 

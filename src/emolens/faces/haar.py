@@ -98,9 +98,8 @@ class HaarDetector(FaceDetector):
         min_px = max(24, int(round(self.min_face_size * scale)))
         dets = []
         for box, conf in self._run(gray, scale, min_px, max(H, W), self.min_neighbors):
-            clipped = clip_box(box, W, H)
-            if clipped and conf >= self.threshold and max(clipped[2:]) >= self.min_face_size * 0.9:
-                dets.append(Detection(clipped, conf))
+            if det := self._keep(box, conf, W, H):
+                dets.append(det)
         return sort_largest_first(dets)
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, merge_overlapping, sort_largest_first, tiles
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, sort_largest_first, tiles
 
 
 class MediaPipeDetector(FaceDetector):
@@ -82,7 +82,6 @@ class MediaPipeDetector(FaceDetector):
         dets = []
         for x0, y0, w, h in windows:
             for (x, y, bw, bh), score in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
-                clipped = clip_box((x + x0, y + y0, bw, bh), W, H)
-                if clipped and score >= self.threshold and max(clipped[2:]) >= self.min_face_size * 0.9:
-                    dets.append(Detection(clipped, score))
+                if det := self._keep((x + x0, y + y0, bw, bh), score, W, H):
+                    dets.append(det)
         return sort_largest_first(merge_overlapping(dets) if len(windows) > 1 else dets)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from emolens.errors import ConfigError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, sort_largest_first
 
 _SCALE_FACTOR = 0.709  # step between pyramid levels, MTCNN's own
 _STAGE_THRESHOLDS = (0.6, 0.7)  # of the proposal and refinement networks (MTCNN's); the last stage uses `threshold`
@@ -37,7 +37,6 @@ class MTCNNDetector(FaceDetector):
             found = self._net.detect_faces(rgb)
         dets = []
         for face in found:
-            box = clip_box(tuple(float(v) for v in face["box"]), W, H)
-            if box and face["confidence"] >= self.threshold and max(box[2:]) >= self.min_face_size * 0.9:
-                dets.append(Detection(box, float(face["confidence"])))
+            if det := self._keep(tuple(float(v) for v in face["box"]), float(face["confidence"]), W, H):
+                dets.append(det)
         return sort_largest_first(dets)

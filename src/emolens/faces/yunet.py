@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, clip_box, sort_largest_first
+from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, sort_largest_first
 
 _WORK_PX = 20  # YuNet finds faces down to about 10 px; shrink until the smallest wanted face is this big
 ENV_VAR = "EMOLENS_YUNET_MODEL"
@@ -59,7 +59,6 @@ class YuNetDetector(FaceDetector):
         dets = []
         for row in faces if faces is not None else []:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            box = clip_box((x, y, w, h), W, H)
-            if box and max(box[2:]) >= self.min_face_size * 0.9 and row[-1] >= self.threshold:
-                dets.append(Detection(box, float(row[-1])))
+            if det := self._keep((x, y, w, h), float(row[-1]), W, H):
+                dets.append(det)
         return sort_largest_first(dets)
