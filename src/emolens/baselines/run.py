@@ -237,14 +237,13 @@ def run_baselines(
     imbalance: "none" and/or "smote", "smote_enn" (imbalanced-learn): each classifier is also fitted on
         the standardised train features resampled that way; its rows are named "FEATURE+CLASSIFIER+smote".
     """
-    from emolens.studies.resampling import RESAMPLERS, check_resampler
+    from emolens.studies.resampling import RESAMPLERS, require_resamplers
 
     features = check_names("feature", list(features), FEATURES)
     classifiers = check_names("classifier", list(classifiers), CLASSIFIERS)
     params = _check_params(params, features, classifiers)
     imbalance = check_names("imbalance strategy", list(imbalance), dict.fromkeys(("none", *RESAMPLERS)))
-    for method in set(imbalance) - {"none"}:
-        check_resampler(method)  # a missing extra fails before features are computed
+    require_resamplers(imbalance)
     if split not in ("val", "test"):
         raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
     preprocess = PreprocessConfig()

@@ -215,14 +215,6 @@ def _check_strategies(strategies: list[str] | tuple[str, ...]) -> list[str]:
     return check_names("imbalance strategy", list(strategies), dict.fromkeys(STRATEGIES))
 
 
-def _require_resamplers(strategies: list[str]) -> None:
-    from emolens.studies.resampling import check_resampler
-
-    for s in strategies:
-        if s in RESAMPLERS:
-            check_resampler(s)  # a missing extra fails now, not after hours of other strategies
-
-
 def _strategy_config(base: TrainConfig, strategy: str, runs_dir: Path) -> TrainConfig:
     from emolens.training import load_config
 
@@ -306,7 +298,9 @@ def run_imbalance_study(
     if resume and not (Path(out) / PLAN).is_file():
         _open_study(out, {}, resume=True)  # the missing plan fails before the data is read
     # After the settings: a typo is reported as a typo, not as an extra to install.
-    _require_resamplers(strategies)
+    from emolens.studies.resampling import require_resamplers
+
+    require_resamplers(strategies)
 
     ds = data if isinstance(data, FaceDataset) else load_training_data(base, progress=base.run.progress)
     if not ds.has_split("test"):

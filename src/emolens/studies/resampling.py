@@ -51,6 +51,14 @@ def check_resampler(method: str) -> None:
     _sampler(method, K_NEIGHBORS, 0)
 
 
+def require_resamplers(strategies: list[str]) -> None:
+    """Check the resampling strategies among `strategies` (others are not this module's), so a
+    missing extra fails now, before features are computed or other strategies train for hours."""
+    for method in dict.fromkeys(strategies):
+        if method in RESAMPLERS:
+            check_resampler(method)
+
+
 def resample_arrays(X: np.ndarray, y: np.ndarray, method: str, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) resampled by `method`; rows are float32 features, labels int64. Seeded: the same call gives the same rows."""
     check_resampler(method)
