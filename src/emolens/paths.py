@@ -9,10 +9,14 @@ Example::
 
     free_dir("runs/eval")                          # runs/eval, or runs/eval-2 when that holds files
     free_stem(Path("out"), "face", [".jpg"])       # "face", or "face-2" when out/face.jpg exists
+
+Caches (decoded datasets, exported models) are not outputs: they live in `cache_dir()`, whose
+entries are named by content hashes, so replacing one never replaces anything a user wrote.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from itertools import count
 from pathlib import Path
@@ -64,3 +68,17 @@ def free_dir(base: str | Path, holds: Iterable[str] | None = None) -> Path:
         if cand.is_dir() and not (any(cand.iterdir()) if names is None else any((cand / n).exists() for n in names)):
             return cand
     raise AssertionError("unreachable: numbered() never ends")
+
+
+CACHE_ENV = "EMOLENS_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where emolens keeps what it can rebuild: `$EMOLENS_CACHE_DIR`, else `$XDG_CACHE_HOME/emolens`,
+    else `~/.cache/emolens`. A relative XDG_CACHE_HOME is ignored, as the XDG spec says."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "emolens"

@@ -101,7 +101,8 @@ def create_backend(
     """A backend from a model file (.safetensors, .onnx or .tflite), a folder, None (the shipped model),
     a loaded nn.Module, or an existing backend.
 
-    backend="onnx" with a PyTorch model exports it to ONNX in memory first (about a second);
+    backend="onnx" with a PyTorch model exports it to ONNX first (about 1.5 s); a model file's
+    export is cached on disk (`emolens.runtime.onnx.cached_onnx_backend`), an nn.Module's is not.
     "auto" picks onnx when onnxruntime is installed and the model runs on the CPU (faster for
     the few faces of a video frame). device: "auto" (a CUDA GPU when there is one), "cpu",
     "cuda" or "cuda:N" (`emolens.runtime.devices.resolve_device`); onnxruntime runs on the CPU.
@@ -138,18 +139,22 @@ def create_backend(
         from emolens.extras import require_extra
 
         require_extra("onnx", "--backend onnx")  # before the PyTorch model is loaded for nothing
+        if tta != "none":
+            raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with backend='onnx'")
     if isinstance(model, torch.nn.Module):
         net, source = model, "<in memory>"
     else:
         from emolens.models import load_model, resolve_model_path
 
         source = str(resolve_model_path(model))
-        net = load_model(source, device=resolve_device(device) if backend == "torch" else "cpu")
+        if backend == "onnx":  # a model file: its export is cached, and loaded only on a miss
+            from emolens.runtime.onnx import cached_onnx_backend
+
+            return cached_onnx_backend(source, lambda: load_model(source, device="cpu"), threads=threads)
+        net = load_model(source, device=resolve_device(device))
     if backend == "onnx":
         from emolens.runtime.onnx import OnnxBackend, export_onnx_bytes
 
-        if tta != "none":
-            raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with backend='onnx'")
         return OnnxBackend(export_onnx_bytes(net), source=source, threads=threads)
     if threads is not None:
         from emolens.runtime.devices import configure_threads

@@ -9,12 +9,22 @@ itself: labels, input size, mean/std, face margin, temperature.
 int8 uses onnxruntime's quantisation: static (QDQ, per-channel 7-bit weights, activations
 calibrated on real faces) when calibration faces are given, else dynamic (weights only).
 Writing files, and which of the two to use, is `emolens.export.export_model`'s job.
+
+The export of a model file for `--backend onnx` (and "auto") takes about 1.5 s, so it is done
+once per model file and kept in `emolens.paths.cache_dir()/onnx` (`cached_onnx_backend`): the
+entry's name hashes the file's bytes, the opset and the torch, onnx and emolens versions, so
+an edited model or a new exporter never meets a stale entry. An entry onnxruntime cannot load
+is exported again; a cache that cannot be written only costs the next run its export.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +33,7 @@ import numpy as np
 from emolens.errors import ModelError
 from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, model_bytes
 from emolens.extras import import_extra, require_extra
+from emolens.paths import CACHE_ENV, cache_dir
 from emolens.runtime.backends import ExportedBackend
 
 FORMAT = "ONNX"
@@ -30,6 +41,10 @@ INPUT_NAME, OUTPUT_NAME = "faces", "logits"
 OPSET = 17
 EXPORT_PURPOSE = "ONNX export (emolens export, --backend onnx)"
 RUN_PURPOSE = "the ONNX backend (--backend onnx, an .onnx --model)"
+CACHE_FOLDER = "onnx"  # under emolens.paths.cache_dir()
+# What the exported bytes depend on besides the model file and the opset. Read from the
+# installed distributions, so that a cache hit needs no torch import to build the key.
+_EXPORTERS = ("torch", "onnx", "emolens")
 
 
 def require_export_extra() -> None:
@@ -197,3 +212,74 @@ class OnnxBackend(ExportedBackend):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def _installed(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "none"
+
+
+def export_cache_path(model_file: str | Path, *, opset: int = OPSET) -> Path | None:
+    """Where the ONNX export of `model_file` is cached, or None when it is not a readable regular
+    file (loading it then names the problem; a FIFO is never opened, so it cannot hang the hash)."""
+    path = Path(model_file)
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+    parts = [f"model={digest}", f"opset={opset}", *(f"{d}={_installed(d)}" for d in _EXPORTERS)]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    return cache_dir() / CACHE_FOLDER / f"{key}.onnx"
+
+
+def _read_entry(entry: Path) -> bytes | None:
+    try:
+        return entry.read_bytes() if entry.is_file() else None
+    except OSError:  # unreadable: export again
+        return None
+
+
+def _write_entry(entry: Path, data: bytes) -> None:
+    """Write atomically (temp file, then os.replace); a failure warns and leaves no temp file."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, entry)  # a folder at `entry` raises here and is left alone
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        warnings.warn(f"could not cache the ONNX export at {entry} ({exc}); set {CACHE_ENV} to a writable folder", stacklevel=3)
+
+
+def cached_onnx_backend(
+    model_file: str | Path, load: Callable[[], Any], *, threads: int | None = None, opset: int = OPSET,
+) -> OnnxBackend:
+    """An OnnxBackend for a .safetensors model file, exported once and then read from the cache.
+
+    `load()` returns the PyTorch model of `model_file`; it is called only when the cache has no
+    usable entry, so a cache hit loads neither the weights nor the exporter.
+    """
+    source = str(model_file)
+    entry = export_cache_path(model_file, opset=opset)
+    data = _read_entry(entry) if entry is not None else None
+    if data is not None:
+        try:
+            return OnnxBackend(data, source=source, threads=threads)
+        except ModelError:
+            pass  # damaged (a torn disk write, a foreign file): exported again and replaced below
+    data = export_onnx_bytes(load(), opset=opset)
+    if entry is not None:
+        _write_entry(entry, data)
+    return OnnxBackend(data, source=source, threads=threads)
