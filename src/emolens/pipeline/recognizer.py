@@ -115,8 +115,8 @@ class EmotionRecognizer:
         self.backend = create_backend(model, backend, device=device, tta=tta, threads=threads, compile=compile)
         self.config = self.backend.config
         self.labels: tuple[str, ...] = tuple(self.config.labels)
-        size = PIPELINE.min_face_size if min_face_size is None else min_face_size  # None: the default too
-        options = {"min_face_size": size, "threshold": detector_threshold, **(detector_options or {})}
+        # None values are left to the detector's own defaults (create_detector drops them).
+        options = {"min_face_size": min_face_size, "threshold": detector_threshold, **(detector_options or {})}
         self.detector = create_detector(detector, **options)
 
     @classmethod
@@ -238,7 +238,7 @@ class EmotionRecognizer:
         t3 = time.perf_counter()
         return ImageResult(
             orig_img=bgr, faces=faces, path=path, name=name or (printable_path(Path(path).name) if path else "image"),
-            model_name=self.model_name, labels=self.labels,
+            model_name=self.model_name, labels=self.labels, detector=self.detector.name,
             speed={"preprocess": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "classify": (t3 - t2) * 1e3},
         )
 

@@ -106,6 +106,7 @@ class ImageResult:
     name: str = "image"
     model_name: str = ""
     labels: tuple[str, ...] = EMOTIONS
+    detector: str = ""  # the face detector that found `faces` ("auto" resolves per install)
     speed: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
     frame: int | None = None  # frame index and time (s) when the image comes from a video
     time: float | None = None
@@ -167,7 +168,7 @@ class ImageResult:
         return pd.DataFrame(self.rows(**leading), columns=self.columns(*leading))
 
     def to_json(self, indent: int | None = 2) -> str:
-        doc = {"image": self.name, "model": self.model_name, "width": int(self.orig_img.shape[1]),
+        doc = {"image": self.name, "model": self.model_name, "detector": self.detector, "width": int(self.orig_img.shape[1]),
                "height": int(self.orig_img.shape[0]), "faces": self.summary(),
                "speed_ms": {k: round(v, 2) for k, v in self.speed.items()}}
         if self.error is not None:

@@ -141,7 +141,7 @@ class FaceStream:
             faces = self._smoothed(faces, located.live)
         return ImageResult(
             orig_img=located.frame, faces=faces, name=self.name, model_name=self.recognizer.model_name,
-            labels=self.recognizer.labels, frame=located.index, time=located.time,
+            labels=self.recognizer.labels, detector=self.recognizer.detector.name, frame=located.index, time=located.time,
             speed={"preprocess": located.ms_preprocess, "detect": located.ms_detect, "classify": (time.perf_counter() - t0) * 1e3},
         )
 
