@@ -61,7 +61,10 @@ def test_two_gloo_processes_train_resume_and_load(tmp_path: Path) -> None:
     model.load_state_dict(model_state)
     got = evaluate(model, torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg, torch.device("cpu"))
     last = meta["history"][-1]
-    assert got["val_acc"] == pytest.approx(last["val_acc"]) and got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    # The loss is summed in float64, but the float32 logits differ in their last bits between two
+    # one-thread processes and one multi-threaded one (other batch shapes, other kernels): seen up
+    # to 2e-5 relative in CI.
+    assert got["val_acc"] == pytest.approx(last["val_acc"]) and got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-4)
     assert got["val_f1"] == pytest.approx(last["val_f1"])
 
 
