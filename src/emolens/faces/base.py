@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,14 @@ class FaceDetector(ABC):
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
         """The face closest to `box` within a window twice its size, or None."""
+        return self._nearest_in_window(image, box, gray, self.detect)
+
+    def _nearest_in_window(
+        self, image: np.ndarray, box: Box, gray: np.ndarray | None,
+        search: Callable[[np.ndarray, np.ndarray | None], list[Detection]],
+    ) -> Detection | None:
+        """`detect_near` with the window's search given (window, its gray or None) -> detections in
+        the window's pixels: a detector may search it its own way (Haar: only sizes near the face)."""
         x, y, w, h = box
         H, W = image.shape[:2]
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
@@ -111,11 +120,11 @@ class FaceDetector(ABC):
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
         sub_gray = gray[y0:y1, x0:x1] if gray is not None else None
-        found = self.detect(np.ascontiguousarray(image[y0:y1, x0:x1]), sub_gray)
+        found = search(np.ascontiguousarray(image[y0:y1, x0:x1]), sub_gray)
         best, best_iou = None, 0.0
         for det in found:
-            moved = (det.box[0] + x0, det.box[1] + y0, det.box[2], det.box[3])
-            overlap = iou(moved, box)
+            moved = clip_box((det.box[0] + x0, det.box[1] + y0, det.box[2], det.box[3]), W, H)
+            overlap = iou(moved, box) if moved is not None else 0.0
             if overlap > best_iou:
                 best, best_iou = Detection(moved, det.confidence), overlap
         return best

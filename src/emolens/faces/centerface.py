@@ -36,6 +36,15 @@ from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, model_f
 # 81.0% of the faces of 40 px and up at 20, 85.8% at 32, 86.9% unshrunk; on video, faces of 50 px
 # flickered in and out of detection at 20.
 _WORK_PX = 32
+# A tracked face is searched for in a window around it, shrunk until the face is this many
+# pixels: CenterFace finds a 64-px face as surely as a larger one, and the window then costs
+# about 4 ms instead of 10-40 ms at full size (a 100-200 px face on 640x480 video).
+_TRACK_PX = 64
+# "auto" runs int8 only where it is clearly faster: measured on this machine once, since int8
+# is 1.5x fp32 on some CPUs without VNNI and 0.8x on others (AMD Zen 1: 69 against 57 ms a
+# 640x480 frame), and fp32 finds a little more (README, Face detectors).
+_INT8_MIN_SPEEDUP = 1.15
+_TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
 _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
@@ -213,6 +222,67 @@ def int8_model(path: Path) -> Path | str:
     return cached
 
 
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _best_ms(runner: _OnnxRuntimeRunner, blob: np.ndarray) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        runner(blob)
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+    return best
+
+
+def recorded_precision(record: Path) -> str | None:
+    """The precision `faster_precision` recorded, or None (none yet, or unreadable: timed again)."""
+    try:
+        precision = json.loads(record.read_text())["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return precision if precision in ("int8", "fp32") else None
+
+
+def faster_precision(int8: _OnnxRuntimeRunner, fp32: _OnnxRuntimeRunner, record: Path) -> str:
+    """"int8" or "fp32", whichever runs a 320x256 frame faster here (int8 only by a margin),
+    timed now and kept in `record` (JSON, with the times) for the next start."""
+    blob = np.zeros(_TIMING_BLOB, np.float32)
+    int8(blob), fp32(blob)  # first runs plan memory: not timed
+    # Interleaved, best of three each: another job on the machine slows both alike.
+    times = {"int8": _best_ms(int8, blob), "fp32": _best_ms(fp32, blob)}
+    times = {"int8": min(times["int8"], _best_ms(int8, blob)), "fp32": min(times["fp32"], _best_ms(fp32, blob))}
+    precision = "int8" if times["fp32"] >= _INT8_MIN_SPEEDUP * times["int8"] else "fp32"
+    entry = {"precision": precision, "ms": {k: round(v, 2) for k, v in times.items()}, "blob": list(_TIMING_BLOB), "cpu": _cpu_name()}
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".centerface-", suffix=".json.tmp", dir=record.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f)
+        os.replace(tmp, record)
+    except OSError as exc:
+        log.warning("could not record CenterFace's precision in %s (%s); it is measured again next time", record, exc)
+    log.info("CenterFace runs in %s here (%s)", precision, entry["ms"])
+    return precision
+
+
+def precision_record(int8: Path, threads: int | None) -> Path:
+    """Where the int8-or-fp32 choice for this int8 file, CPU and thread count is kept."""
+    from emolens.runtime.devices import session_threads
+
+    key = f"{int8.name} {_cpu_name()} {os.cpu_count()} {session_threads(threads)}"
+    return int8.with_name(f"centerface-precision-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
+
+
 class _OnnxRuntimeRunner:
     """CenterFace on onnxruntime (the `onnx` extra): 2x OpenCV's DNN on this CPU in fp32, 3x in int8."""
 
@@ -225,6 +295,9 @@ class _OnnxRuntimeRunner:
         intra, inter = session_threads(threads)
         options.intra_op_num_threads, options.inter_op_num_threads = intra or 0, inter or 0  # 0: onnxruntime's default
         options.log_severity_level = 3  # the file's unused batch-norm counters make onnxruntime warn at every load
+        # Idle threads sleep instead of spinning: in a video the classifier, the decoder and the
+        # encoder need the cores between two searches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = str(model) if isinstance(model, Path) else model.SerializeToString()
         try:
             self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -278,31 +351,54 @@ class CenterFaceDetector(FaceDetector):
         self._run(np.zeros((1, 3, _STRIDE, _STRIDE), np.float32))  # a bad file fails here, not at the first photo
 
     def _onnxruntime(self, path: Path, threads: int | None, precision: str) -> _OnnxRuntimeRunner:
-        if precision != "fp32":
-            int8 = int8_model(path)
-            if isinstance(int8, Path):
-                try:
-                    runner = _OnnxRuntimeRunner(int8, threads, label=int8)
-                except ModelError:  # a damaged cache entry (disk full, edited): made again, once
-                    int8.unlink(missing_ok=True)
-                    int8 = int8_model(path)
-                    runner = _OnnxRuntimeRunner(int8, threads, label=int8) if isinstance(int8, Path) else None
-                if runner is not None:
-                    self.precision = "int8"
-                    return runner
+        if precision == "fp32":
+            return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+        int8, runner = self._int8_runner(path, threads)
+        if runner is None:
             if precision == "int8":
                 raise ConfigError(f"centerface precision int8: {int8}")
             log.info("CenterFace runs in fp32: %s", int8)
-        return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+            return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+        if precision == "auto":
+            record = precision_record(Path(int8), threads)
+            chosen = recorded_precision(record)
+            if chosen is None:  # the first start on this machine: both are timed
+                fp32 = _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+                if faster_precision(runner, fp32, record) == "fp32":
+                    return fp32
+            elif chosen == "fp32":
+                return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+        self.precision = "int8"
+        return runner
+
+    @staticmethod
+    def _int8_runner(path: Path, threads: int | None) -> tuple[Path | str, _OnnxRuntimeRunner | None]:
+        """The cached int8 copy and its session, or (why there is none, None)."""
+        int8 = int8_model(path)
+        if not isinstance(int8, Path):
+            return int8, None
+        try:
+            return int8, _OnnxRuntimeRunner(int8, threads, label=int8)
+        except ModelError:  # a damaged cache entry (disk full, edited): made again, once
+            int8.unlink(missing_ok=True)
+            int8 = int8_model(path)
+            return int8, (_OnnxRuntimeRunner(int8, threads, label=int8) if isinstance(int8, Path) else None)
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        return self._search(image, gray, scale=min(1.0, self.work_px / self.min_face_size))
+
+    def detect_near(self, image: np.ndarray, box: tuple[int, int, int, int], gray: np.ndarray | None = None) -> Detection | None:
+        """As FaceDetector.detect_near, with the window shrunk until the face is `_TRACK_PX`."""
+        return self._nearest_in_window(image, box, gray, lambda bgr, g: self._search(bgr, g, scale=min(1.0, _TRACK_PX / max(box[2:]))))
+
+    def _search(self, image: np.ndarray, gray: np.ndarray | None, scale: float) -> list[Detection]:
+        """Faces in the image searched at `scale` (at most 1), in the image's pixels."""
         import cv2
 
         bgr, gray = as_bgr_and_gray(image, gray)
         if bgr is None:
             bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
         H, W = bgr.shape[:2]
-        scale = min(1.0, self.work_px / self.min_face_size)
         small = bgr if scale >= 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         with self._lock:
             heatmap, log_size, offset, _ = self._run(to_blob(small))
