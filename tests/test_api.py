@@ -64,6 +64,21 @@ def test_import_from_the_package_is_lazy():
     assert done.returncode == 0, done.stderr
 
 
+def test_model_configs_and_the_registry_load_lazily():
+    # What a model file says about itself is read without torch; the registry still lists every
+    # built-in architecture when it is first asked.
+    code = (
+        "import sys, emolens.models.config, emolens.export.metadata, emolens.models\n"
+        "assert 'torch' not in sys.modules, 'reading model configs imported torch'\n"
+        "from emolens.models.registry import list_models\n"
+        "assert {'simple_cnn', 'resnet_fer', 'vgg_fer', 'vgg_fer_small'} <= set(list_models()), list_models()\n"
+        "from emolens.models import ModelConfig, build_model\n"
+        "assert build_model(ModelConfig(arch='simple_cnn')).emolens_config.arch == 'simple_cnn'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_cli_imports_no_torch_for_help():
     # `emolens --help` and option parsing stay fast: the CLI's option lists must not pull torch in.
     code = "import sys, emolens.cli\nassert 'torch' not in sys.modules, 'emolens.cli imported torch'\n"

@@ -108,3 +108,21 @@ def test_auto_backend_is_torch_on_a_gpu(monkeypatch):
     net = build_model(ModelConfig(arch="simple_cnn"))
     backends.create_backend(net, "auto", device="auto")
     assert chosen == [("torch", "auto")]  # onnxruntime runs on the CPU here, so a GPU means PyTorch
+
+
+def test_runs_on_cpu_is_resolve_device_without_needing_torch(monkeypatch):
+    # Where the answer is sure ("cpu"; "auto" with no GPU driver on Linux) torch is not asked.
+    import sys
+
+    assert devices.runs_on_cpu("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.runs_on_cpu("auto") and devices.runs_on_cpu(None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert not devices.runs_on_cpu("auto") and not devices.runs_on_cpu("cuda")  # torch is imported here: it is asked
+    with pytest.raises(ConfigError, match="not a device"):
+        devices.runs_on_cpu("gpu0")
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported it
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(devices, "_GPU_DRIVER_PATHS", ())
+    assert devices.runs_on_cpu("auto")  # no driver: CPU, without asking torch (whose patched answer says GPU)

@@ -132,3 +132,31 @@ def test_in_memory_models_are_not_cached(model_file, cache):
 
     assert create_backend(load_model(model_file), "onnx").source == "<in memory>"
     assert not cache.exists()
+
+
+def test_a_cache_hit_runs_without_importing_torch(model_file, cache, faces, tmp_path):
+    # The point of the cache: `emolens predict/video` on the CPU starts without PyTorch (1.5-2 s).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from emolens.runtime.devices import _GPU_DRIVER_PATHS
+
+    if any(os.path.exists(p) for p in _GPU_DRIVER_PATHS):
+        pytest.skip("a GPU driver is present: backend auto asks PyTorch whether CUDA works")
+    expected = create_backend(model_file, "onnx").predict_proba(faces)  # fills the cache
+    np.save(tmp_path / "faces.npy", faces)
+    code = (
+        "import json, sys, numpy as np\n"
+        "from emolens.runtime import create_backend\n"
+        f"b = create_backend({str(model_file)!r}, 'auto', device='auto')\n"
+        f"p = b.predict_proba(np.load({str(tmp_path / 'faces.npy')!r}))\n"
+        "print(json.dumps({'name': b.name, 'proba': p.tolist(), 'heavy': sorted(m for m in ('torch', 'onnx', 'scipy') if m in sys.modules)}))\n"
+    )
+    env = {**os.environ, CACHE_ENV: str(cache)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["name"] == "onnx" and out["heavy"] == [], out["heavy"]
+    assert np.array_equal(np.asarray(out["proba"], np.float32), expected)

@@ -75,3 +75,23 @@ def test_bad_settings_are_rejected():
         ByteTracker(max_missed=-1)
     with pytest.raises(ConfigError, match="smoothing"):
         ByteTracker(smoothing=0)
+
+
+def test_one_track_or_one_face_is_matched_as_the_hungarian_method_would():
+    # The shortcut that spares most videos importing scipy gives linear_sum_assignment's matching.
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from emolens.faces.tracking import Track, _assign, _iou_matrix
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n_tracks, n_dets = (1, int(rng.integers(1, 5))) if trial % 2 else (int(rng.integers(1, 5)), 1)
+        boxes = lambda n: [tuple(int(v) for v in (*rng.integers(0, 60, 2), *rng.integers(20, 50, 2))) for _ in range(n)]  # noqa: E731
+        tracks = [Track(i + 1, b) for i, b in enumerate(boxes(n_tracks))]
+        dets = [Detection(b, 0.9) for b in boxes(n_dets)]
+        overlap = _iou_matrix([t.next_box() for t in tracks], [d.box for d in dets])
+        rows, cols = linear_sum_assignment(1.0 - overlap)
+        expected = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= 0.3]
+        if len(set(overlap.ravel().tolist())) == overlap.size:  # ties may be broken either way
+            assert _assign(tracks, dets, 0.3)[0] == expected

@@ -109,3 +109,20 @@ def test_transforms_sit_below_training() -> None:
     code = "import sys, emolens.transforms; print(sorted(m for m in sys.modules if m.startswith('emolens.training')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("stored, image_size, input_size, mean, std", [
+    (48, 48, 48, 0.5, 0.25), (56, 56, 48, 0.508, 0.254), (40, 48, 44, 0.3, 0.7), (48, 48, 40, 0.5, 0.25),
+])
+def test_normalize_array_gives_normalize_s_numbers(stored, image_size, input_size, mean, std):
+    # The exported backends' numpy path must feed their graphs exactly what the torch path feeds a network.
+    from emolens.preprocessing import normalize_array
+
+    cfg = PreprocessConfig(image_size=image_size, input_size=input_size, mean=mean, std=std)
+    faces = np.random.default_rng(stored).integers(0, 256, (5, stored, stored), dtype=np.uint8)
+    got = normalize_array(faces, cfg)
+    assert got.dtype == np.float32 and got.shape == (5, 1, input_size, input_size)
+    assert np.array_equal(got, normalize(faces, cfg).numpy())
+    assert np.array_equal(normalize_array(faces[:, None], cfg), got)
+    with pytest.raises(DataError, match="expected faces shaped"):
+        normalize_array(faces[:, None, None], cfg)

@@ -41,6 +41,9 @@ def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
 
 
 def require_extra(extra: str, purpose: str) -> None:
-    """Import every module of `extra` now, so a missing one fails before any slow work."""
-    for module in EXTRAS[extra]:
-        import_extra(module, extra, purpose)
+    """Fail now, before any slow work, when a module of `extra` is not installed (found, not
+    imported: onnx alone takes a second to import, and a cached ONNX export never needs it; a
+    module installed but broken fails where it is imported, through `import_extra`)."""
+    if not extra_available(extra):
+        for module in EXTRAS[extra]:
+            import_extra(module, extra, purpose)  # the first missing one raises with the install line

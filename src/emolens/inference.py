@@ -8,14 +8,14 @@ optional test-time augmentation, and returns calibrated probabilities (softmax o
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from emolens.errors import ConfigError, ModelError
+from emolens.errors import ConfigError
+from emolens.evaluation.calibration import softmax_with_temperature  # used here; also imported from here
 from emolens.preprocessing import PreprocessConfig, normalize
 
 TTA = Literal["none", "flip", "tencrop"]
@@ -69,26 +69,6 @@ def predict_logits(
     if not out:
         return np.zeros((0, len(model.emolens_config.labels)), np.float32)
     return torch.cat(out).numpy()
-
-
-def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """softmax(logits / T) over classes, (B, C) -> (B, C) float32 rows summing to 1.
-
-    Never NaN: a zero or non-finite temperature, or non-finite logits (damaged weights), raise
-    ModelError, because every caller hands these scores on as JSON, which cannot carry NaN.
-    """
-    t = float(temperature)
-    if not math.isfinite(t) or t <= 0:
-        raise ModelError(f"softmax temperature must be a finite positive number, got {temperature}; recalibrate the model (emolens evaluate --calibrate)")
-    if not np.isfinite(logits).all():
-        raise ModelError("the model produced NaN or infinite logits; its weights are damaged or training diverged")
-    z = logits / t
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    if not np.isfinite(probs).all():  # logits / t overflowed float32
-        raise ModelError(f"softmax of these logits at temperature {t:g} overflows; the temperature is too small for this model")
-    return probs
 
 
 def predict_proba(model: nn.Module, faces: np.ndarray | torch.Tensor, *, batch_size: int = 256, tta: str = "none") -> np.ndarray:

@@ -342,6 +342,24 @@ def normalize(batch: Any, cfg: PreprocessConfig) -> Any:
     return (x - cfg.mean) / cfg.std
 
 
+def normalize_array(batch: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """`normalize` for the exported backends, as a float32 numpy array: the same numbers, and
+    without importing torch when the faces are already `image_size` (a detector's crops are),
+    which keeps a second or two of PyTorch start-up out of every ONNX or TFLite run."""
+    x = np.asarray(batch)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise DataError(f"expected faces shaped (B, S, S) or (B, 1, S, S), got {tuple(x.shape)}")
+    if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
+        return normalize(x, cfg).numpy()  # resampled by torch's antialiased bilinear, as in training
+    x = x.astype(np.float32) / np.float32(255.0)
+    if cfg.input_size < cfg.image_size:
+        off = (cfg.image_size - cfg.input_size) // 2
+        x = x[:, :, off : off + cfg.input_size, off : off + cfg.input_size]
+    return np.ascontiguousarray((x - np.float32(cfg.mean)) / np.float32(cfg.std))
+
+
 def prepare_face(image: Any, cfg: PreprocessConfig, *, color_order: ColorOrder = "rgb") -> np.ndarray:
     """A whole image that is already a face crop -> (image_size, image_size) uint8.
 

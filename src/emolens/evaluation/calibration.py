@@ -11,13 +11,14 @@ This module is the one copy of these functions: training imports them from here.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emolens.errors import ConfigError, DataError
+from emolens.errors import ConfigError, DataError, ModelError
 from emolens.evaluation.metrics import macro_f1_score
 
 # T is searched on a log scale in [1/100, 100]: wider than any network needs, narrow enough
@@ -42,6 +43,26 @@ def _check_logits_labels(scores: Any, labels: Any, what: str) -> tuple[np.ndarra
     if not np.isfinite(scores).all():
         raise DataError(f"{what} holds {int((~np.isfinite(scores)).sum())} non-finite values (NaN or inf)")
     return scores, labels.astype(np.int64)
+
+
+def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T) over classes, (B, C) -> (B, C) float32 rows summing to 1.
+
+    Never NaN: a zero or non-finite temperature, or non-finite logits (damaged weights), raise
+    ModelError, because every caller hands these scores on as JSON, which cannot carry NaN.
+    """
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise ModelError(f"softmax temperature must be a finite positive number, got {temperature}; recalibrate the model (emolens evaluate --calibrate)")
+    if not np.isfinite(logits).all():
+        raise ModelError("the model produced NaN or infinite logits; its weights are damaged or training diverged")
+    z = logits / t
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    if not np.isfinite(probs).all():  # logits / t overflowed float32
+        raise ModelError(f"softmax of these logits at temperature {t:g} overflows; the temperature is too small for this model")
+    return probs
 
 
 def temperature_nll(logits: Any, labels: Any, temperature: float) -> float:

@@ -28,7 +28,7 @@ def metadata_entries(config: Any, quantization: str) -> dict[str, str]:
 
 def config_from_metadata(meta: dict[str, str], label: str, format: str) -> Any:
     """The ModelConfig a file's metadata holds, fully checked; ModelError naming the file if absent."""
-    from emolens.models.io import config_from_json
+    from emolens.models.config import config_from_json
 
     if META_KEY not in meta:
         raise ModelError(f"{label}: {format} model carries no emolens config; export it with `emolens export --format {format.lower()}`")
@@ -38,7 +38,7 @@ def config_from_metadata(meta: dict[str, str], label: str, format: str) -> Any:
 def model_bytes(model: str | Path | bytes, format: str, source: str | None = None) -> tuple[str, bytes]:
     """(label for messages, bytes) of a model given as bytes or as a path; a path must be a
     regular file of at most MAX_MODEL_BYTES."""
-    from emolens.models.io import MAX_MODEL_BYTES
+    from emolens.models.config import MAX_MODEL_BYTES
 
     if isinstance(model, bytes):
         return source or "<in memory>", model

@@ -192,34 +192,80 @@ def _int8_problem(path: Path) -> str | None:
     return None
 
 
-def int8_model(path: Path) -> Path | str:
-    """The int8 copy of `path` in the cache folder, made on first use (about a second); or why
-    there can be none (the caller runs fp32 then)."""
+def _cached_copy(kind: str, path: Path, key: str, make: Any) -> Path:
+    """`cache_dir()/detectors/centerface-KIND-TAG.onnx`, written by `make(out_path)` on first use.
+
+    TAG hashes `path`'s bytes, `key` and onnxruntime's version, so an entry made from another
+    file or for another onnxruntime is never taken. Written to a temporary file, then renamed:
+    a reader never sees half a file. OSError when the folder is not writable.
+    """
     import onnxruntime
 
     from emolens.data.cache import hash_file
     from emolens.paths import cache_dir
 
-    if problem := _int8_problem(path):
-        return problem
-    tag = hashlib.sha256(f"{hash_file(path)} {hash_file(SHIPPED_RANGES)} {onnxruntime.__version__}".encode()).hexdigest()[:16]
-    cached = cache_dir() / "detectors" / f"centerface-int8-{tag}.onnx"
+    tag = hashlib.sha256(f"{hash_file(path)} {key} {onnxruntime.__version__}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "detectors" / f"centerface-{kind}-{tag}.onnx"
     if cached.is_file():
         return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".centerface-", suffix=".onnx.tmp", dir=cached.parent)
+    os.close(fd)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".centerface-", suffix=".onnx.tmp", dir=cached.parent)
-        os.close(fd)
-        try:
-            quantize(path, Path(tmp), SHIPPED_RANGES)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, cached)  # atomic: a reader never sees half a file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        return f"could not write {cached} ({exc}); set EMOLENS_CACHE_DIR to a writable folder"
+        make(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, cached)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return cached
+
+
+def _unwritable(exc: OSError) -> str:
+    return f"could not write CenterFace's copy in the cache folder ({exc}); set EMOLENS_CACHE_DIR to a writable folder"
+
+
+def fp32_model(path: Path) -> Path | Any:
+    """`prepared_model(path)` from the cache folder (made on first use), so that later starts
+    need neither the onnx package nor the conversion (about a second together); the model in
+    memory when the cache cannot be written."""
+
+    def make(out: Path) -> None:
+        import onnx
+
+        onnx.save(prepared_model(path), str(out))
+
+    try:
+        return _cached_copy("fp32", path, "prepared opset 13", make)
+    except OSError as exc:
+        log.warning(_unwritable(exc))
+        return prepared_model(path)
+
+
+def int8_model(path: Path) -> Path | str:
+    """The int8 copy of `path` in the cache folder, made on first use (a few seconds); or why
+    there can be none (the caller runs fp32 then)."""
+    from emolens.data.cache import hash_file
+
+    key = f"int8 {hash_file(SHIPPED_RANGES)}"
+    try:
+        # A copy in the cache was made from this very file (its hash is in the name): no check, and
+        # no import of onnxruntime's quantiser (and with it onnx) on a start.
+        return _cached_copy("int8", path, key, lambda out: _quantize_or_explain(path, out))
+    except _NoInt8 as why:
+        return str(why)
+    except OSError as exc:
+        return _unwritable(exc)
+
+
+class _NoInt8(Exception):
+    """Why there is no int8 copy of a CenterFace file."""
+
+
+def _quantize_or_explain(path: Path, out: Path) -> None:
+    if problem := _int8_problem(path):
+        raise _NoInt8(problem)
+    quantize(path, out, SHIPPED_RANGES)
 
 
 def _cpu_name() -> str:
@@ -352,24 +398,36 @@ class CenterFaceDetector(FaceDetector):
 
     def _onnxruntime(self, path: Path, threads: int | None, precision: str) -> _OnnxRuntimeRunner:
         if precision == "fp32":
-            return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+            return self._fp32_runner(path, threads)
         int8, runner = self._int8_runner(path, threads)
         if runner is None:
             if precision == "int8":
                 raise ConfigError(f"centerface precision int8: {int8}")
             log.info("CenterFace runs in fp32: %s", int8)
-            return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+            return self._fp32_runner(path, threads)
         if precision == "auto":
             record = precision_record(Path(int8), threads)
             chosen = recorded_precision(record)
             if chosen is None:  # the first start on this machine: both are timed
-                fp32 = _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+                fp32 = self._fp32_runner(path, threads)
                 if faster_precision(runner, fp32, record) == "fp32":
                     return fp32
             elif chosen == "fp32":
-                return _OnnxRuntimeRunner(prepared_model(path), threads, label=path)
+                return self._fp32_runner(path, threads)
         self.precision = "int8"
         return runner
+
+    @staticmethod
+    def _fp32_runner(path: Path, threads: int | None) -> _OnnxRuntimeRunner:
+        model = fp32_model(path)
+        if not isinstance(model, Path):
+            return _OnnxRuntimeRunner(model, threads, label=path)
+        try:
+            return _OnnxRuntimeRunner(model, threads, label=model)
+        except ModelError:  # a damaged cache entry: made again, once
+            model.unlink(missing_ok=True)
+            model = fp32_model(path)
+            return _OnnxRuntimeRunner(model, threads, label=model if isinstance(model, Path) else path)
 
     @staticmethod
     def _int8_runner(path: Path, threads: int | None) -> tuple[Path | str, _OnnxRuntimeRunner | None]:

@@ -60,12 +60,16 @@ def _assign(tracks: list[Track], dets: list[Detection], min_iou: float) -> tuple
 
     Returns (matched (track, detection) index pairs, unmatched tracks, unmatched detections).
     """
-    from scipy.optimize import linear_sum_assignment
-
     if not tracks or not dets:
         return [], list(range(len(tracks))), list(range(len(dets)))
     overlap = _iou_matrix([t.next_box() for t in tracks], [d.box for d in dets])
-    rows, cols = linear_sum_assignment(1.0 - overlap)
+    if min(overlap.shape) == 1:  # one track or one face (most video): the best overlap is the matching
+        best = int(overlap.argmax())
+        rows, cols = [best // overlap.shape[1]], [best % overlap.shape[1]]
+    else:  # importing scipy.optimize costs 0.3-0.5 s of start-up: only when there is a choice
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(1.0 - overlap)
     pairs = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= min_iou]
     used_t, used_d = {r for r, _ in pairs}, {c for _, c in pairs}
     return pairs, [i for i in range(len(tracks)) if i not in used_t], [j for j in range(len(dets)) if j not in used_d]

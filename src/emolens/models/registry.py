@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from collections.abc import Callable
 from difflib import get_close_matches
-
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from emolens.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Families of external models named "PREFIX:NAME" (e.g. "timm:resnet18"), built by factory(NAME, **kwargs).
 _FAMILIES: dict[str, Callable[..., nn.Module]] = {}
+
+
+# emolens's own architectures, registered when their module is imported: on first use of the registry.
+_BUILT_IN = ("emolens.models.resnet", "emolens.models.simple_cnn", "emolens.models.timm_adapter", "emolens.models.vgg")
+_built_in_loaded = False
+
+
+def _load_built_in() -> None:
+    global _built_in_loaded
+    if not _built_in_loaded:
+        _built_in_loaded = True
+        for module in _BUILT_IN:
+            importlib.import_module(module)
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -32,6 +48,7 @@ def register_family(prefix: str, factory: Callable[..., nn.Module]) -> None:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered architecture names matching a shell-style pattern, sorted."""
+    _load_built_in()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
@@ -40,6 +57,7 @@ def check_arch(name: str) -> None:
 
     A family's own names (timm's) are checked by its factory, which needs the package.
     """
+    _load_built_in()
     prefix, sep, _ = name.partition(":")
     if (sep and prefix in _FAMILIES) or name in _REGISTRY:
         return

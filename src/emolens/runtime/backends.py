@@ -47,16 +47,16 @@ class ExportedBackend:
         raise NotImplementedError
 
     def predict_logits(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.preprocessing import normalize
+        from emolens.preprocessing import normalize_array
 
         faces = np.asarray(faces)
         if faces.ndim == 2:
             faces = faces[None]
-        out = [self._run(normalize(faces[i : i + self.batch_size], self.config.preprocess).numpy()) for i in range(0, len(faces), self.batch_size)]
+        out = [self._run(normalize_array(faces[i : i + self.batch_size], self.config.preprocess)) for i in range(0, len(faces), self.batch_size)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.labels)), np.float32)
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        from emolens.inference import softmax_with_temperature
+        from emolens.evaluation.calibration import softmax_with_temperature
 
         return softmax_with_temperature(self.predict_logits(faces), self.config.temperature)
 
@@ -112,46 +112,34 @@ def create_backend(
     compile: run the torch backend through `torch.compile` (emolens.runtime.compiled): about
     2x the batch throughput after 10-40 s.
     """
-    import torch
-
-    from emolens.runtime.devices import resolve_device
+    from emolens.runtime.devices import runs_on_cpu
 
     if backend not in set(BackendName):
         raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)} or auto")
     if hasattr(model, "predict_proba") and hasattr(model, "config"):
         return model
     if backend == "auto":
-        on_cpu = resolve_device(device).type == "cpu"
-        backend = "onnx" if tta == "none" and on_cpu and onnx_available() else "torch"
-    if isinstance(model, str | Path) and Path(model).suffix == ".onnx":
-        from emolens.runtime.onnx import OnnxBackend
-
-        if tta != "none":
-            raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with an .onnx model")
-        return OnnxBackend(model, threads=threads)
-    if isinstance(model, str | Path) and Path(model).suffix == ".tflite":
-        from emolens.runtime.tflite import TfliteBackend
-
-        if tta != "none":
-            raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with a .tflite model")
-        return TfliteBackend(model, threads=threads)
+        backend = "onnx" if tta == "none" and runs_on_cpu(device) and onnx_available() else "torch"
+    is_file = model is None or isinstance(model, str | Path)
+    if is_file and Path(str(model)).suffix in (".onnx", ".tflite"):
+        return _exported_file_backend(Path(str(model)), tta, threads)
     if backend == "onnx":
         from emolens.extras import require_extra
 
         require_extra("onnx", "--backend onnx")  # before the PyTorch model is loaded for nothing
         if tta != "none":
             raise ConfigError("test-time augmentation runs on the torch backend only; use tta='none' with backend='onnx'")
-    if isinstance(model, torch.nn.Module):
-        net, source = model, "<in memory>"
-    else:
-        from emolens.models import load_model, resolve_model_path
+    if is_file:
+        from emolens.models.config import resolve_model_path
 
         source = str(resolve_model_path(model))
-        if backend == "onnx":  # a model file: its export is cached, and loaded only on a miss
+        if backend == "onnx":  # a model file: its export is cached, and PyTorch is loaded only on a miss
             from emolens.runtime.onnx import cached_onnx_backend
 
-            return cached_onnx_backend(source, lambda: load_model(source, device="cpu"), threads=threads)
-        net = load_model(source, device=resolve_device(device))
+            return cached_onnx_backend(source, lambda: _load_model(source, "cpu"), threads=threads)
+        net = _load_model(source, device)
+    else:
+        net, source = _torch_module(model), "<in memory>"
     if backend == "onnx":
         from emolens.runtime.onnx import OnnxBackend, export_onnx_bytes
 
@@ -161,3 +149,32 @@ def create_backend(
 
         configure_threads(threads)
     return TorchBackend(net, device=device, tta=tta, source=source, compile=compile)
+
+
+def _exported_file_backend(path: Path, tta: str, threads: int | None) -> Backend:
+    if tta != "none":
+        raise ConfigError(f"test-time augmentation runs on the torch backend only; use tta='none' with a {path.suffix} model")
+    if path.suffix == ".onnx":
+        from emolens.runtime.onnx import OnnxBackend
+
+        return OnnxBackend(path, threads=threads)
+    from emolens.runtime.tflite import TfliteBackend
+
+    return TfliteBackend(path, threads=threads)
+
+
+def _load_model(source: str, device: str) -> Any:
+    from emolens.models.io import load_model
+    from emolens.runtime.devices import resolve_device
+
+    return load_model(source, device=resolve_device(device))
+
+
+def _torch_module(model: Any) -> Any:
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(
+            f"model must be a model file, a folder, a shipped model's name, None (the shipped default) or a loaded model; got {type(model).__name__}"
+        )
+    return model

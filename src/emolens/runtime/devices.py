@@ -76,6 +76,27 @@ def resolve_device(name: str | Any = "auto", local_rank: int | Any = 0, *, what:
     return device
 
 
+# Where a CUDA (or ROCm) driver shows itself on Linux: NVIDIA's driver, its device nodes,
+# AMD's compute node, and WSL's GPU bridge.
+_GPU_DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def runs_on_cpu(name: str | Any = "auto") -> bool:
+    """Whether `resolve_device(name)` is the CPU, answered without importing torch when the answer
+    is sure: "cpu", or "auto" on a Linux machine with no GPU driver, or on macOS (no CUDA). The
+    ONNX backend runs on the CPU, so a start on such a machine never pays for importing PyTorch."""
+    import sys
+
+    if str(name) == "cpu":
+        return True
+    if (name is None or name == "auto") and "torch" not in sys.modules:
+        if sys.platform == "darwin":
+            return True
+        if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _GPU_DRIVER_PATHS):
+            return True
+    return resolve_device(name).type == "cpu"
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU runs bf16 in hardware: AVX-512 build path plus avx512_bf16 or amx_bf16 flags."""
     import torch
