@@ -291,14 +291,35 @@ def square_resize(gray: np.ndarray, size: int) -> np.ndarray:
     return _resize(gray[top : top + s, left : left + s], size)
 
 
-def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], framing: Framing | float, size: int) -> np.ndarray:
+def crop_face(
+    image: np.ndarray, box: tuple[float, float, float, float], framing: Framing | float, size: int,
+    *, color_order: ColorOrder = "bgr",
+) -> np.ndarray:
     """Cut a face out of a full image the way the training crops were made.
 
     box is (x, y, w, h) in pixels. framing says where the square crop lies around the box
     (`Framing`, measured per detector); a plain number is a margin: the box made square around
     its centre and grown by that share of its side on each side. The crop is padded by edge
-    replication where it leaves the image, and resized to (size, size).
+    replication where it leaves the image, and resized to (size, size). `image` is gray
+    (H, W) or colour (H, W, 3) in `color_order`; of a colour image only the crop is made gray
+    (`to_gray`: the same pixels as cutting the gray image, without converting the whole frame).
     """
+    x0, y0, s = face_square(box, framing)
+    H, W = image.shape[:2]
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + s - W), max(0, y0 + s - H)
+    crop = image[max(0, y0) : min(H, y0 + s), max(0, x0) : min(W, x0 + s)]
+    if crop.size == 0:
+        raise DataError(f"face box {box} lies outside the image of size {W}x{H}")
+    if crop.ndim == 3:
+        crop = to_gray(crop, color_order=color_order)
+    if pad_l or pad_t or pad_r or pad_b:
+        crop = np.pad(crop, ((pad_t, pad_b), (pad_l, pad_r)), mode="edge")
+    return _resize(crop, size)
+
+
+def face_square(box: tuple[float, float, float, float], framing: Framing | float) -> tuple[int, int, int]:
+    """(x0, y0, side) in pixels of the square `crop_face` cuts around `box`."""
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise DataError(f"face box {box} has no area")
@@ -307,17 +328,7 @@ def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], framing:
     ref = max(w, h)
     side = ref * framing.scale
     cx, cy = x + w / 2.0 + framing.dx * ref, y + h / 2.0 + framing.dy * ref
-    x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
-    s = max(1, int(round(side)))
-    H, W = gray.shape
-    pad_l, pad_t = max(0, -x0), max(0, -y0)
-    pad_r, pad_b = max(0, x0 + s - W), max(0, y0 + s - H)
-    crop = gray[max(0, y0) : min(H, y0 + s), max(0, x0) : min(W, x0 + s)]
-    if crop.size == 0:
-        raise DataError(f"face box {box} lies outside the image of size {W}x{H}")
-    if pad_l or pad_t or pad_r or pad_b:
-        crop = np.pad(crop, ((pad_t, pad_b), (pad_l, pad_r)), mode="edge")
-    return _resize(crop, size)
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
 
 
 def normalize(batch: Any, cfg: PreprocessConfig) -> Any:

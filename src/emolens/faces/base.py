@@ -28,8 +28,11 @@ class Detection:
     confidence: float  # in [0, 1]; how each detector defines it is in its docstring
 
 
-def as_bgr_and_gray(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
-    """Split a detector's input into (bgr or None, gray); gray frames have no colour view."""
+def as_bgr_and_gray(
+    image: np.ndarray, gray: np.ndarray | None = None, *, need_gray: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Split a detector's input into (bgr or None, gray); gray frames have no colour view.
+    need_gray=False (a detector of colour images) leaves gray as given, maybe None."""
     from emolens.preprocessing import to_gray
 
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -41,7 +44,7 @@ def as_bgr_and_gray(image: np.ndarray, gray: np.ndarray | None = None) -> tuple[
         return None, image
     if image.shape[2] != 3:
         raise DataError(f"detectors take (H, W, 3) BGR images, got shape {image.shape}")
-    return image, gray if gray is not None else to_gray(image, color_order="bgr")
+    return image, gray if gray is not None or not need_gray else to_gray(image, color_order="bgr")
 
 
 def model_file(model_path: str | Path | None, bundled: Path | None, *, what: str, missing: str) -> Path:
@@ -79,6 +82,13 @@ class FaceDetector(ABC):
     """Finds faces. Subclasses set `name` and implement `detect`."""
 
     name: str = "detector"
+    # True when two threads may call detect/detect_near of one instance at once (CenterFace on
+    # onnxruntime, whose sessions are thread-safe); the video pipeline then searches whole frames
+    # in a thread of their own while it follows known faces. False: calls take turns (the lock below).
+    reentrant: bool = False
+    # False for a detector that searches colour images only (CenterFace): a video frame is then
+    # never converted to gray whole, only the face crops are (5 ms a 640x480 frame, in a busy process).
+    uses_gray: bool = True
 
     def __init__(self, min_face_size: int = 40, threshold: float = 0.5):
         if min_face_size < 8:

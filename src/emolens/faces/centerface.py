@@ -15,6 +15,7 @@ by non-maximum suppression.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -367,6 +368,7 @@ class CenterFaceDetector(FaceDetector):
     """
 
     name = "centerface"
+    uses_gray = False
 
     def __init__(
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
@@ -389,6 +391,7 @@ class CenterFaceDetector(FaceDetector):
         if backend == "opencv" and precision == "int8":
             raise ConfigError("centerface precision int8 runs on onnxruntime: pip install 'emolens[onnx]'")
         self.model_path, self.work_px, self.backend = path, int(work_px), backend
+        self.reentrant = backend == "onnxruntime"  # OpenCV's DNN networks keep per-call state; sessions do not
         self.precision = "fp32"
         if backend == "onnxruntime":
             self._run = self._onnxruntime(path, threads, precision)
@@ -453,12 +456,12 @@ class CenterFaceDetector(FaceDetector):
         """Faces in the image searched at `scale` (at most 1), in the image's pixels."""
         import cv2
 
-        bgr, gray = as_bgr_and_gray(image, gray)
+        bgr, gray = as_bgr_and_gray(image, gray, need_gray=False)
         if bgr is None:
             bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
         H, W = bgr.shape[:2]
         small = bgr if scale >= 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        with self._lock:
+        with contextlib.nullcontext() if self.reentrant else self._lock:
             heatmap, log_size, offset, _ = self._run(to_blob(small))
         boxes, scores = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold)
         boxes *= W / small.shape[1]

@@ -25,8 +25,12 @@ class PipelineDefaults:
     # 20, where they still find 82.8% and 48.4% of WIDER FACE's faces; Haar 40, below which its
     # false detections grow faster than its finds).
     min_face_size: int | None = None
-    # Video and webcam: search the whole frame every N frames, follow known faces in between.
-    detect_every: int = 5
+    # Video and webcam: search the whole frame every N frames, follow known faces in between
+    # (a scene cut or a lost face is searched for at once, every frame). With CenterFace the
+    # search runs beside the following and a face that walks in is labelled within 1.5 N frames
+    # (0.4 s at 30 frames/s). The whole-frame search is most of the CPU a frame costs: on the
+    # 640x480 one-face clip of benchmarks/speed.py, 41 frames/s at 5, 52 at 8, 57 at 10.
+    detect_every: int = 8
     # Weight of the past in each tracked face's moving average of scores, in [0, 1); 0 is off
     # (--smooth 0). On by default: a steady face keeps a steady label. On the steady-face clips
     # of benchmarks/smoothing.py the label changed 7.0 times a second unsmoothed, 3.9 at 0.5,

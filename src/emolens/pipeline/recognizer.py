@@ -167,7 +167,8 @@ class EmotionRecognizer:
         return self.backend.predict_proba(faces)
 
     def crop(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-        """(B, S, S) uint8 crops of `boxes` from a gray image, with the model's geometry."""
+        """(B, S, S) uint8 crops of `boxes` from a gray image (or a BGR one, of which only the
+        crops are made gray: the same pixels), with the model's geometry."""
         p = self.config.preprocess
         if not boxes:
             return np.zeros((0, p.image_size, p.image_size), np.uint8)
@@ -175,7 +176,7 @@ class EmotionRecognizer:
         return np.stack([crop_face(gray, box, framing, p.image_size) for box in boxes])
 
     def classify_detections(self, gray: np.ndarray, detections: list[Detection], ids: list[int] | None = None) -> list[FaceResult]:
-        """Crop and classify already-found faces of one gray image, in one batch."""
+        """Crop and classify already-found faces of one gray (or BGR) image, in one batch."""
         proba = self.classify(self.crop(gray, [d.box for d in detections]))
         return [
             FaceResult.from_proba(d.box, p, self.labels, d.confidence, None if ids is None else ids[i])

@@ -1,10 +1,15 @@
 """Frame-by-frame face labelling shared by video files and live cameras: `FaceStream`.
 
-Finding faces is the expensive part (a full Haar search of a 640x480 frame costs 25-45 ms
-on a 2-core laptop-class CPU; classifying a face a few ms), so `FaceStream` searches the
-whole frame only every `detect_every` frames and, in between, looks for each known face only
-near where its track predicts it (`FaceDetector.detect_near`, about 2 ms). The tracker
-(`emolens.faces.ByteTracker`) gives faces ids that survive missed frames, and an exponential
+Finding faces is the expensive part (a full search of a 640x480 frame costs 25-65 ms on a
+2-core laptop-class CPU; classifying a face a few ms), so `FaceStream` searches the whole
+frame only every `detect_every` frames and, in between, looks for each known face only near
+where its track predicts it (`FaceDetector.detect_near`, 2-4 ms). With a detector
+that two threads may call at once (`FaceDetector.reentrant`: CenterFace on onnxruntime), the
+whole-frame search of frame k runs in a thread of its own while the next frames follow the
+known faces; its new faces join at frame k + detect_every // 2, looked for again around where
+they were (a fixed lag, so a run gives the same result however the threads are scheduled).
+While no face is followed, or one was just lost, every frame is searched whole, at once. The
+tracker (`emolens.faces.ByteTracker`) gives faces ids that survive missed frames, and an exponential
 moving average over each track's scores keeps a steady face's label steady. Reading and
 writing video files lives in `emolens.pipeline.video_io`.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +37,8 @@ class StreamOptions:
     """How a stream of frames is followed and drawn; video files and the webcam share it.
 
     detect_every: full-frame face search every this many frames (1 = every frame); a new
-        face is found within that many frames. smooth: weight of the past in each tracked
+        face is found within that many frames (1.5 times as many where the search runs in
+        the background: `FaceDetector.reentrant`). smooth: weight of the past in each tracked
         face's moving average of scores, in [0, 1); 0 turns smoothing off. bars: score bars
         on the drawn frames for "none", the "largest" face or "all" faces.
     """
@@ -71,10 +78,19 @@ class FaceStream:
         self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
         self._ema: dict[int, np.ndarray] = {}
         self._count = 0
+        self._searcher: ThreadPoolExecutor | None = None  # the background search's thread, made on first use
+        self._pending: _Search | None = None
 
     @property
     def detect_every(self) -> int:
         return self.options.detect_every
+
+    @property
+    def _lag(self) -> int:
+        """Frames between a whole-frame search started in the background and the frame its new
+        faces join: half the interval, time enough for the search (60 ms for 640x480 on a 2-core
+        CPU against about 20 ms a frame) and a new face labelled within 1.5 intervals."""
+        return max(1, self.detect_every // 2)
 
     @property
     def smooth(self) -> float:
@@ -84,6 +100,7 @@ class FaceStream:
         self.tracker.reset()
         self._ema.clear()
         self._count = 0
+        self._pending = None
 
     def _find(self, frame: np.ndarray, gray: np.ndarray) -> list[Detection]:
         detector = self.recognizer.detector
@@ -91,15 +108,52 @@ class FaceStream:
         # A face lost a moment ago may have moved anywhere: search the whole frame until it is
         # found again (or its track has coasted for `detect_every` frames).
         lost = any(0 < t.missed <= self.detect_every for t in self.tracker.tracks)
-        if self._count % self.detect_every == 0 or not known or lost:
+        due = self._count % self.detect_every == 0
+        searcher = self._search_thread()
+        if not known or lost or (due and searcher is None):
+            self._pending = None  # this search supersedes one still running
             return detector.detect(frame, gray)
+        found = self._follow(frame, gray, known)
+        if due and self._pending is None and searcher is not None:
+            boxes = [d.box for d in found]
+            self._pending = _Search(self._count, searcher.submit(detector.detect, frame, gray), boxes)
+        if self._pending is not None and self._count - self._pending.frame >= self._lag:
+            found += self._new_faces(frame, gray, found)
+        return found
+
+    def _search_thread(self) -> ThreadPoolExecutor | None:
+        """The thread whole frames are searched in, for a detector two threads may share; else None."""
+        if self._searcher is None and self.detect_every > 1 and getattr(self.recognizer.detector, "reentrant", False):
+            self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolens-search")
+        return self._searcher
+
+    def close(self) -> None:
+        """Stop the background search thread (a later frame starts it again)."""
+        searcher, self._searcher, self._pending = self._searcher, None, None
+        if searcher is not None:
+            searcher.shutdown(wait=True, cancel_futures=True)
+
+    def _follow(self, frame: np.ndarray, gray: np.ndarray, tracks: list) -> list[Detection]:
         found: list[Detection] = []
-        for track in known:
-            det = detector.detect_near(frame, track.next_box(), gray)
+        for track in tracks:
+            det = self.recognizer.detector.detect_near(frame, track.next_box(), gray)
             # Two tracks may settle on the same face: keep the one found first.
             if det is not None and all(iou(det.box, f.box) < 0.5 for f in found):
                 found.append(det)
         return found
+
+    def _new_faces(self, frame: np.ndarray, gray: np.ndarray, found: list[Detection]) -> list[Detection]:
+        """The faces the pending whole-frame search found that no track followed then, each
+        looked for again in this frame around where it was."""
+        search, self._pending = self._pending, None
+        fresh: list[Detection] = []
+        for det in search.result.result():
+            if any(iou(det.box, box) >= 0.3 for box in search.followed):
+                continue
+            now = self.recognizer.detector.detect_near(frame, det.box, gray)
+            if now is not None and all(iou(now.box, f.box) < 0.5 for f in [*found, *fresh]):
+                fresh.append(now)
+        return fresh
 
     def _smoothed(self, faces: list[FaceResult], live: set[int]) -> list[FaceResult]:
         labels = self.recognizer.labels
@@ -118,7 +172,8 @@ class FaceStream:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
             raise DataError(f"frames must be uint8 numpy images in BGR order, got {type(frame).__name__} {getattr(frame, 'shape', '')}")
         t0 = time.perf_counter()
-        gray = to_gray(frame, color_order="bgr")
+        # Faces are cut from the colour frame (crop_face makes only the crop gray) unless the detector searches gray.
+        gray = to_gray(frame, color_order="bgr") if frame.ndim == 2 or self.recognizer.detector.uses_gray else None
         t1 = time.perf_counter()
         found = self._find(frame, gray)
         ids = self.tracker.update(found)
@@ -136,7 +191,8 @@ class FaceStream:
         """Second half of `process`: classify the located faces, smooth, build the result.
         Calls must come in frame order (the smoothing state depends on it)."""
         t0 = time.perf_counter()
-        faces = self.recognizer.classify_detections(located.gray, located.detections, located.ids)
+        image = located.gray if located.gray is not None else located.frame
+        faces = self.recognizer.classify_detections(image, located.detections, located.ids)
         if self.smooth > 0:
             faces = self._smoothed(faces, located.live)
         return ImageResult(
@@ -153,23 +209,31 @@ class FaceStream:
         """`process` over (index, time, frame) items, in order, using both CPU cores: finding
         the faces of one frame overlaps with classifying those of the frame before (OpenCV
         and the classifier backends release the GIL)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolens-classify") as pool:
-            pending = None
-            for index, t, frame in frames:
-                located = self.locate(frame, index, t)
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolens-classify") as pool:
+                pending = None
+                for index, t, frame in frames:
+                    located = self.locate(frame, index, t)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = pool.submit(self.classify, located)
                 if pending is not None:
                     yield pending.result()
-                pending = pool.submit(self.classify, located)
-            if pending is not None:
-                yield pending.result()
+        finally:
+            self.close()
+
+
+@dataclass
+class _Search:
+    frame: int  # the frame searched
+    result: Future  # its detections
+    followed: list[tuple[int, int, int, int]]  # boxes of the faces followed in that frame
 
 
 @dataclass
 class _Located:
     frame: np.ndarray
-    gray: np.ndarray
+    gray: np.ndarray | None  # None when the detector searches colour: faces are cut from `frame`
     detections: list[Detection]
     ids: list[int]
     live: set[int]  # ids of all live tracks, for pruning the smoothing state
