@@ -264,3 +264,5 @@ def test_detect_near_follows_a_face_in_a_shrunk_window(name):
     near = det.detect_near(moved, face.box)
     assert near is not None and abs(near.box[0] - (x - 7)) <= 6 and abs(near.box[1] - (y + 9)) <= 6 and abs(near.box[2] - w) <= 0.2 * w
     assert det.detect_near(np.full_like(photo, 90), face.box) is None
+    # A face half the size of the one followed is not that face (a partial box would take over its track).
+    assert det.detect_near(photo, (x - w // 2, y - w // 2, 2 * w, 2 * w)) is None

@@ -20,6 +20,8 @@ import numpy as np
 from emolens.errors import ConfigError, DataError, ModelError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+# Sizes `detect_near` accepts for the face it follows, as shares of the face's side (Haar searches only these).
+NEAR_SIZES = (0.7, 1.45)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,12 @@ class FaceDetector(ABC):
         sub_gray = gray[y0:y1, x0:x1] if gray is not None else None
         found = search(np.ascontiguousarray(image[y0:y1, x0:x1]), sub_gray)
         best, best_iou = None, 0.0
+        side = max(w, h)
         for det in found:
+            # A face does not halve or double between two frames: a box that did is part of this
+            # face or another one (seen: a 53 px box inside a 146 px face took over its track).
+            if not NEAR_SIZES[0] * side <= max(det.box[2:]) <= NEAR_SIZES[1] * side:
+                continue
             moved = clip_box((det.box[0] + x0, det.box[1] + y0, det.box[2], det.box[3]), W, H)
             overlap = iou(moved, box) if moved is not None else 0.0
             if overlap > best_iou:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Box, Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, sort_largest_first
+from emolens.faces.base import NEAR_SIZES, Box, Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, sort_largest_first
 
 _WORK_PX = 36  # smallest face side, in pixels of the shrunk image, a full-image search looks for
 _NEAR_PX = 48  # side a known face is shrunk to when searching near it (found at 48, missed at 36)
@@ -109,7 +109,7 @@ class HaarDetector(FaceDetector):
         side = max(box[2:])
         scale = min(1.0, _NEAR_PX / side)
         face_px = side * scale  # the known face's side in the shrunk window
-        lo, hi = max(24, int(face_px * 0.7)), int(face_px * 1.45) + 1
+        lo, hi = max(24, int(face_px * NEAR_SIZES[0])), int(face_px * NEAR_SIZES[1]) + 1
         neighbors, step = max(1, self.min_neighbors - 2), max(self.scale_factor, _NEAR_STEP)
 
         def search(window: np.ndarray, _: np.ndarray | None) -> list[Detection]:
