@@ -33,6 +33,7 @@ def _load_built_in() -> None:
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register an entry point under its function name. Entry points take keyword args only."""
+    _load_built_in()  # first, so a user's name that clashes with a built-in one fails here, not later
     if fn.__name__ in _REGISTRY:
         raise ModelError(f"model {fn.__name__!r} is registered twice")
     _REGISTRY[fn.__name__] = fn
@@ -41,6 +42,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def register_family(prefix: str, factory: Callable[..., nn.Module]) -> None:
     """Build every model named "PREFIX:NAME" with factory(NAME, **kwargs), e.g. "timm:resnet18"."""
+    _load_built_in()
     if prefix in _FAMILIES:
         raise ModelError(f"model family {prefix!r} is registered twice")
     _FAMILIES[prefix] = factory
