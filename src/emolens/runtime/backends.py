@@ -3,7 +3,8 @@
 `TorchBackend` runs the safetensors model through `emolens.inference.predict_proba`;
 `OnnxBackend` (emolens.runtime.onnx) runs an exported graph with onnxruntime, `TfliteBackend`
 (emolens.runtime.tflite) a .tflite file with the LiteRT interpreter. All take the same crops
-and share `emolens.preprocessing.normalize` and the same temperature softmax.
+and share one normalisation (`emolens.preprocessing.normalize`, `normalize_array` its numpy form,
+the same numbers) and the same temperature softmax.
 """
 
 from __future__ import annotations

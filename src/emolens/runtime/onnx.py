@@ -19,9 +19,7 @@ is exported again; a cache that cannot be written only costs the next run its ex
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -33,7 +31,7 @@ import numpy as np
 from emolens.errors import ModelError
 from emolens.export.metadata import NOT_QUANTIZED, QUANT_KEY, config_from_metadata, metadata_entries, model_bytes
 from emolens.extras import import_extra, require_extra
-from emolens.paths import CACHE_ENV, cache_dir
+from emolens.paths import CACHE_ENV, cache_dir, write_cache_entry
 from emolens.runtime.backends import ExportedBackend
 
 FORMAT = "ONNX"
@@ -93,9 +91,9 @@ class _Calibration:
     """onnxruntime CalibrationDataReader over normalised faces, in batches."""
 
     def __init__(self, faces: np.ndarray, preprocess: Any, batch: int = 64):
-        from emolens.preprocessing import normalize
+        from emolens.preprocessing import normalize_array
 
-        self._batches = [normalize(faces[i : i + batch], preprocess).numpy() for i in range(0, len(faces), batch)]
+        self._batches = [normalize_array(faces[i : i + batch], preprocess) for i in range(0, len(faces), batch)]
         self._it = iter(self._batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -247,18 +245,9 @@ def _read_entry(entry: Path) -> bytes | None:
 
 
 def _write_entry(entry: Path, data: bytes) -> None:
-    """Write atomically (temp file, then os.replace); a failure warns and leaves no temp file."""
+    """Write atomically (`emolens.paths.write_cache_entry`); a failure only warns."""
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, entry)  # a folder at `entry` raises here and is left alone
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_cache_entry(entry, data)
     except OSError as exc:
         warnings.warn(f"could not cache the ONNX export at {entry} ({exc}); set {CACHE_ENV} to a writable folder", stacklevel=3)
 

@@ -4,7 +4,7 @@
 `ai-edge-quantizer` (which it installs) makes the int8 file, and the LiteRT interpreter
 (`ai-edge-litert`) runs it: the `tflite` extra. The graph is the ONNX one: normalised faces
 (B, 1, I, I) in, logits (B, C) out, with a dynamic batch; normalisation and the temperature
-softmax stay outside it, in `emolens.preprocessing.normalize` and `emolens.inference`.
+softmax stay outside it, in `emolens.preprocessing.normalize_array` and `emolens.evaluation.calibration`.
 
 The int8 file is fully integer, as phones' accelerators want it: its input and output are int8
 tensors whose scale and zero point the file records (`TfliteBackend` applies them). Static int8
@@ -105,7 +105,7 @@ def quantize_tflite(fp32: bytes, calibration: np.ndarray | None = None) -> tuple
     when `calibration` faces (uint8 (N, S, S)) are given, else dynamic (int8 weights only).
     """
     from emolens.export.calibration import check_calibration_faces
-    from emolens.preprocessing import normalize
+    from emolens.preprocessing import normalize_array
 
     quantizer = import_extra("ai_edge_quantizer.quantizer", "tflite", "int8 quantisation (emolens export --format tflite --int8)")
     recipe = import_extra("ai_edge_quantizer.recipe", "tflite", "int8 quantisation (emolens export --format tflite --int8)")
@@ -119,7 +119,7 @@ def quantize_tflite(fp32: bytes, calibration: np.ndarray | None = None) -> tuple
         else:
             faces = check_calibration_faces(calibration)
             q = quantizer.Quantizer(bytearray(fp32), recipe.static_wi8_ai8())
-            batches = [{INPUT_NAME: normalize(faces[i : i + 64], config.preprocess).numpy()} for i in range(0, len(faces), 64)]
+            batches = [{INPUT_NAME: normalize_array(faces[i : i + 64], config.preprocess)} for i in range(0, len(faces), 64)]
             result = q.quantize(q.calibrate({SIGNATURE: batches}, num_threads=1), enable_progress_report=False)
             method = f"static int8, calibrated on {len(faces)} faces"
     return _with_metadata(bytes(result.quantized_model), metadata_entries(config.to_dict(), method)), method
