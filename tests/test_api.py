@@ -52,6 +52,12 @@ def _scores(result: ImageResult) -> np.ndarray:
     return np.array([list(f.scores.values()) for f in result])
 
 
+def _in_a_fresh_interpreter(code: str) -> None:
+    """Run `code` in a new Python, where nothing is imported yet; it must exit 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_import_from_the_package_is_lazy():
     code = (
         "import sys, emolens\n"
@@ -60,8 +66,7 @@ def test_import_from_the_package_is_lazy():
         "import emolens.pipeline.recognizer as r\n"
         "assert EmotionRecognizer is r.EmotionRecognizer and 'EmotionRecognizer' in dir(emolens)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    _in_a_fresh_interpreter(code)
 
 
 def test_model_configs_and_the_registry_load_lazily():
@@ -82,15 +87,13 @@ def test_model_configs_and_the_registry_load_lazily():
         "from emolens.models import ModelConfig, build_model\n"
         "assert build_model(ModelConfig(arch='simple_cnn')).emolens_config.arch == 'simple_cnn'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    _in_a_fresh_interpreter(code)
 
 
 def test_the_cli_imports_no_torch_for_help():
     # `emolens --help` and option parsing stay fast: the CLI's option lists must not pull torch in.
     code = "import sys, emolens.cli\nassert 'torch' not in sys.modules, 'emolens.cli imported torch'\n"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    _in_a_fresh_interpreter(code)
 
 
 def test_numpy_arrays_are_bgr_like_opencv(rec, photos):
