@@ -39,12 +39,13 @@ from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, model_f
 # flickered in and out of detection at 20.
 _WORK_PX = 32
 # A tracked face is searched for in a window around it, shrunk until the face is this many
-# pixels: CenterFace finds a 64-px face as surely as a larger one, and the window then costs
-# about 4 ms instead of 10-40 ms at full size (a 100-200 px face on 640x480 video).
+# pixels: CenterFace finds a 64-px face as surely as a larger one, and the network's cost falls
+# with the square of the shrink (a 100-200 px face on 640x480 video is searched at a quarter to a
+# tenth of the pixels).
 _TRACK_PX = 64
 # "auto" runs int8 only where it is clearly faster: measured on this machine once, since int8
-# is 1.5x fp32 on some CPUs without VNNI and 0.8x on others (AMD Zen 1: 69 against 57 ms a
-# 640x480 frame), and fp32 finds a little more (README, Face detectors).
+# is 1.5x fp32 on some CPUs without VNNI and 0.85x on others (AMD Zen 1: 201 against 174 ms a
+# WIDER FACE photo, benchmarks/detection.py), and fp32 finds a little more (README, Face detectors).
 _INT8_MIN_SPEEDUP = 1.15
 _TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
