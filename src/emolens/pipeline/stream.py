@@ -88,8 +88,9 @@ class FaceStream:
     @property
     def _lag(self) -> int:
         """Frames between a whole-frame search started in the background and the frame its new
-        faces join: half the interval, time enough for the search (60 ms for 640x480 on a 2-core
-        CPU against about 20 ms a frame) and a new face labelled within 1.5 intervals."""
+        faces join: half the interval, time enough for the search to finish beside the
+        following (one whole-frame search costs a few frames' work) and a new face labelled
+        within 1.5 intervals."""
         return max(1, self.detect_every // 2)
 
     @property
