@@ -175,3 +175,23 @@ def test_real_ferplus_folders_and_kaggle_labels_agree():
         assert sum(a.values()) == pytest.approx(sum(b.values()), rel=0.01)
         for cls in EMOTIONS:
             assert abs(a[cls] - b[cls]) <= max(5, 0.02 * a[cls]), (split, cls, a[cls], b[cls])
+
+
+def test_packed_copy_for_the_gpu_machine_loads_the_same_faces(tmp_path, monkeypatch):
+    """tools/pack_ferplus.py re-encodes the faces as WebP: the copy must decode to the same
+    pixels, labels and vote shares, and never overwrite a file."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "tools"))
+    import pack_ferplus
+
+    src = write_zip(tmp_path / "ferplus.zip", ferplus_members())
+    out = tmp_path / "packed.zip"
+    pack_ferplus.main([str(src), str(out), "--splits", "FER2013Train", "FER2013Valid"])
+    with zipfile.ZipFile(out) as zf:
+        assert not any(n.endswith(".png") for n in zf.namelist())
+    whole, packed = load_quiet(src, soft_labels=True), load_quiet(out, soft_labels=True)
+    keep = np.asarray(whole.split) != 2  # the test folder was left out
+    np.testing.assert_array_equal(packed.images, whole.images[keep])
+    np.testing.assert_array_equal(packed.soft_labels, whole.soft_labels[keep])
+    assert [str(n).replace(".webp", ".png") for n in packed.names] == [str(n) for n, k in zip(whole.names, keep, strict=True) if k]
+    with pytest.raises(SystemExit, match="exists"):
+        pack_ferplus.main([str(src), str(out)])
