@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -256,5 +257,15 @@ def test_teacher_must_match_the_students_labels_and_input(tmp_path: Path, small)
     teacher_run = train(tiny(tmp_path, "schedule.epochs=1", "run.name=teacher"), dataset=small)
     with pytest.raises(ConfigError, match="expects preprocessing"):
         train(tiny(tmp_path, "run.name=s1", f"distill.teachers={teacher_run.run_dir}", "model.preprocess.input_size=20"), dataset=small)
+    # How photos are cropped (framing, margin) is not part of the batch: a shipped model with its
+    # measured framing still teaches.
+    from emolens.models import save_model
+
+    framed = load_model(teacher_run.run_dir)
+    framed.emolens_config = dataclasses.replace(
+        framed.emolens_config, preprocess=dataclasses.replace(framed.emolens_config.preprocess, face_margin=0.3, framing={"haar": (1.1, 0.0, 0.02)})
+    )
+    framed_path = save_model(framed, tmp_path / "framed.safetensors")
+    assert train(tiny(tmp_path, "schedule.epochs=1", "run.name=s3", f"distill.teachers=[{framed_path}]"), dataset=small).best_epoch == 1
     with pytest.raises(ConfigError, match=r"distill\.teachers: .*no-such"):
         train(tiny(tmp_path, "run.name=s2", f"distill.teachers=[{tmp_path / 'no-such.safetensors'}]"), dataset=small)

@@ -42,6 +42,7 @@ from emolens.data.splits import training_rows
 from emolens.errors import ConfigError, ModelError
 from emolens.evaluation.metrics import macro_f1_from_confusion
 from emolens.models.io import ModelConfig, build_model
+from emolens.preprocessing import PreprocessConfig
 from emolens.runtime.devices import resolve_amp, resolve_device
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
@@ -232,7 +233,9 @@ def _load_teachers(
     """The frozen teachers of `distill.teachers`, on `device`, and what to record about them.
 
     A teacher must predict the same labels in the same order and see the same normalised input
-    as the student: it is fed the student's own augmented batch.
+    as the student: it is fed the student's own augmented batch. How a face is cut from a photo
+    (face_margin, the per-detector framing) plays no part in that batch, so a shipped model whose
+    file records its framing can teach.
     """
     teachers, records = [], []
     for spec in cfg.distill.teachers:
@@ -240,12 +243,20 @@ def _load_teachers(
         tcfg: ModelConfig = net.emolens_config  # type: ignore[assignment]
         if tuple(tcfg.labels) != labels:
             raise ConfigError(f"distill.teachers: {record['path']} predicts {list(tcfg.labels)}, the data has {list(labels)}")
-        if tcfg.preprocess != cfg.model.preprocess:
-            raise ConfigError(f"distill.teachers: {record['path']} expects preprocessing {tcfg.preprocess}, the student uses {cfg.model.preprocess}")
+        if _input_tensor(tcfg.preprocess) != _input_tensor(cfg.model.preprocess):
+            raise ConfigError(
+                f"distill.teachers: {record['path']} expects preprocessing {_input_tensor(tcfg.preprocess)}, "
+                f"the student uses {_input_tensor(cfg.model.preprocess)}"
+            )
         net.requires_grad_(False)
         teachers.append(net.to(device, memory_format=memory_format))
         records.append(record)
     return teachers, records
+
+
+def _input_tensor(pre: PreprocessConfig) -> dict[str, float]:
+    """The preprocessing fields that shape a training batch (not how photos are cropped)."""
+    return {"image_size": pre.image_size, "input_size": pre.input_size, "mean": pre.mean, "std": pre.std}
 
 
 def _device_name(device: torch.device) -> str:
