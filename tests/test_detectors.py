@@ -61,8 +61,12 @@ def test_each_detector_finds_every_face_of_a_group(name):
         assert any(centre_inside(d.box, face) for d in found), (face, found)
 
 
-def _same_faces(a: list[Detection], b: list[Detection], px: float) -> bool:
-    return len(a) == len(b) and all(max(abs(p - q) for p, q in zip(x.box, y.box, strict=True)) <= px for x, y in zip(a, b, strict=True))
+def _same_faces(a: list[Detection], b: list[Detection], px: float, share: float = 0.0) -> bool:
+    """The same faces in the same order, each box edge within `px` pixels or `share` of the face's size."""
+    def close(x: Detection, y: Detection) -> bool:
+        return max(abs(p - q) for p, q in zip(x.box, y.box, strict=True)) <= max(px, share * max(y.box[2:]))
+
+    return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_centerface_backends_agree_and_share_threads_safely():
@@ -71,12 +75,13 @@ def test_centerface_backends_agree_and_share_threads_safely():
     expected = det.detect(photo)
     if det.backend == "onnxruntime":
         # The same network on OpenCV's DNN and on onnxruntime (the file made fp32-fast) gives
-        # the same boxes; the int8 copy finds the same faces with boxes within a few pixels.
+        # the same boxes; the int8 copy finds the same faces with boxes within 6% of their size
+        # (on a CPU with VNNI, where `auto` picks int8, a 240 px face moved by 10 px).
         fp32 = create_detector("centerface", min_face_size=20, precision="fp32").detect(photo)
         opencv = create_detector("centerface", min_face_size=20, backend="opencv").detect(photo)
         assert _same_faces(opencv, fp32, 3)
         if det.precision == "int8":
-            assert _same_faces(expected, fp32, 6), (expected, fp32)
+            assert _same_faces(expected, fp32, 3, share=0.06), (expected, fp32)
     results: list[list[Detection]] = []
     threads = [threading.Thread(target=lambda: results.append(det.detect(photo))) for _ in range(4)]
     for t in threads:
