@@ -27,9 +27,8 @@ mkdir -p "$DEST"
 COMMON="--set run.progress=false --set data.val_fraction=0.1 $EXTRA"
 PY=${PY:-python3}
 
-archive() {  # everything small of the runs so far; teachers' weights (20 MB each) stay behind
-    tar czf "$DEST/runs.tar.gz" --exclude='checkpoints' --exclude='ferplus-teacher-*/*.safetensors' \
-        $(ls -d runs/ferplus-teacher-s* runs/ferplus-student 2>/dev/null)
+archive() {  # the named run folders without checkpoints; teachers' weights (20 MB each) stay behind
+    tar czf "$DEST/runs.tar.gz" --exclude='checkpoints' --exclude='ferplus-teacher-*/*.safetensors' "$@"
 }
 
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; $PY -c "import torch; print('torch', torch.__version__)"; } \
@@ -40,10 +39,10 @@ for s in $SEEDS; do
     $PY -m emolens train configs/ferplus-teacher.yaml --data "$DATA" --set run.seed="$s" --set run.name="$name" \
         --set schedule.epochs="$TEACHER_EPOCHS" $COMMON 2>&1 | tee -a "$DEST/log.txt"
     teachers+=("runs/$name")
-    archive
+    archive "${teachers[@]}"
 done
 list=$(IFS=,; echo "${teachers[*]}")
 $PY -m emolens train configs/ferplus-student.yaml --data "$DATA" --set "distill.teachers=[$list]" \
     --set schedule.epochs="$STUDENT_EPOCHS" $COMMON 2>&1 | tee -a "$DEST/log.txt"
-archive
+archive "${teachers[@]}" runs/ferplus-student
 echo "done: $DEST/runs.tar.gz" | tee -a "$DEST/log.txt"
