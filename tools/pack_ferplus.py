@@ -5,8 +5,10 @@
 The GPU machine the project borrows takes at most 64 MiB of files per call, with the checkout;
 `ferplus-images.zip` is 70 MB. This keeps only the folders training reads (FER2013Train and
 FER2013Valid by default: the test split is measured on the CPU afterwards) and re-encodes each
-face as lossless WebP (10% smaller than the zip's PNGs on FER+ faces), renaming it in its
-`label.csv` so the copy is the same layout and decodes to the same pixels (checked per face).
+face as lossless WebP, renaming it in its `label.csv` so the copy is the same layout and decodes
+to the same pixels (checked per face). Dropping folders does most of the work: FER2013Train alone
+packs into 50.4 MB against its 51.9 MB in the original zip, in 13.5 min on 2 cores
+(`--splits FER2013Train`, 2026-12-03).
 """
 
 from __future__ import annotations
