@@ -73,11 +73,39 @@ def test_shipped_model_keeps_its_documented_ferplus_accuracy() -> None:
     assert recorded["accuracy"] == pytest.approx(documented["ferplus_test_accuracy"], abs=1e-9)
 
 
-def test_the_fer2013_model_ships_and_is_the_defaults_starting_point() -> None:
-    """Model 0.3.0 (FER-2013 labels) ships as "fer2013"; the default was fine-tuned from exactly it."""
-    from emolens.models import load_model, read_model_config, resolve_model_path
+# Model 0.4.0, the default before 0.5.0 (src/emolens/weights/default.safetensors at commit d99687b):
+# 0.3.0 fine-tuned on FER+ (its own file records 0.3.0's sha256 as its init). It no longer ships;
+# 0.5.0 starts from it and learns from it.
+MODEL_040_SHA256 = "0ba9eb95b2427928e7c10ecd4f47d00e9c59ffe8ba36a146cc27a1d6dfb3ba3f"
 
-    path = resolve_model_path("fer2013")
+
+def test_the_fer2013_model_ships_and_the_default_descends_from_040() -> None:
+    """Model 0.3.0 (FER-2013 labels) ships as "fer2013"; the default 0.5.0 was fine-tuned from 0.4.0,
+    with 0.4.0 as one of its two distillation teachers (the other a FER+ teacher run)."""
+    from emolens.models import load_model, read_model_config
+
     assert load_model("fer2013").emolens_config.version == "0.3.0"
-    init = read_model_config(default_model_path()).training["init"]
-    assert init["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    shipped = read_model_config(default_model_path())
+    assert shipped.version == "0.5.0"
+    assert shipped.training["init"]["sha256"] == MODEL_040_SHA256
+    teachers = [t["sha256"] for t in shipped.training["distill"]["teachers"]]
+    assert len(teachers) == 2 and MODEL_040_SHA256 in teachers
+
+
+def test_the_default_models_committed_config_is_the_recorded_one() -> None:
+    """configs/ferplus-student-cpu.yaml reproduces the default: the recorded training config is the
+    committed one, save the paths that named 0.4.0 (then the shipped default file, now runs/ferplus-v1)."""
+    from emolens.models import read_model_config
+    from emolens.training.config import load_config
+
+    recorded = read_model_config(default_model_path()).training["config"]
+    committed = load_config(Path(__file__).resolve().parents[1] / "configs" / "ferplus-student-cpu.yaml").to_dict()
+    assert committed["model"]["init"] == "runs/ferplus-v1/best.safetensors"
+    assert recorded["model"]["init"] == "src/emolens/weights/default.safetensors"
+    assert committed["distill"]["teachers"] == ["runs/ferplus-teacher-s0", "runs/ferplus-v1/best.safetensors"]
+    assert recorded["distill"]["teachers"] == ["runs/ferplus-teacher-s0", "src/emolens/weights/default.safetensors"]
+    for cfg in (recorded, committed):
+        del cfg["model"]["init"], cfg["distill"]["teachers"]
+        cfg["data"].pop("path", None)  # where the data lay; its sha256 is recorded apart
+        cfg["run"].pop("progress", None)  # the progress bar was turned off for a log file
+    assert recorded == committed
