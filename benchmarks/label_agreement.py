@@ -50,11 +50,12 @@ def print_agreement(plus_labels: np.ndarray, fer2013_labels: np.ndarray) -> None
 
 def print_calibration(model_spec: str, plus, fer2013_labels: np.ndarray) -> None:
     """ECE under each label set on the validation faces, across temperatures."""
+    from emolens.data.dataset import SPLITS
     from emolens.evaluation.calibration import expected_calibration_error, fit_temperature, softmax_with_temperature
     from emolens.inference import predict_logits
     from emolens.models import load_model, resolve_model_path
 
-    val = plus.split == 1  # PublicTest (FaceDataset.SPLITS)
+    val = plus.split == SPLITS.index("val")  # PublicTest
     model = load_model(resolve_model_path(model_spec))
     logits = np.asarray(predict_logits(model, plus.images[val]), dtype=np.float64)
     sets = {"FER+ majority": plus.labels[val], "FER-2013 label": fer2013_labels[val]}
