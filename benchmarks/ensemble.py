@@ -1,7 +1,12 @@
-"""Score several models, and the average of their probabilities, on FER-2013 PublicTest and PrivateTest.
+"""Score several models, and the average of their probabilities, on a dataset's val and test splits.
 
     python benchmarks/ensemble.py --data ../shared/datasets/fer2013/archive.zip \
         --models runs/teacher-s0 runs/teacher-s1 runs/teacher-s2
+    python benchmarks/ensemble.py --data ../shared/datasets/ferplus/ferplus-images.zip \
+        --models runs/ferplus-teacher-s0 runs/ferplus-teacher-s1 src/emolens/weights/default.safetensors
+
+On FER-2013 val and test are PublicTest and PrivateTest; on FER+ they are the same faces
+(FER2013Valid, FER2013Test) scored against the crowd's majority.
 
 Used for the teachers of the default model (docs/experiments.md): how good is what the
 student is distilled from, alone and together. Prints a Markdown table; `--json` also writes
@@ -34,7 +39,8 @@ def main() -> None:
     if len(size) != 1:
         raise SystemExit(f"the models read different image sizes {sorted(size)}; an ensemble needs one")
     ds = load_dataset(args.data, image_size=size.pop(), progress=False)
-    splits = {"PublicTest": ds.subset("val"), "PrivateTest": ds.subset("test")}
+    labels = "FER+ majority" if ds.soft_labels is not None else "the dataset's labels"
+    splits = {"val": ds.subset("val"), "test": ds.subset("test")}
     rows: dict[str, dict[str, float]] = {}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in splits}
     for spec, model in zip(args.models, models, strict=True):
@@ -50,6 +56,7 @@ def main() -> None:
         rows[mean] |= dict(zip((f"{name} acc", f"{name} macro-F1"), accuracy_and_macro_f1(part.labels, pred), strict=True))
 
     cols = [f"{s} {m}" for s in splits for m in ("acc", "macro-F1")]
+    print(f"{args.data}, scored against {labels}\n")
     print("| model | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for spec, r in rows.items():
