@@ -149,11 +149,13 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 @torch.no_grad()
 def evaluate(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, device: torch.device,
-    amp: torch.dtype | None = None, info: dist_.DistInfo | None = None, memory_format: torch.memory_format = torch.contiguous_format,
+    info: dist_.DistInfo | None = None, memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, float]:
     """Validation loss (plain cross-entropy), accuracy and macro-F1, summed over processes.
 
-    Each process takes a contiguous shard (no padding, so every row counts once).
+    Each process takes a contiguous shard (no padding, so every row counts once). Always in fp32,
+    even when training runs under autocast: the shipped model runs in fp32, and the best epoch is
+    picked by these figures (bf16 moved FER+ validation by up to 0.15 points, 5 faces in 3,370).
     """
     info = info or dist_.DistInfo()
     transform = create_transform(cfg.model.preprocess, is_training=False)
@@ -169,8 +171,7 @@ def evaluate(
         x = transform(images[idx].to(device))
         x = x.contiguous(memory_format=memory_format)
         y = labels[idx].to(device)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(x).float()
+        logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         cm += torch.bincount(y * C + logits.argmax(1), minlength=C * C).double()
     model.train(was_training)
@@ -522,7 +523,7 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
         lr, stats = _train_epoch(net, parts, data, cfg, progress, device, amp, info)
         train_secs = time.perf_counter() - t0
         dist_.broadcast_buffers(parts.model)  # every process scores (and rank 0 saves) the same model
-        val = evaluate(parts.model, data.val_images, data.val_labels, cfg, device, amp, info, parts.memory_format)
+        val = evaluate(parts.model, data.val_images, data.val_labels, cfg, device, info, parts.memory_format)
         progress.epoch += 1
         value = val[cfg.schedule.monitor]
         is_best = stopper.update(value, progress.epoch)
