@@ -16,7 +16,7 @@ through `detector.detect` once; a detection is a hit when it overlaps a labelled
   `create_detector` took (the first instance; the server builds one per worker thread).
 
 A detector spec is `NAME[:MODEL_FILE][,option=value...]`, the options going to its
-constructor (`create_detector`), e.g. `haar,min_face_size=20` or `mediapipe,tile=1`.
+constructor (`emolens.faces.create_detector` parses it), e.g. `haar,min_face_size=20` or `mediapipe,tile=1`.
 """
 
 from __future__ import annotations
@@ -31,25 +31,6 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "widerface-val5"
-
-
-def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
-    """'haar,min_face_size=20' -> ('haar', {'min_face_size': 20})."""
-    name, *pairs = spec.split(",")
-    options: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"detector option {pair!r} of {spec!r} is not key=value")
-        for kind in (int, float):
-            try:
-                options[key] = kind(raw)
-                break
-            except ValueError:
-                pass
-        else:
-            options[key] = {"true": True, "false": False}.get(raw.lower(), raw)
-    return name, options
 
 
 def load_images(data: Path, limit: int | None) -> list[tuple[str, np.ndarray, tuple]]:
@@ -72,9 +53,8 @@ def run_detector(spec: str, images: list) -> dict[str, object]:
     from emolens.faces import create_detector
     from emolens.faces.widerface import DetectionTally
 
-    name, options = parse_spec(spec)
     start = time.perf_counter()
-    detector = create_detector(name, **options)
+    detector = create_detector(spec)
     build_ms = 1000 * (time.perf_counter() - start)  # what one detector per server thread costs
     detector.detect(images[0][1])  # warm-up: first-call allocations and lazy initialisation
     tally, seconds = DetectionTally(), []

@@ -13,7 +13,7 @@ import pytest
 
 from emolens.errors import ConfigError
 from emolens.faces import Detection, create_detector, list_detectors
-from emolens.faces.registry import AUTO_ORDER, DETECTORS, resolve_auto
+from emolens.faces.registry import AUTO_ORDER, DETECTORS, parse_detector_spec, resolve_auto
 from emolens.faces.widerface import DetectionTally, Face, match, read_ground_truth
 
 pytest.importorskip("skimage")
@@ -162,6 +162,41 @@ def test_registry_lists_auto_and_rejects_bad_specs(tmp_path):
     assert create_detector("haar-multiview", min_neighbors=4).min_neighbors == 4  # Haar knobs reach Haar detectors
     with pytest.raises(ConfigError, match="Did you mean 'centerface'"):
         create_detector("centreface")
+
+
+def test_a_spec_carries_constructor_options():
+    assert parse_detector_spec("centerface,work_px=16, threshold=0.4") == ("centerface", {"work_px": 16, "threshold": 0.4})
+    assert parse_detector_spec("yunet:faces,v2.onnx,min_face_size=30") == ("yunet:faces,v2.onnx", {"min_face_size": 30})
+    det = create_detector("haar,min_neighbors=3,scale_factor=1.2")
+    assert (det.min_neighbors, det.scale_factor) == (3, 1.2)
+    assert create_detector("haar,min_face_size=30", min_face_size=None).min_face_size == 30  # None: not given
+    with pytest.raises(ConfigError, match="min_face_size=30 in the spec but 40 given"):
+        create_detector("haar,min_face_size=30", min_face_size=40)
+    with pytest.raises(ConfigError, match="'fast' is not an option=value pair"):
+        create_detector("haar,fast")
+    with pytest.raises(ConfigError, match="gives min_neighbors twice"):
+        create_detector("haar,min_neighbors=3,min_neighbors=4")
+    with pytest.raises(ConfigError, match="has no option work_px"):
+        create_detector("haar,work_px=16")
+
+
+def test_cli_takes_detector_options_in_the_spec(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from emolens.cli import main
+
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.ascontiguousarray(astronaut()[:, :, ::-1]))
+    assert main(["predict", str(photo), "--detector", "haar,min_neighbors=3", "--out", str(tmp_path / "out")]) == 0
+    (face,) = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    # Haar's confidence is n / (n + min_neighbors): the option reached the detector.
+    (three,), (five,) = (create_detector("haar", min_neighbors=k).detect(astronaut()[:, :, ::-1]) for k in (3, 5))
+    assert face["detection_confidence"] == pytest.approx(three.confidence, abs=1e-4)
+    assert abs(three.confidence - five.confidence) > 0.01
+    assert main(["predict", str(photo), "--detector", "haar,fast", "--out", str(tmp_path / "bad")]) == 1
+    assert "detector 'haar,fast': 'fast' is not an option=value pair" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("name", "module", "extra"), [

@@ -16,7 +16,7 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model file (.safetensors, .onnx or .tflite), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
 ]
 DetectorOpt = Annotated[
-    str, typer.Option("--detector", help="Face detector: auto (the best one installed), haar, haar-multiview, centerface, mtcnn, dlib, dlib-cnn, mediapipe, yunet:MODEL.onnx. Table: README, Face detectors.")
+    str, typer.Option("--detector", help="Face detector: auto (the best one installed), haar, haar-multiview, centerface, mtcnn, dlib, dlib-cnn, mediapipe, yunet:MODEL.onnx; options may follow, e.g. centerface,work_px=16. Table: README, Face detectors.")
 ]
 MinFaceOpt = Annotated[int | None, typer.Option(min=8, help="Smallest face side to look for, in pixels. Smaller finds more faces, slower.", show_default=False)]
 

@@ -33,7 +33,7 @@ def serve(
     max_streams: Annotated[int, typer.Option(help="Open /v1/stream WebSockets at once.")] = _D.max_streams,
     allow_host: Annotated[list[str] | None, typer.Option(help="Another Host name to answer to (repeat; '*' any). Default: localhost, 127.0.0.1, ::1 and --host.")] = None,
     allow_origin: Annotated[list[str] | None, typer.Option(help="Another site whose pages may call the API, e.g. https://app.example.org (repeat; '*' any).")] = None,
-    detector: Annotated[str, typer.Option(help="Face detector (emolens detectors lists them).")] = PIPELINE.detector,
+    detector: Annotated[str, typer.Option(help="Face detector (emolens detectors lists them); options may follow, e.g. centerface,work_px=16.")] = PIPELINE.detector,
     backend: Annotated[str, typer.Option(help="Inference backend: torch, onnx or auto.")] = PIPELINE.server_backend,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:

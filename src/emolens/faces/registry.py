@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
@@ -81,16 +82,49 @@ def resolve_auto() -> str:
     return next(name for name in AUTO_ORDER if DETECTORS[name].installed())
 
 
+_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _option_value(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(raw.lower(), raw)
+
+
+def parse_detector_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """'centerface,work_px=16' -> ('centerface', {'work_px': 16}); 'yunet:a,b.onnx' keeps its file.
+
+    Options are the trailing comma-separated key=value parts, so a model file's name may hold commas.
+    """
+    parts = spec.split(",")
+    options: dict[str, Any] = {}
+    while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
+        key, _, raw = parts.pop().strip().partition("=")
+        if key in options:
+            raise ConfigError(f"detector {spec!r} gives {key} twice")
+        options[key] = _option_value(raw.strip())
+    if len(parts) > 1 and ":" not in parts[0]:
+        raise ConfigError(f"detector {spec!r}: {','.join(parts[1:])!r} is not an option=value pair")
+    return ",".join(parts), dict(reversed(options.items()))
+
+
 def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDetector:
     """A detector from a name, "name:MODEL_FILE", "auto", or an instance (returned as it is).
 
-    options go to the detector's constructor (min_face_size, threshold, min_neighbors, ...);
-    None values are left out, so the detector's own defaults apply.
+    The spec may end in constructor options, "centerface,work_px=16" or "haar,min_neighbors=3", as
+    the CLI's --detector and the server's detector setting take them. options go to the
+    detector's constructor too (min_face_size, threshold, min_neighbors, ...); None values are
+    left out, so the detector's own defaults apply, and one given both ways must agree.
     """
     if isinstance(spec, FaceDetector):
         return spec
     if not isinstance(spec, str):
         raise ConfigError(f"detector must be a name like 'haar' or a FaceDetector, got {type(spec).__name__}")
+    spec, from_spec = parse_detector_spec(spec)
+    options = _merge_options(spec, from_spec, options)
     name, _, model_path = spec.partition(":")
     name = name.strip().lower()
     if name == "auto":
@@ -111,3 +145,10 @@ def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDe
     if unknown:
         raise ConfigError(f"the {name} detector has no option {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p != 'self')}")
     return cls(**options)
+
+
+def _merge_options(spec: str, from_spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    clash = sorted(k for k, v in from_spec.items() if given.get(k) is not None and given[k] != v)
+    if clash:
+        raise ConfigError(f"detector {spec!r}: {', '.join(f'{k}={from_spec[k]!r} in the spec but {given[k]!r} given' for k in clash)}")
+    return {**given, **from_spec}
