@@ -169,6 +169,7 @@ def test_a_spec_carries_constructor_options():
     assert parse_detector_spec("yunet:faces,v2.onnx,min_face_size=30") == ("yunet:faces,v2.onnx", {"min_face_size": 30})
     det = create_detector("haar,min_neighbors=3,scale_factor=1.2")
     assert (det.min_neighbors, det.scale_factor) == (3, 1.2)
+    assert repr(det) == "HaarDetector(min_face_size=40, scale_factor=1.2, min_neighbors=3, threshold=0.0)"  # what differs shows
     assert create_detector("haar,min_face_size=30", min_face_size=None).min_face_size == 30  # None: not given
     with pytest.raises(ConfigError, match="min_face_size=30 in the spec but 40 given"):
         create_detector("haar,min_face_size=30", min_face_size=40)

@@ -9,6 +9,7 @@ cheaper way (Haar: search only sizes close to the previous face) overrides it.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -148,7 +149,18 @@ class FaceDetector(ABC):
         return best
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(min_face_size={self.min_face_size}, threshold={self.threshold})"
+        """min_face_size, threshold, and every other constructor argument the detector keeps
+        under its own name that is not at its default (e.g. CenterFace's work_px); files by name."""
+        params = inspect.signature(type(self).__init__).parameters
+        shown = [
+            f"{name}={_short(getattr(self, name))!r}" for name, param in params.items()
+            if hasattr(self, name) and (name in ("min_face_size", "threshold") or getattr(self, name) != param.default)
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _short(value: object) -> object:
+    return value.name if isinstance(value, Path) else value
 
 
 def sort_largest_first(dets: list[Detection]) -> list[Detection]:
