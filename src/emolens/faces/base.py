@@ -154,13 +154,20 @@ class FaceDetector(ABC):
         params = inspect.signature(type(self).__init__).parameters
         shown = [
             f"{name}={_short(getattr(self, name))!r}" for name, param in params.items()
-            if hasattr(self, name) and (name in ("min_face_size", "threshold") or getattr(self, name) != param.default)
+            if hasattr(self, name) and (name in ("min_face_size", "threshold") or _differs(getattr(self, name), param.default))
         ]
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
 def _short(value: object) -> object:
     return value.name if isinstance(value, Path) else value
+
+
+def _differs(value: object, default: object) -> bool:
+    try:
+        return bool(value != default)
+    except (TypeError, ValueError):  # an array or another value without a plain truth: show it
+        return True
 
 
 def sort_largest_first(dets: list[Detection]) -> list[Detection]:
