@@ -109,11 +109,15 @@ class FaceDetector(ABC):
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         """Faces in a BGR or gray uint8 image, largest first. `gray` may pass a ready gray copy."""
 
-    def _keep(self, box: tuple[float, float, float, float], confidence: float, width: int, height: int) -> Detection | None:
-        """A raw box as a Detection clipped to the image, or None: below `threshold`, or smaller than
-        `min_face_size` (by 10%: a face searched at the minimum size may come back a little smaller)."""
+    def _keep(
+        self, box: tuple[float, float, float, float], confidence: float, width: int, height: int, threshold: float | None = None,
+    ) -> Detection | None:
+        """A raw box as a Detection clipped to the image, or None: below `threshold` (the detector's
+        own unless given), or smaller than `min_face_size` (by 10%: a face searched at the minimum
+        size may come back a little smaller)."""
         clipped = clip_box(box, width, height)
-        if clipped is None or confidence < self.threshold or max(clipped[2:]) < self.min_face_size * 0.9:
+        floor = self.threshold if threshold is None else threshold
+        if clipped is None or confidence < floor or max(clipped[2:]) < self.min_face_size * 0.9:
             return None
         return Detection(clipped, float(confidence))
 
