@@ -10,7 +10,8 @@ copy of the file: `--detector centerface:PATH`).
 
 The network outputs, at a quarter of the input resolution, a face-centre heatmap and per cell
 the face's log-size and sub-cell offset; faces are the heatmap cells above `threshold`, merged
-by non-maximum suppression.
+by non-maximum suppression. A photo is searched in two passes by default (`coarse_px`): shrunk,
+then at full size only in windows around what the shrunk pass found weakly or small.
 """
 
 from __future__ import annotations
@@ -373,7 +374,9 @@ class CenterFaceDetector(FaceDetector):
     "fp32" runs it as it is, "auto" times both at the first start on this machine and runs int8
     where it is at least 1.15x faster (`faster_precision`). threads: onnxruntime's intra-op
     threads, None for the process's plan (`emolens.runtime.devices`: all cores, or a server
-    worker's share).
+    worker's share). coarse_px: the first of two passes searches the photo shrunk until a face of
+    `min_face_size` is this many pixels, the second only windows around its weak or small finds, at
+    the `work_px` scale; 0 searches once, at that scale (README, "Two passes").
     """
 
     name = "centerface"
