@@ -44,8 +44,8 @@ _WORK_PX = 32
 # there is taken as found; every other spot scoring at least _CANDIDATE_SCORE is searched again at
 # the full search's scale, in a window around it. On the 394 WIDER FACE photos
 # (benchmarks/detection.py) this finds as many faces as one full search (83.0% against 82.8% of
-# those of 20 px and up) in 0.45x its time, where a single search of the same time (work_px=13)
-# finds 75.4%: small faces score low when shrunk, but seldom below 0.15.
+# those of 20 px and up, fp32) in 0.50x its time, where a single search of about that time
+# (work_px=13) finds 75.4%: small faces score low when shrunk, but seldom below 0.15.
 _COARSE_PX = 11
 _CANDIDATE_SCORE = 0.15
 _SURE_COARSE_PX = 22  # a face this big in the coarse pass scores there as at full size (40 px by default)
@@ -508,7 +508,7 @@ class CenterFaceDetector(FaceDetector):
 def merged_windows(boxes: list[tuple[int, int, int, int]], width: int, height: int, min_side: float) -> list[tuple[int, int, int, int]]:
     """Windows (x0, y0, x1, y1) around the boxes, each grown by its side on every side (at least
     to `min_side`) and clipped to the image; overlapping windows are merged into their bounding
-    rectangle, so no part of the photo is searched twice."""
+    rectangle, so no part of the photo is searched twice at full size."""
     windows = []
     for x, y, w, h in boxes:
         side = max(w, h)
