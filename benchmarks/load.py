@@ -15,8 +15,9 @@ bounded by --requests and --max-seconds; it exits 1 when any request failed.
 
 --recall checks that the server's speed is not bought with missed faces: on real photos (WIDER
 FACE, shrunk to --recall-side, the page's camera frames' size), the recall of the detector as
-`emolens serve` sets it up (ServerLimits.min_face_size) against the pipeline's default, with the
-time per image, in this process (detection is all that differs between the two).
+`emolens serve` sets it up (ServerLimits.min_face_size, or --min-face-size; --detector too)
+against the pipeline's smallest face, with the time per image, in this process (detection is
+all that differs between the two).
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def recall_images(gt_file: Path, images: Path, side: int):
         yield gray, faces
 
 
-def measure_recall(gt_file: Path, images: Path, side: int) -> dict:
+def measure_recall(gt_file: Path, images: Path, side: int, detector_spec: str | None = None, server_min_face: int | None = None) -> dict:
     """Recall by face height (40 and 64 px and up), false detections and ms per image, for the
-    server's detector settings and the pipeline's default, on the same shrunk photos."""
+    server's smallest face (`server_min_face`, default emolens serve's) and the pipeline's, on the
+    same shrunk photos, with `detector_spec` (`--detector`; default: the pipeline's)."""
     from emolens.faces import create_detector
     from emolens.faces.widerface import DetectionTally, match
     from emolens.pipeline.defaults import PIPELINE
@@ -87,8 +89,8 @@ def measure_recall(gt_file: Path, images: Path, side: int) -> dict:
     configure_threads(workers=ServerLimits().workers)  # each worker searches on its own share, as when serving
     photos = list(recall_images(gt_file, images, side))
     out = {}
-    for label, size in (("server", ServerLimits().min_face_size), ("pipeline", PIPELINE.min_face_size)):
-        detector = create_detector(PIPELINE.detector, min_face_size=size)
+    for label, size in (("server", server_min_face or ServerLimits().min_face_size), ("pipeline", PIPELINE.min_face_size)):
+        detector = create_detector(detector_spec or PIPELINE.detector, min_face_size=size)
         tally, big, big_found, seconds = DetectionTally(), 0, 0, 0.0
         for gray, faces in photos:
             t0 = time.perf_counter()
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queue", type=int, default=32, help="queue of the started server; >= concurrency for zero 503s")
     p.add_argument("--backend", help="--backend of the started server (default: emolens serve's)")
     p.add_argument("--detector", help="--detector of the started server (default: emolens serve's)")
-    p.add_argument("--min-face-size", help="--min-face-size of the started server (default: emolens serve's)")
+    p.add_argument("--min-face-size", type=int, help="--min-face-size of the started server (default: emolens serve's)")
     p.add_argument("--image", type=Path, help="image to send (default: scikit-image's astronaut as JPEG)")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recall is not None:
         if args.recall_images is None:
             raise SystemExit("--recall needs --recall-images (the WIDER FACE zip or its images folder)")
-        text = json.dumps(measure_recall(args.recall, args.recall_images, args.recall_side), indent=2)
+        text = json.dumps(measure_recall(args.recall, args.recall_images, args.recall_side, args.detector, args.min_face_size), indent=2)
         print(text)
         if args.json is not None:
             args.json.write_text(text + "\n")
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 model = None if default_model_path().exists() else random_model(Path(tmp.name))
             extra = [arg for flag, value in (
-                ("--backend", args.backend), ("--detector", args.detector), ("--min-face-size", args.min_face_size)) if value for arg in (flag, value)]
+                ("--backend", args.backend), ("--detector", args.detector), ("--min-face-size", args.min_face_size)) if value for arg in (flag, str(value))]
             proc, url = start_server(model, args.workers, args.max_queue, extra)
         report = asyncio.run(run_load(
             url, body, content_type, args.requests, args.concurrency, args.max_seconds, args.warmup, proc.pid if proc else None,

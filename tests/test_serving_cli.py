@@ -67,7 +67,7 @@ def test_serve_passes_options_and_loads_the_model_once(launched, model_path):
     limits = app.state.limits
     assert (limits.workers, limits.max_queue, limits.max_upload_bytes, limits.max_pixels) == (3, 5, 100_000, 1_000_000)
     assert launched["cores"] == [3]
-    assert launched["recognizer_args"][1] == {"model": model_path, "detector": PIPELINE.detector, "backend": "torch", "min_face_size": 48}
+    assert launched["recognizer_args"][1] == {"model": model_path, "detector": PIPELINE.detector, "backend": "torch", "min_face_size": 32}
     with TestClient(app, base_url=LOCAL) as client:
         for _ in range(3):
             assert client.get("/v1/model").json()["name"] == "cli-cnn"

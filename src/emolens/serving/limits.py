@@ -34,10 +34,12 @@ class ServerLimits:
     pixel_budget: int = 100_000_000  # decoded pixels in flight in the whole process (~300 MB of RGB), all workers together
     max_side: int = 2048  # photos are downscaled to this longer side before detection (boxes mapped back)
     # Smallest face side searched, in pixels of the photo as detected. The search costs about
-    # (photo side / this)^2, so with max_side it bounds each request's detection: 48 instead of
-    # the pipeline's 40 makes Haar ~1.4x faster and finds as many of the faces of 64 px and up
-    # on real photos (206 against 200 of WIDER FACE's, at 640 px: `benchmarks/load.py --recall`).
-    min_face_size: int = 48
+    # (photo side / this)^2, so with max_side it bounds each request's detection. CenterFace's
+    # two passes find faces near this minimum less surely than one search (at 48, 316 against
+    # 325 of the 353 WIDER FACE faces of 64 px and up, photos at 640 px), so it is 32, below the
+    # faces wanted: 326 of the 353 and 561 against 525 of the 630 of 40 px and up, in 0.62x the
+    # time of one search at 48 (`benchmarks/load.py --recall ... --detector ...`; docs/serving.md).
+    min_face_size: int = 32
     read_timeout: float = 30.0  # seconds for a request's headers, and again for its body; slow senders get 408
     max_connections: int = 100  # open HTTP connections (uvicorn's limit_concurrency); 503 beyond
     max_streams: int = 16  # open /v1/stream WebSockets; refused (1013, try again later) beyond
