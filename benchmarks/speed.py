@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each end-to-end measurement (best and median are reported: the machine may be shared)")
     parser.add_argument("--fer2013", help="FER-2013 archive, for int8 vs fp32 PrivateTest accuracy")
     parser.add_argument("--fer-python", help="Python interpreter of an environment where `fer` is installed")
+    parser.add_argument("--detector", help="--detector of `emolens video` (default: the pipeline's), e.g. centerface,coarse_px=0")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args()
 
@@ -172,13 +173,15 @@ def main() -> None:
     int8_file = tmp / "model.int8.onnx"
     int8_file.write_bytes(int8)
 
+    detector_args = ["--detector", args.detector] if args.detector else []
+    report["detector"] = args.detector or "pipeline default"
     videos = {n: make_video(tmp / f"faces{n}.mp4", faces=n, frames=args.frames) for n in (1, 4)}
     print("\nend to end, 640x480, `emolens video` (decode, detect, track, classify, draw, write CSV + annotated video):")
     e2e = {}
     for label, model_arg in (("default backend (auto: onnx fp32)", model), ("int8 ONNX model", int8_file)):
         print(f"  {label}:")
         for n, v in videos.items():
-            runs = [end_to_end(model_arg, v.path, tmp / "out", []) for _ in range(args.repeat)]
+            runs = [end_to_end(model_arg, v.path, tmp / "out", detector_args) for _ in range(args.repeat)]
             fps = sorted(r[0] for r in runs)
             peak = max(r[1] for r in runs)
             wall = sorted(r[2] for r in runs)
