@@ -37,7 +37,7 @@ class ServerLimits:
     # (photo side / this)^2, so with max_side it bounds each request's detection. CenterFace's
     # two passes find faces near this minimum less surely than one search (at 48, 316 against
     # 325 of the 353 WIDER FACE faces of 64 px and up, photos at 640 px), so it is 32, below the
-    # faces wanted: 326 of the 353 and 561 against 525 of the 630 of 40 px and up, in 0.62x the
+    # faces wanted: 326 of the 353 and 561 against 525 of the 630 of 40 px and up, in 0.68x the
     # time of one search at 48 (`benchmarks/load.py --recall ... --detector ...`; docs/serving.md).
     min_face_size: int = 32
     read_timeout: float = 30.0  # seconds for a request's headers, and again for its body; slow senders get 408
