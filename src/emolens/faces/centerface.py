@@ -466,15 +466,16 @@ class CenterFaceDetector(FaceDetector):
         coarse = min(1.0, self.coarse_px / self.min_face_size)
         if not self.coarse_px or coarse >= 0.8 * full:  # too little to save
             return self._search(image, gray, scale=full)
-        found = self._search(image, gray, scale=coarse, threshold=_CANDIDATE_SCORE)
+        bgr = _as_bgr(image, gray)  # once: every search of the two passes takes it
+        found = self._search(bgr, None, scale=coarse, threshold=_CANDIDATE_SCORE)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
-        H, W = image.shape[:2]
+        H, W = bgr.shape[:2]
         windows = merged_windows([d.box for d in found if d not in sure], W, H, min_side=_WINDOW_MIN_PX / full)
         if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in windows) > _WINDOWS_MAX_SHARE * W * H:
-            return self._search(image, gray, scale=full)
+            return self._search(bgr, None, scale=full)
         again = []
         for x0, y0, x1, y1 in windows:
-            for det in self._search(np.ascontiguousarray(image[y0:y1, x0:x1]), None, scale=full):
+            for det in self._search(np.ascontiguousarray(bgr[y0:y1, x0:x1]), None, scale=full):
                 x, y, w, h = det.box
                 again.append(Detection((x + x0, y + y0, w, h), det.confidence))
         return sort_largest_first(merge_overlapping(sure + again, _NMS_IOU))
@@ -488,9 +489,7 @@ class CenterFaceDetector(FaceDetector):
         searched at `scale` (at most 1), in the image's pixels."""
         import cv2
 
-        bgr, gray = as_bgr_and_gray(image, gray, need_gray=False)
-        if bgr is None:
-            bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        bgr = _as_bgr(image, gray)
         H, W = bgr.shape[:2]
         small = bgr if scale >= 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         with contextlib.nullcontext() if self.reentrant else self._lock:
@@ -503,6 +502,14 @@ class CenterFaceDetector(FaceDetector):
             if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor):  # NMSBoxes applied it
                 dets.append(det)
         return sort_largest_first(dets)
+
+
+def _as_bgr(image: np.ndarray, gray: np.ndarray | None) -> np.ndarray:
+    """The detector's input as BGR (the network's colour input; a gray image's channels repeated)."""
+    import cv2
+
+    bgr, gray = as_bgr_and_gray(image, gray, need_gray=False)
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if bgr is None else bgr
 
 
 def merged_windows(boxes: list[tuple[int, int, int, int]], width: int, height: int, min_side: float) -> list[tuple[int, int, int, int]]:
