@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                          # simple_cnn, resnet_fer_small, vgg_fer_small
     python benchmarks/train_throughput.py --arch vgg_fer --batch-size 128 --threads 1 2
     python benchmarks/train_throughput.py --device cuda
+    python benchmarks/train_throughput.py --amp off bf16            # fp32 against bf16 autocast (what run.amp=auto picks)
 
 The augmentation is the training transform of `emolens.transforms` on uint8 batches (B, S, S),
 on the same device as the model, exactly as `emolens train` runs it. The train step is a
@@ -43,9 +44,12 @@ def _rate(fn: Callable[[], object], images_per_call: int, warmup: int, seconds: 
             return n * images_per_call / elapsed
 
 
-def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: str) -> Callable[[], None]:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
     def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):  # as the trainer's step
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -66,6 +70,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--channels-last", action="store_true", help="run the model in channels_last (default on CUDA)")
+    p.add_argument("--amp", nargs="+", choices=["off", "bf16", "fp16"], default=["off"],
+                   help="autocast dtypes to time the train step under, side by side (off = fp32)")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -75,7 +81,11 @@ def main() -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f}; "
           f"torch {torch.__version__}, device {device}, batch {args.batch_size}, channels_last {channels_last}")
-    print(f"{'threads':>7} {'model':<18} {'augment img/s':>14} {'train img/s':>12} {'augment share':>14}")
+    from emolens.runtime.devices import cpu_flags
+
+    if device.type == "cpu":
+        print(f"# bf16 hardware: {', '.join(f for f in ('avx512_bf16', 'amx_bf16') if f in cpu_flags()) or 'none'}")
+    print(f"{'threads':>7} {'model':<18} {'amp':>5} {'augment img/s':>14} {'train img/s':>12} {'augment share':>14}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         transform = create_transform(cfg, AugConfig(), is_training=True, seed=0)
@@ -88,10 +98,11 @@ def main() -> None:
             x = transform(faces).contiguous(memory_format=fmt)
             y = torch.randint(0, 7, (args.batch_size,), device=device)
 
-            train_rate = _rate(_train_step(model, opt, x, y), args.batch_size, 2, args.seconds, device)
-            # Share of each training step spent augmenting its batch.
-            share = (1 / aug_rate) / (1 / aug_rate + 1 / train_rate)
-            print(f"{threads:>7} {arch:<18} {aug_rate:>14.0f} {train_rate:>12.0f} {share:>13.1%}")
+            for amp in args.amp:
+                train_rate = _rate(_train_step(model, opt, x, y, amp), args.batch_size, 2, args.seconds, device)
+                # Share of each training step spent augmenting its batch.
+                share = (1 / aug_rate) / (1 / aug_rate + 1 / train_rate)
+                print(f"{threads:>7} {arch:<18} {amp:>5} {aug_rate:>14.0f} {train_rate:>12.0f} {share:>13.1%}")
 
 
 if __name__ == "__main__":

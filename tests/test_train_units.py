@@ -125,10 +125,27 @@ def test_amp_choice_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
     assert dev.resolve_amp("auto", cpu) is None and dev.resolve_amp("off", cpu) is None
-    with pytest.warns(UserWarning, match="emulated"):
+    with pytest.warns(UserWarning, match="without AMX trains slower"):
         assert dev.resolve_amp("bf16", cpu) == torch.bfloat16
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
     assert dev.resolve_amp("auto", cpu) == torch.bfloat16
+
+
+def test_bf16_only_with_amx_and_channels_last_with_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX512-BF16 without AMX trained slower in bf16 than in fp32 (benchmarks/train_throughput.py
+    --amp off bf16): auto takes bf16 only with AMX tiles; channels_last on CUDA and AVX-512 CPUs."""
+    from emolens.runtime import devices as dev
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(dev, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert not dev.cpu_has_native_bf16() and dev.resolve_amp("auto", cpu) is None
+    monkeypatch.setattr(dev, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    assert dev.cpu_has_native_bf16() and dev.resolve_amp("auto", cpu) == torch.bfloat16
+    assert dev.resolve_channels_last(None, cpu) and not dev.resolve_channels_last(False, cpu)
+    assert dev.resolve_channels_last(None, torch.device("cuda"))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not dev.cpu_has_native_bf16() and not dev.resolve_channels_last(None, cpu) and dev.resolve_channels_last(True, cpu)
 
 
 def test_checkpoint_round_trip_without_pickle(tmp_path) -> None:

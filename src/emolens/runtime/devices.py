@@ -4,8 +4,8 @@ Devices. `resolve_device("auto")` is this process's CUDA GPU when there is one (
 under torchrun), else the CPU; training (`run.device`), evaluation and inference
 (`EmotionRecognizer(device=...)`, `create_backend(device=...)`) all resolve their device here.
 `resolve_amp` picks mixed precision for a device: AMP helps on CUDA (tensor cores) and on CPUs
-with native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and ~10x slower than fp32,
-so `auto` keeps those in fp32.
+with AMX (`cpu_has_native_bf16`); elsewhere bf16 is slower than fp32 (emulated, ~10x, or
+AVX512-BF16 without AMX, 0.75x), so `auto` keeps those in fp32.
 
 Threads. CPU thread counts are process-wide in PyTorch (`torch.set_num_threads`) and OpenCV
 (`cv2.setNumThreads`), so no backend or detector sets them as a side effect of being built.
@@ -97,17 +97,30 @@ def runs_on_cpu(name: str | Any = "auto") -> bool:
     return resolve_device(name).type == "cpu"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo); empty where they cannot be read (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU runs bf16 in hardware: AVX-512 build path plus avx512_bf16 or amx_bf16 flags."""
+    """True when bf16 trains faster than fp32 on this CPU: AMX tiles (amx_bf16) and PyTorch's AVX-512 path.
+
+    AVX512-BF16 alone is not enough: it converts and multiplies bf16 pairs, but the casts around
+    every layer cost more than it saves. On a 2-core Xeon with it and without AMX, bf16 autocast
+    trained at 0.75x fp32's rate (`python benchmarks/train_throughput.py --arch vgg_fer_small
+    vgg_fer --batch-size 128 --amp off bf16`, docs/experiments.md); on the AMX Xeons of earlier
+    sessions it was the faster.
+    """
     import torch
 
-    if "AVX512" not in torch.backends.cpu.get_cpu_capability():
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to tell, so stay safe in fp32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "AVX512" in torch.backends.cpu.get_cpu_capability() and "amx_bf16" in cpu_flags()
 
 
 def resolve_amp(mode: str, device: Any) -> Any:
@@ -122,8 +135,26 @@ def resolve_amp(mode: str, device: Any) -> Any:
         return torch.bfloat16 if cpu_has_native_bf16() else None
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     if device.type == "cpu" and not (mode == "bf16" and cpu_has_native_bf16()):
-        warnings.warn(f"run.amp={mode} on a CPU without native support is emulated and much slower than fp32; use run.amp=auto", stacklevel=2)
+        warnings.warn(f"run.amp={mode} on a CPU without AMX trains slower than fp32 (emulated, or AVX512-BF16 alone); use run.amp=auto", stacklevel=2)
     return dtype
+
+
+def resolve_channels_last(setting: bool | None, device: Any) -> bool:
+    """Whether to train in channels_last (`run.channels_last`; None = auto).
+
+    Auto: on CUDA (tensor cores), and on CPUs where PyTorch takes its AVX-512 path, where oneDNN's
+    channels_last kernels trained the FER models 1.3-1.5x faster (fp32 on a 2-core Xeon,
+    `python benchmarks/train_throughput.py --arch simple_cnn resnet_fer_small vgg_fer_small
+    [--channels-last]`); off on AVX2-only CPUs, where they measured 1.05-1.3x slower (9x for a tiny
+    network; AMD Zen 1, torch 2.13).
+    """
+    if setting is not None:
+        return bool(setting)
+    if device.type == "cuda":
+        return True
+    import torch
+
+    return device.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
 def cpu_cores() -> int:

@@ -149,8 +149,8 @@ class RunConfig:
     out_dir: str = "runs"  # parent folder of all runs
     seed: int = 0  # seeds every random stream; same seed + same process count = same run on CPU
     device: str = "auto"  # auto (CUDA if available, else CPU) | cpu | cuda | cuda:1
-    amp: str = "auto"  # auto: AMP on CUDA; bf16 on CPU only when it is native (AVX512-BF16/AMX), else fp32
-    channels_last: bool | None = None  # null = auto: on for CUDA; off on CPU, where training measured slower (1.05-1.3x for the FER models, 9x for a tiny one; AVX2, torch 2.13)
+    amp: str = "auto"  # auto: AMP on CUDA; bf16 on CPU only with AMX (runtime.devices.cpu_has_native_bf16), else fp32
+    channels_last: bool | None = None  # null = auto (runtime.devices.resolve_channels_last): on for CUDA and AVX-512 CPUs, off on AVX2-only ones
     progress: bool = True  # tqdm bar (rank 0 only)
     plots: bool = True  # redraw curves.png every epoch (matplotlib; about 0.5 s per epoch on a slow CPU)
 

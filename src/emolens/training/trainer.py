@@ -43,7 +43,7 @@ from emolens.errors import ConfigError, ModelError
 from emolens.evaluation.metrics import macro_f1_from_confusion
 from emolens.models.io import ModelConfig, build_model
 from emolens.preprocessing import PreprocessConfig
-from emolens.runtime.devices import resolve_amp, resolve_device
+from emolens.runtime.devices import resolve_amp, resolve_channels_last, resolve_device
 from emolens.training import distributed as dist_
 from emolens.training.checkpoint import (
     best_record,
@@ -419,8 +419,7 @@ def _build_parts(
         raise ConfigError(f"model.kwargs {cfg.model.kwargs} do not fit {cfg.model.arch!r}: {exc}") from None
     # A resumed run keeps what its first start recorded; its checkpoint already holds the weights.
     init_meta = ckpt.meta.get("init") if ckpt is not None else (_init_weights(model, cfg) if cfg.model.init else None)
-    channels_last = cfg.run.channels_last if cfg.run.channels_last is not None else device.type == "cuda"
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if resolve_channels_last(cfg.run.channels_last, device) else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     teachers, teacher_records = _load_teachers(cfg, tuple(data.ds.classes), device, memory_format)
     if ckpt is not None and ckpt.meta.get("distill") and [t["sha256"] for t in ckpt.meta["distill"]["teachers"]] != [t["sha256"] for t in teacher_records]:
