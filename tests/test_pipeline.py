@@ -77,7 +77,9 @@ def test_crops_use_the_models_geometry(rec, photo_rgb):
     expected = crop_face(gray, ASTRONAUT_FACE, p.face_margin, p.image_size)
     np.testing.assert_array_equal(rec.crop(gray, [ASTRONAUT_FACE])[0], expected)
     face = rec.predict(photo_rgb, color_order="rgb")[0]
-    direct = rec.classify(rec.crop(gray, [face.box]))[0]
+    (det,) = rec.detector.detect(np.ascontiguousarray(photo_rgb[:, :, ::-1]), gray)  # its eyes turn the crop upright
+    assert det.box == face.box
+    direct = rec.classify(rec.crop(gray, [det]))[0]
     np.testing.assert_allclose([face.scores[k] for k in EMOTIONS], direct, atol=1e-6)
 
 
@@ -267,10 +269,10 @@ def test_cli_predict_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "EmotionRecognizer", lambda *a, **k: seen.update(rec_args=a, rec_kw=k) or built)
     monkeypatch.setattr(api, "predict_images", lambda *a, **k: seen.update(args=a, kw=k) or PredictReport(images=1, table=tmp_path / "t.csv"))
     assert main(["predict", "a.jpg", "photos/", "--format", "csv", "--no-save", "--min-face-size", "30", "--tta", "flip",
-                 "--detector", "yunet:y.onnx", "-r", "--overwrite", "-o", str(tmp_path)]) == 0
+                 "--detector", "yunet:y.onnx", "-r", "--overwrite", "--no-align", "-o", str(tmp_path)]) == 0
     # The options of the model and detector build one recognizer; predict_images gets it.
     assert seen["rec_args"] == (None,)
-    assert seen["rec_kw"] == {"detector": "yunet:y.onnx", "backend": "auto", "tta": "flip", "min_face_size": 30, "detector_threshold": None}
+    assert seen["rec_kw"] == {"detector": "yunet:y.onnx", "backend": "auto", "tta": "flip", "min_face_size": 30, "detector_threshold": None, "align": False}
     assert seen["args"] == (["a.jpg", "photos/"], built)
     kw = {k: v for k, v in seen["kw"].items() if k != "on_image"}
     assert kw == {"output": tmp_path, "format": "csv", "save": False, "recursive": True, "overwrite": True}

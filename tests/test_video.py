@@ -248,14 +248,15 @@ def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
                  "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "-o", str(tmp_path)]) == 0
     (args, kw), = seen.pop("recognizer")
     assert args == ("m.safetensors",)
-    assert kw == {"detector": PIPELINE.detector, "backend": "onnx", "min_face_size": 60, "detector_threshold": 0.6, "threads": PIPELINE.stream_threads}
+    assert kw == {"detector": PIPELINE.detector, "backend": "onnx", "min_face_size": 60, "detector_threshold": 0.6, "threads": PIPELINE.stream_threads,
+                  "align": PIPELINE.align}
     args, kw = seen["video"]
     assert args[0] == "clip.mp4" and isinstance(args[1], Recognizer)
     assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all"), "output": tmp_path, "every": 2, "save_video": False,
                   "plot": True, "max_frames": None, "overwrite": False, "progress": True}
-    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0"]) == 0
+    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0", "--no-align"]) == 0
     (args, kw), = seen.pop("recognizer")
-    assert args == (None,) and kw["min_face_size"] is None and kw["backend"] == PIPELINE.backend
+    assert args == (None,) and kw["min_face_size"] is None and kw["backend"] == PIPELINE.backend and kw["align"] is False
     args, kw = seen["webcam"]
     assert args[0] is None and isinstance(args[1], Recognizer)
     assert kw["camera"] == 2 and kw["window"] is False and kw["record"].name == "r.mp4"

@@ -293,17 +293,21 @@ def square_resize(gray: np.ndarray, size: int) -> np.ndarray:
 
 def crop_face(
     image: np.ndarray, box: tuple[float, float, float, float], framing: Framing | float, size: int,
-    *, color_order: ColorOrder = "bgr",
+    *, color_order: ColorOrder = "bgr", roll: float = 0.0,
 ) -> np.ndarray:
     """Cut a face out of a full image the way the training crops were made.
 
     box is (x, y, w, h) in pixels. framing says where the square crop lies around the box
     (`Framing`, measured per detector); a plain number is a margin: the box made square around
-    its centre and grown by that share of its side on each side. The crop is padded by edge
-    replication where it leaves the image, and resized to (size, size). `image` is gray
-    (H, W) or colour (H, W, 3) in `color_order`; of a colour image only the crop is made gray
-    (`to_gray`: the same pixels as cutting the gray image, without converting the whole frame).
+    its centre and grown by that share of its side on each side. roll: the face's in-plane tilt
+    in degrees (`Detection.roll`, from its eyes): the square is cut turned by it, so the crop shows
+    the face upright, as training faces are, and the framing's offsets turn with it. The crop is
+    padded by edge replication where it leaves the image, and resized to (size, size). `image`
+    is gray (H, W) or colour (H, W, 3) in `color_order`; of a colour image only the crop is made
+    gray (`to_gray`: the same pixels as cutting the gray image, without converting the whole frame).
     """
+    if roll:
+        return _turned_crop(image, box, framing, size, color_order, roll)
     x0, y0, s = face_square(box, framing)
     H, W = image.shape[:2]
     pad_l, pad_t = max(0, -x0), max(0, -y0)
@@ -316,6 +320,39 @@ def crop_face(
     if pad_l or pad_t or pad_r or pad_b:
         crop = np.pad(crop, ((pad_t, pad_b), (pad_l, pad_r)), mode="edge")
     return _resize(crop, size)
+
+
+def _turned_crop(
+    image: np.ndarray, box: tuple[float, float, float, float], framing: Framing | float, size: int, color_order: ColorOrder, roll: float,
+) -> np.ndarray:
+    """`crop_face` of a face tilted by `roll` degrees: the framed square turned by the tilt, cut
+    at full resolution (bilinear, edges replicated), then resized like an upright crop."""
+    import cv2
+
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise DataError(f"face box {box} has no area")
+    if not isinstance(framing, Framing):
+        framing = Framing(scale=1.0 + 2.0 * float(framing))
+    ref, t = max(w, h), math.radians(roll)
+    ux, uy, vx, vy = math.cos(t), math.sin(t), -math.sin(t), math.cos(t)  # the face's x (eyes) and y (down) axes
+    # The square's centre in pixel-centre coordinates (the box's edges lie half a pixel outside them).
+    cx = x + w / 2.0 + ref * (framing.dx * ux + framing.dy * vx) - 0.5
+    cy = y + h / 2.0 + ref * (framing.dx * uy + framing.dy * vy) - 0.5
+    side = max(1, int(round(ref * framing.scale)))
+    reach = side * (abs(ux) + abs(uy)) / 2.0 + 2.0  # half the turned square's bounding box, and a margin for bilinear
+    H, W = image.shape[:2]
+    x0, y0 = max(0, int(math.floor(cx - reach))), max(0, int(math.floor(cy - reach)))
+    region = image[y0 : min(H, int(math.ceil(cy + reach)) + 1), x0 : min(W, int(math.ceil(cx + reach)) + 1)]
+    if region.size == 0:
+        raise DataError(f"face box {box} lies outside the image of size {W}x{H}")
+    if region.ndim == 3:
+        region = to_gray(region, color_order=color_order)
+    # Crop pixel (i, j) samples the region at the centre + (j - c) * x axis + (i - c) * y axis.
+    c = (side - 1) / 2.0
+    to_region = np.array([[ux, vx, cx - x0 - c * (ux + vx)], [uy, vy, cy - y0 - c * (uy + vy)]])
+    turned = cv2.warpAffine(region, to_region, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return _resize(turned, size)
 
 
 def face_square(box: tuple[float, float, float, float], framing: Framing | float) -> tuple[int, int, int]:

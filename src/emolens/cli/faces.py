@@ -30,6 +30,9 @@ ThresholdOpt = Annotated[
     float | None,
     typer.Option(min=0.0, max=1.0, help="Drop faces the detector is less sure of (confidence 0-1; Haar: 0.5 is a bare pass).", show_default=False),
 ]
+AlignOpt = Annotated[
+    bool, typer.Option("--align/--no-align", help="Turn each face upright by its eyes before reading it (detectors that find eyes: centerface, mtcnn, yunet, mediapipe).")
+]
 BackendOpt = Annotated[
     Backend, typer.Option(help="Where the classifier runs: torch, onnx (onnxruntime; an .onnx model always does), or auto (onnx when installed).")
 ]
@@ -47,6 +50,7 @@ def predict_cmd(
     min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flip (2x cost) or tencrop (10x).")] = "none",
+    align: AlignOpt = PIPELINE.align,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search subfolders of folder arguments.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same name in --output instead of adding -2, -3, ...")] = False,
 ) -> None:
@@ -66,7 +70,7 @@ def predict_cmd(
 
     recognizer = EmotionRecognizer(
         model, detector=detector, backend=Backend(backend).value, tta=tta, min_face_size=min_face_size,
-        detector_threshold=detector_threshold,
+        detector_threshold=detector_threshold, align=align,
     )
     report = predict_images(
         paths, recognizer, output=output, format=TableFormat(format).value, save=save, recursive=recursive,
@@ -95,13 +99,13 @@ DetectEveryOpt = Annotated[int, typer.Option(min=1, help="Search the whole frame
 BarsOpt = Annotated[Bars, typer.Option(help="Score bars: for the largest face, all faces, or none. They never cover another face.")]
 
 
-def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: int | None, detector_threshold: float | None):
+def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: int | None, detector_threshold: float | None, align: bool):
     """The recognizer of `video` and `webcam`: the PIPELINE defaults, one classifier thread per stream."""
     from emolens.pipeline import EmotionRecognizer
 
     return EmotionRecognizer(
         model, detector=detector, backend=Backend(backend).value, min_face_size=min_face_size,
-        detector_threshold=detector_threshold, threads=PIPELINE.stream_threads,
+        detector_threshold=detector_threshold, threads=PIPELINE.stream_threads, align=align,
     )
 
 
@@ -124,6 +128,7 @@ def video_cmd(
     bars: BarsOpt = Bars(PIPELINE.bars),
     min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
+    align: AlignOpt = PIPELINE.align,
     save_video: Annotated[bool, typer.Option("--video/--no-video", help="Write the annotated video.")] = True,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write the emotion-over-time plot.")] = True,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many processed frames.", show_default=False)] = None,
@@ -134,7 +139,7 @@ def video_cmd(
     from emolens.pipeline import process_video
 
     result = process_video(
-        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold),
+        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align),
         stream=_stream_options(detect_every, smooth, bars), output=output, every=every, save_video=save_video, plot=plot,
         max_frames=max_frames, overwrite=overwrite, progress=progress,
     )
@@ -158,6 +163,7 @@ def webcam_cmd(
     bars: BarsOpt = Bars(PIPELINE.bars),
     min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
+    align: AlignOpt = PIPELINE.align,
     snapshot_dir: Annotated[Path, typer.Option(help="Where the s key saves snapshots.")] = Path("."),
     window: Annotated[bool, typer.Option("--window/--no-window", help="Show the live window (--no-window: process only, e.g. with --record).")] = True,
     record: Annotated[Path | None, typer.Option(help="Also write what the window shows to this .mp4 file (H.264).", show_default=False)] = None,
@@ -167,7 +173,7 @@ def webcam_cmd(
     from emolens.pipeline import run_webcam
 
     report = run_webcam(
-        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold), camera=camera,
+        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align), camera=camera,
         stream=_stream_options(detect_every, smooth, bars), snapshot_dir=snapshot_dir, window=window, record=record,
         max_frames=max_frames,
     )

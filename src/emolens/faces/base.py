@@ -10,17 +10,20 @@ cheaper way (Haar: search only sizes close to the previous face) overrides it.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emolens.errors import ConfigError, DataError, ModelError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+Point = tuple[float, float]  # x, y in pixels
 # Sizes `detect_near` accepts for the face it follows, as shares of the face's side (Haar searches only these).
 NEAR_SIZES = (0.7, 1.45)
 
@@ -29,6 +32,29 @@ NEAR_SIZES = (0.7, 1.45)
 class Detection:
     box: Box
     confidence: float  # in [0, 1]; how each detector defines it is in its docstring
+    # Centres of the two eyes, from a detector that finds landmarks (CenterFace, MTCNN, YuNet,
+    # MediaPipe); None from one that does not (Haar, dlib). In the detector's own order: the eye
+    # that lies on the image's left when the face is upright first (the person's right eye), so
+    # the order holds however far the face is turned.
+    eyes: tuple[Point, Point] | None = None
+
+    @property
+    def roll(self) -> float:
+        """The face's in-plane tilt in degrees, in (-180, 180]: the angle of the line from the
+        first eye to the second against the image's x axis, positive when the second eye is lower
+        (the face turned clockwise as seen). 0 without eyes. The crop turns the face upright by it."""
+        if self.eyes is None:
+            return 0.0
+        (x1, y1), (x2, y2) = self.eyes
+        return math.degrees(math.atan2(y2 - y1, x2 - x1))
+
+    def shifted(self, dx: float, dy: float, box: Box | None = None) -> Detection:
+        """This detection, found in a window whose corner is at (dx, dy), in the whole image's
+        pixels; `box` replaces the moved box when the caller has clipped it already."""
+        x, y, w, h = self.box
+        moved = box if box is not None else (int(round(x + dx)), int(round(y + dy)), w, h)
+        eyes = None if self.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in self.eyes)
+        return Detection(moved, self.confidence, eyes)  # type: ignore[arg-type]
 
 
 def as_bgr_and_gray(
@@ -111,15 +137,16 @@ class FaceDetector(ABC):
 
     def _keep(
         self, box: tuple[float, float, float, float], confidence: float, width: int, height: int, threshold: float | None = None,
+        eyes: Any = None,
     ) -> Detection | None:
         """A raw box as a Detection clipped to the image, or None: below `threshold` (the detector's
         own unless given), or smaller than `min_face_size` (by 10%: a face searched at the minimum
-        size may come back a little smaller)."""
+        size may come back a little smaller). eyes: the two eye centres ((x, y), (x, y)), if found."""
         clipped = clip_box(box, width, height)
         floor = self.threshold if threshold is None else threshold
         if clipped is None or confidence < floor or max(clipped[2:]) < self.min_face_size * 0.9:
             return None
-        return Detection(clipped, float(confidence))
+        return Detection(clipped, float(confidence), _as_eyes(eyes))
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
         """The face closest to `box` within a window twice its size, or None."""
@@ -149,7 +176,7 @@ class FaceDetector(ABC):
             moved = clip_box((det.box[0] + x0, det.box[1] + y0, det.box[2], det.box[3]), W, H)
             overlap = iou(moved, box) if moved is not None else 0.0
             if overlap > best_iou:
-                best, best_iou = Detection(moved, det.confidence), overlap
+                best, best_iou = det.shifted(x0, y0, box=moved), overlap
         return best
 
     def __repr__(self) -> str:
@@ -161,6 +188,14 @@ class FaceDetector(ABC):
             if hasattr(self, name) and (name in ("min_face_size", "threshold") or _differs(getattr(self, name), param.default))
         ]
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _as_eyes(eyes: Any) -> tuple[Point, Point] | None:
+    """((x, y), (x, y)) as plain floats from any pair of pairs (numpy rows, ints); None stays None."""
+    if eyes is None:
+        return None
+    (x1, y1), (x2, y2) = eyes
+    return (float(x1), float(y1)), (float(x2), float(y2))
 
 
 def _short(value: object) -> object:

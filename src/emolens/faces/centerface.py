@@ -10,8 +10,10 @@ copy of the file: `--detector centerface:PATH`).
 
 The network outputs, at a quarter of the input resolution, a face-centre heatmap and per cell
 the face's log-size and sub-cell offset; faces are the heatmap cells above `threshold`, merged
-by non-maximum suppression. A photo is searched in two passes by default (`coarse_px`): shrunk,
-then at full size only in windows around what the shrunk pass found weakly or small.
+by non-maximum suppression; each also gives five landmarks, of which the eyes are kept
+(`Detection.eyes`, by which the crop is turned upright). A photo is searched in two passes by
+default (`coarse_px`): shrunk, then at full size only in windows around what the shrunk pass
+found weakly or small.
 """
 
 from __future__ import annotations
@@ -385,7 +387,7 @@ class CenterFaceDetector(FaceDetector):
     def __init__(
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
-        coarse_px: int = _COARSE_PX,
+        coarse_px: int = _COARSE_PX, candidate_score: float = _CANDIDATE_SCORE,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -405,7 +407,10 @@ class CenterFaceDetector(FaceDetector):
             raise ConfigError("centerface precision int8 runs on onnxruntime: pip install 'emolens[onnx]'")
         if int(coarse_px) < 0 or int(work_px) < 1:
             raise ConfigError(f"centerface work_px must be at least 1 and coarse_px at least 0 (0: one pass), got {work_px} and {coarse_px}")
+        if not 0 < candidate_score <= threshold:
+            raise ConfigError(f"centerface candidate_score must be in (0, threshold={threshold}], got {candidate_score}")
         self.model_path, self.work_px, self.coarse_px, self.backend = path, int(work_px), int(coarse_px), backend
+        self.candidate_score = float(candidate_score)
         self.reentrant = backend == "onnxruntime"  # OpenCV's DNN networks keep per-call state; sessions do not
         self.precision = "fp32"
         if backend == "onnxruntime":
@@ -467,7 +472,7 @@ class CenterFaceDetector(FaceDetector):
         if not self.coarse_px or coarse >= 0.8 * full:  # too little to save
             return self._search(image, gray, scale=full)
         bgr = _as_bgr(image, gray)  # once: every search of the two passes takes it
-        found = self._search(bgr, None, scale=coarse, threshold=_CANDIDATE_SCORE)
+        found = self._search(bgr, None, scale=coarse, threshold=self.candidate_score)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         H, W = bgr.shape[:2]
         windows = merged_windows([d.box for d in found if d not in sure], W, H, min_side=_WINDOW_MIN_PX / full)
@@ -476,8 +481,7 @@ class CenterFaceDetector(FaceDetector):
         again = []
         for x0, y0, x1, y1 in windows:
             for det in self._search(np.ascontiguousarray(bgr[y0:y1, x0:x1]), None, scale=full):
-                x, y, w, h = det.box
-                again.append(Detection((x + x0, y + y0, w, h), det.confidence))
+                again.append(det.shifted(x0, y0))
         return sort_largest_first(merge_overlapping(sure + again, _NMS_IOU))
 
     def detect_near(self, image: np.ndarray, box: tuple[int, int, int, int], gray: np.ndarray | None = None) -> Detection | None:
@@ -493,13 +497,14 @@ class CenterFaceDetector(FaceDetector):
         H, W = bgr.shape[:2]
         small = bgr if scale >= 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         with contextlib.nullcontext() if self.reentrant else self._lock:
-            heatmap, log_size, offset, _ = self._run(to_blob(small))
+            heatmap, log_size, offset, landmarks = self._run(to_blob(small))
         floor = self.threshold if threshold is None else threshold
-        boxes, scores = decode(heatmap[0, 0], log_size[0], offset[0], floor)
+        boxes, scores, eyes = decode(heatmap[0, 0], log_size[0], offset[0], landmarks[0], floor)
         boxes *= W / small.shape[1]
+        eyes *= W / small.shape[1]
         dets = []
         for k in cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), floor, _NMS_IOU) if len(boxes) else []:
-            if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor):  # NMSBoxes applied it
+            if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor, eyes=eyes[k]):  # NMSBoxes applied it
                 dets.append(det)
         return sort_largest_first(dets)
 
@@ -535,11 +540,17 @@ def merged_windows(boxes: list[tuple[int, int, int, int]], width: int, height: i
     return merged
 
 
-def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (N, 4) x, y, w, h in input pixels and scores (N,) from CenterFace's outputs.
+def decode(
+    heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, landmarks: np.ndarray, threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (N, 4) x, y, w, h in input pixels, scores (N,) and eye centres (N, 2, 2) from
+    CenterFace's outputs.
 
     heatmap (h, w); log_size and offset (2, h, w), row (y) first: a face centred in cell
     (i, j) is exp(log_size) * 4 pixels tall/wide, its centre offset by `offset` cells.
+    landmarks (10, h, w): five points (the eyes, the nose, the mouth's corners; the eye on the
+    image's left of an upright face first), each as (y, x) relative to the box's top-left corner
+    in units of its height and width.
     """
     rows, cols = np.nonzero(heatmap > threshold)
     scores = heatmap[rows, cols].astype(np.float32)
@@ -547,5 +558,9 @@ def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, thresh
     w = np.exp(log_size[1, rows, cols]) * 4
     cy = (rows + offset[0, rows, cols] + 0.5) * 4
     cx = (cols + offset[1, rows, cols] + 0.5) * 4
-    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1).astype(np.float32)
-    return boxes.reshape(-1, 4), scores
+    x0, y0 = cx - w / 2, cy - h / 2
+    boxes = np.stack([x0, y0, w, h], axis=1).astype(np.float32)
+    eyes = np.stack([
+        np.stack([x0 + landmarks[2 * k + 1, rows, cols] * w, y0 + landmarks[2 * k, rows, cols] * h], axis=1) for k in (0, 1)
+    ], axis=1).astype(np.float32)  # (N, 2 eyes, x y)
+    return boxes.reshape(-1, 4), scores, eyes.reshape(-1, 2, 2)

@@ -10,6 +10,7 @@ named by the user. Those wheels pin numpy and protobuf and pull in opencv-contri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,9 @@ class MediaPipeDetector(FaceDetector):
         self._task = vision.FaceDetector.create_from_options(options)
         self._mp = mp
 
-    def _search(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        """Boxes in `rgb`'s pixels and scores, from one pass of the network."""
+    def _search(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float, Any]]:
+        """Boxes in `rgb`'s pixels, scores and eye centres, from one pass of the network. Its six
+        keypoints start with the right eye (the image's left) and the left eye, relative to the sides."""
         H, W = rgb.shape[:2]
         with self._lock:  # the MediaPipe graph runs one image at a time
             if self._legacy is not None:
@@ -67,10 +69,13 @@ class MediaPipeDetector(FaceDetector):
             else:
                 result = self._task.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
         if self._legacy is not None:  # boxes relative to the image's sides
-            boxes = [d.location_data.relative_bounding_box for d in found]
-            return [((b.xmin * W, b.ymin * H, b.width * W, b.height * H), float(d.score[0])) for b, d in zip(boxes, found, strict=True)]
-        return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height), float(d.categories[0].score))
-                for d in result.detections]
+            out = []
+            for d in found:
+                b, points = d.location_data.relative_bounding_box, d.location_data.relative_keypoints
+                out.append(((b.xmin * W, b.ymin * H, b.width * W, b.height * H), float(d.score[0]), _eyes(points, W, H)))
+            return out
+        return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height), float(d.categories[0].score),
+                 _eyes(d.keypoints, W, H)) for d in result.detections]
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         import cv2
@@ -81,7 +86,16 @@ class MediaPipeDetector(FaceDetector):
         windows = tiles(W, H, self.tile_px) if self.tile_px else [(0, 0, W, H)]
         dets = []
         for x0, y0, w, h in windows:
-            for (x, y, bw, bh), score in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
-                if det := self._keep((x + x0, y + y0, bw, bh), score, W, H):
+            for (x, y, bw, bh), score, eyes in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
+                eyes = None if eyes is None else tuple((ex + x0, ey + y0) for ex, ey in eyes)
+                if det := self._keep((x + x0, y + y0, bw, bh), score, W, H, eyes=eyes):
                     dets.append(det)
         return sort_largest_first(merge_overlapping(dets) if len(windows) > 1 else dets)
+
+
+def _eyes(keypoints: Any, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The first two keypoints (the eyes) in pixels, or None when the detection has fewer."""
+    points = list(keypoints or [])[:2]
+    if len(points) < 2:
+        return None
+    return (points[0].x * width, points[0].y * height), (points[1].x * width, points[1].y * height)

@@ -15,7 +15,8 @@ _STAGE_THRESHOLDS = (0.6, 0.7)  # of the proposal and refinement networks (MTCNN
 
 
 class MTCNNDetector(FaceDetector):
-    """confidence is the output network's face probability; below `threshold` dropped."""
+    """confidence is the output network's face probability; below `threshold` dropped. Eyes from
+    its five landmarks ("left_eye" is the one on the image's left)."""
 
     name = "mtcnn"
 
@@ -37,6 +38,8 @@ class MTCNNDetector(FaceDetector):
             found = self._net.detect_faces(rgb)
         dets = []
         for face in found:
-            if det := self._keep(tuple(float(v) for v in face["box"]), float(face["confidence"]), W, H):
+            points = face.get("keypoints") or {}
+            eyes = (points["left_eye"], points["right_eye"]) if {"left_eye", "right_eye"} <= set(points) else None
+            if det := self._keep(tuple(float(v) for v in face["box"]), float(face["confidence"]), W, H, eyes=eyes):
                 dets.append(det)
         return sort_largest_first(dets)

@@ -59,6 +59,8 @@ class YuNetDetector(FaceDetector):
         dets = []
         for row in faces if faces is not None else []:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            if det := self._keep((x, y, w, h), float(row[-1]), W, H):
+            # Then five landmarks, the right eye (the image's left) first: the eyes are columns 4-7.
+            eyes = ((row[4] / scale, row[5] / scale), (row[6] / scale, row[7] / scale))
+            if det := self._keep((x, y, w, h), float(row[-1]), W, H, eyes=eyes):
                 dets.append(det)
         return sort_largest_first(dets)

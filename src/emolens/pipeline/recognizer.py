@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,8 @@ class EmotionRecognizer:
     detector: "haar" (offline), "yunet:MODEL.onnx", "mediapipe", or a FaceDetector.
     min_face_size: smallest face side in pixels to look for; detector_threshold: drop faces
         the detector is less sure of (0-1); detector_options go to the detector as well
-        (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop".
+        (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop". align: turn each face
+        upright by its eyes before classifying it, where the detector finds eyes (`crop`).
     threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
     compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
     Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
@@ -108,7 +109,7 @@ class EmotionRecognizer:
         self, model: Any = None, detector: str | FaceDetector = PIPELINE.detector, backend: str = PIPELINE.backend, *,
         device: str = "auto", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
         detector_threshold: float | None = None, detector_options: dict[str, Any] | None = None,
-        threads: int | None = None, compile: bool = False,
+        threads: int | None = None, compile: bool = False, align: bool = PIPELINE.align,
     ):
         from emolens.runtime import create_backend
 
@@ -118,6 +119,7 @@ class EmotionRecognizer:
         # None values are left to the detector's own defaults (create_detector drops them).
         options = {"min_face_size": min_face_size, "threshold": detector_threshold, **(detector_options or {})}
         self.detector = create_detector(detector, **options)
+        self.align = bool(align)
 
     @classmethod
     def of(cls, recognizer: Any = None, **options: Any) -> EmotionRecognizer:
@@ -146,7 +148,8 @@ class EmotionRecognizer:
         return self.config.arch if self.backend.source.startswith("<") else Path(self.backend.source).stem
 
     def __repr__(self) -> str:
-        return f"EmotionRecognizer(model={self.model_name!r}, backend={self.backend.name!r}, detector={self.detector!r})"
+        aligned = "" if self.align else ", align=False"
+        return f"EmotionRecognizer(model={self.model_name!r}, backend={self.backend.name!r}, detector={self.detector!r}{aligned})"
 
     def model_info(self) -> dict[str, Any]:
         """Name, version, labels, input geometry and metrics, from the model's own config."""
@@ -154,7 +157,7 @@ class EmotionRecognizer:
         return {
             "name": self.model_name, "version": c.version, "arch": c.arch, "labels": list(self.labels),
             "input_size": p.input_size, "image_size": p.image_size, "face_margin": p.face_margin,
-            "framing": asdict(p.framing_for(self.detector.name)),
+            "framing": asdict(p.framing_for(self.detector.name)), "align": self.align,
             "temperature": c.temperature, "metrics": dict(c.metrics), "license": c.license,
             "backend": self.backend.name, "source": self.backend.source, "detector": self.detector.name,
         }
@@ -166,18 +169,24 @@ class EmotionRecognizer:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.backend.predict_proba(faces)
 
-    def crop(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-        """(B, S, S) uint8 crops of `boxes` from a gray image (or a BGR one, of which only the
-        crops are made gray: the same pixels), with the model's geometry."""
+    def crop(self, gray: np.ndarray, faces: Sequence[Detection | tuple[int, int, int, int]]) -> np.ndarray:
+        """(B, S, S) uint8 crops of `faces` (detections, or bare boxes) from a gray image (or a BGR
+        one, of which only the crops are made gray: the same pixels), with the model's geometry:
+        framed as this detector's boxes need, and turned upright by a detection's eyes (its
+        `roll`) unless `align` is off."""
         p = self.config.preprocess
-        if not boxes:
+        if not faces:
             return np.zeros((0, p.image_size, p.image_size), np.uint8)
         framing = p.framing_for(self.detector.name)  # where this detector's boxes sit on a face
-        return np.stack([crop_face(gray, box, framing, p.image_size) for box in boxes])
+        crops = []
+        for face in faces:
+            box, roll = (face.box, face.roll if self.align else 0.0) if isinstance(face, Detection) else (face, 0.0)
+            crops.append(crop_face(gray, box, framing, p.image_size, roll=roll))
+        return np.stack(crops)
 
     def classify_detections(self, gray: np.ndarray, detections: list[Detection], ids: list[int] | None = None) -> list[FaceResult]:
         """Crop and classify already-found faces of one gray (or BGR) image, in one batch."""
-        proba = self.classify(self.crop(gray, [d.box for d in detections]))
+        proba = self.classify(self.crop(gray, detections))
         return [
             FaceResult.from_proba(d.box, p, self.labels, d.confidence, None if ids is None else ids[i])
             for i, (d, p) in enumerate(zip(detections, proba, strict=True))
