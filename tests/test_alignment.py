@@ -49,6 +49,14 @@ def test_roll_is_the_eye_lines_angle_and_moves_with_the_detection():
     moved = upright.shifted(100, 50)
     assert moved.box == (100, 50, 40, 40) and moved.eyes == ((110.0, 70.0), (130.0, 70.0)) and moved.roll == 0.0
     assert upright.shifted(100, 50, box=(101, 51, 38, 38)).box == (101, 51, 38, 38)
+    # With the mouth: the mean of the eye line and the eyes-to-mouth axis, or 0 when they disagree.
+    eyes = ((10.0, 20.0), (30.0, 20.0))
+    assert Detection((0, 0, 40, 40), 0.9, eyes, (20.0, 40.0)).roll == pytest.approx(0.0)
+    assert Detection((0, 0, 40, 40), 0.9, eyes, (20.0 - 20.0 * np.tan(np.radians(10)), 40.0)).roll == pytest.approx(5.0)  # axis 10, eyes 0
+    profile = Detection((0, 0, 40, 40), 0.9, ((20.0, 10.0), (21.0, 25.0)), (24.0, 38.0))  # eyes stacked, mouth below: a guess
+    assert abs(profile.shifted(0, 0).eyes[0][0] - 20.0) < 1e-9 and profile.roll == 0.0
+    turned = Detection((0, 0, 40, 40), 0.9, ((20.0, 10.0), (20.0, 30.0)), (0.0, 20.0))  # a quarter clockwise, both agree
+    assert turned.roll == pytest.approx(90.0) and turned.shifted(5, 5).mouth == (5.0, 25.0)
 
 
 def test_a_turned_crop_is_the_upright_crop_turned():
@@ -75,6 +83,7 @@ def test_detectors_tell_a_faces_tilt_from_its_eyes(name):
     (x1, y1), (x2, y2) = face.eyes
     x, y, w, h = face.box
     assert x <= x1 < x2 <= x + w and y <= min(y1, y2) and max(y1, y2) <= y + h / 2 + 5, face  # the first eye on the image's left
+    assert x1 < face.mouth[0] < x2 and max(y1, y2) + 0.2 * h < face.mouth[1] < y + h, face  # the mouth between and below them
     natural = face.roll
     assert abs(natural) < 10, face
     for clockwise in (30.0, -30.0):

@@ -31,7 +31,7 @@ ThresholdOpt = Annotated[
     typer.Option(min=0.0, max=1.0, help="Drop faces the detector is less sure of (confidence 0-1; Haar: 0.5 is a bare pass).", show_default=False),
 ]
 AlignOpt = Annotated[
-    bool, typer.Option("--align/--no-align", help="Turn each face upright by its eyes before reading it (detectors that find eyes: centerface, mtcnn, yunet, mediapipe).")
+    bool, typer.Option("--align/--no-align", help="Turn each face upright by its eyes and mouth before reading it (detectors that find landmarks: centerface, mtcnn, yunet, mediapipe).")
 ]
 BackendOpt = Annotated[
     Backend, typer.Option(help="Where the classifier runs: torch, onnx (onnxruntime; an .onnx model always does), or auto (onnx when installed).")

@@ -24,6 +24,11 @@ from emolens.errors import ConfigError, DataError, ModelError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 Point = tuple[float, float]  # x, y in pixels
+# The eye line and the line from the eyes to the mouth must agree on a face's tilt within this
+# many degrees for its crop to be turned (`Detection.roll`): on a face seen in profile, or a box
+# on part of a face, landmarks are guesses (on WIDER FACE couples kissing, eye lines 50-90 degrees
+# off faces that were upright).
+ROLL_AGREEMENT = 25.0
 # Sizes `detect_near` accepts for the face it follows, as shares of the face's side (Haar searches only these).
 NEAR_SIZES = (0.7, 1.45)
 
@@ -37,16 +42,24 @@ class Detection:
     # that lies on the image's left when the face is upright first (the person's right eye), so
     # the order holds however far the face is turned.
     eyes: tuple[Point, Point] | None = None
+    mouth: Point | None = None  # the mouth's centre (between its corners), from the same detectors
 
     @property
     def roll(self) -> float:
-        """The face's in-plane tilt in degrees, in (-180, 180]: the angle of the line from the
-        first eye to the second against the image's x axis, positive when the second eye is lower
-        (the face turned clockwise as seen). 0 without eyes. The crop turns the face upright by it."""
+        """The face's in-plane tilt in degrees, in (-180, 180], by which its crop is turned upright:
+        positive when the face is turned clockwise as seen. The angle of the eye line (first eye to
+        second) against the image's x axis, averaged with that of the line from between the eyes
+        to the mouth against the y axis; 0 when they disagree by more than `ROLL_AGREEMENT`
+        (landmarks guessed on a profile or a part of a face), and without eyes."""
         if self.eyes is None:
             return 0.0
         (x1, y1), (x2, y2) = self.eyes
-        return math.degrees(math.atan2(y2 - y1, x2 - x1))
+        eye_line = math.degrees(math.atan2(y2 - y1, x2 - x1))
+        if self.mouth is None:
+            return eye_line
+        axis = math.degrees(math.atan2(self.mouth[1] - (y1 + y2) / 2, self.mouth[0] - (x1 + x2) / 2)) - 90.0
+        gap = _wrapped(axis - eye_line)
+        return 0.0 if abs(gap) > ROLL_AGREEMENT else _wrapped(eye_line + gap / 2)
 
     def shifted(self, dx: float, dy: float, box: Box | None = None) -> Detection:
         """This detection, found in a window whose corner is at (dx, dy), in the whole image's
@@ -54,7 +67,8 @@ class Detection:
         x, y, w, h = self.box
         moved = box if box is not None else (int(round(x + dx)), int(round(y + dy)), w, h)
         eyes = None if self.eyes is None else tuple((ex + dx, ey + dy) for ex, ey in self.eyes)
-        return Detection(moved, self.confidence, eyes)  # type: ignore[arg-type]
+        mouth = None if self.mouth is None else (self.mouth[0] + dx, self.mouth[1] + dy)
+        return Detection(moved, self.confidence, eyes, mouth)  # type: ignore[arg-type]
 
 
 def as_bgr_and_gray(
@@ -137,16 +151,17 @@ class FaceDetector(ABC):
 
     def _keep(
         self, box: tuple[float, float, float, float], confidence: float, width: int, height: int, threshold: float | None = None,
-        eyes: Any = None,
+        eyes: Any = None, mouth: Any = None,
     ) -> Detection | None:
         """A raw box as a Detection clipped to the image, or None: below `threshold` (the detector's
         own unless given), or smaller than `min_face_size` (by 10%: a face searched at the minimum
-        size may come back a little smaller). eyes: the two eye centres ((x, y), (x, y)), if found."""
+        size may come back a little smaller). eyes: the two eye centres ((x, y), (x, y)), and mouth its
+        centre (x, y), if found."""
         clipped = clip_box(box, width, height)
         floor = self.threshold if threshold is None else threshold
         if clipped is None or confidence < floor or max(clipped[2:]) < self.min_face_size * 0.9:
             return None
-        return Detection(clipped, float(confidence), _as_eyes(eyes))
+        return Detection(clipped, float(confidence), _as_eyes(eyes), None if mouth is None or eyes is None else (float(mouth[0]), float(mouth[1])))
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
         """The face closest to `box` within a window twice its size, or None."""
@@ -196,6 +211,11 @@ def _as_eyes(eyes: Any) -> tuple[Point, Point] | None:
         return None
     (x1, y1), (x2, y2) = eyes
     return (float(x1), float(y1)), (float(x2), float(y2))
+
+
+def _wrapped(degrees: float) -> float:
+    """An angle in (-180, 180]."""
+    return 180.0 - (180.0 - degrees) % 360.0
 
 
 def _short(value: object) -> object:

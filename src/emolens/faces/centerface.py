@@ -10,8 +10,8 @@ copy of the file: `--detector centerface:PATH`).
 
 The network outputs, at a quarter of the input resolution, a face-centre heatmap and per cell
 the face's log-size and sub-cell offset; faces are the heatmap cells above `threshold`, merged
-by non-maximum suppression; each also gives five landmarks, of which the eyes are kept
-(`Detection.eyes`, by which the crop is turned upright). A photo is searched in two passes by
+by non-maximum suppression; each also gives five landmarks, of which the eyes and the mouth's
+centre are kept (`Detection.eyes`, `.mouth`: by them the crop is turned upright). A photo is searched in two passes by
 default (`coarse_px`): shrunk, then at full size only in windows around what the shrunk pass
 found weakly or small.
 """
@@ -499,12 +499,13 @@ class CenterFaceDetector(FaceDetector):
         with contextlib.nullcontext() if self.reentrant else self._lock:
             heatmap, log_size, offset, landmarks = self._run(to_blob(small))
         floor = self.threshold if threshold is None else threshold
-        boxes, scores, eyes = decode(heatmap[0, 0], log_size[0], offset[0], landmarks[0], floor)
+        boxes, scores, points = decode(heatmap[0, 0], log_size[0], offset[0], landmarks[0], floor)
         boxes *= W / small.shape[1]
-        eyes *= W / small.shape[1]
+        points *= W / small.shape[1]
         dets = []
         for k in cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), floor, _NMS_IOU) if len(boxes) else []:
-            if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor, eyes=eyes[k]):  # NMSBoxes applied it
+            eyes, mouth = points[k, :2], points[k, 3:].mean(axis=0)  # the mouth's centre: between its corners
+            if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor, eyes=eyes, mouth=mouth):  # NMSBoxes applied it
                 dets.append(det)
         return sort_largest_first(dets)
 
@@ -543,12 +544,12 @@ def merged_windows(boxes: list[tuple[int, int, int, int]], width: int, height: i
 def decode(
     heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, landmarks: np.ndarray, threshold: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (N, 4) x, y, w, h in input pixels, scores (N,) and eye centres (N, 2, 2) from
-    CenterFace's outputs.
+    """Boxes (N, 4) x, y, w, h in input pixels, scores (N,) and five landmarks (N, 5, 2) x, y
+    from CenterFace's outputs.
 
     heatmap (h, w); log_size and offset (2, h, w), row (y) first: a face centred in cell
     (i, j) is exp(log_size) * 4 pixels tall/wide, its centre offset by `offset` cells.
-    landmarks (10, h, w): five points (the eyes, the nose, the mouth's corners; the eye on the
+    landmarks (10, h, w): the eyes, the nose and the mouth's corners (of each pair, the one on the
     image's left of an upright face first), each as (y, x) relative to the box's top-left corner
     in units of its height and width.
     """
@@ -560,7 +561,7 @@ def decode(
     cx = (cols + offset[1, rows, cols] + 0.5) * 4
     x0, y0 = cx - w / 2, cy - h / 2
     boxes = np.stack([x0, y0, w, h], axis=1).astype(np.float32)
-    eyes = np.stack([
-        np.stack([x0 + landmarks[2 * k + 1, rows, cols] * w, y0 + landmarks[2 * k, rows, cols] * h], axis=1) for k in (0, 1)
-    ], axis=1).astype(np.float32)  # (N, 2 eyes, x y)
-    return boxes.reshape(-1, 4), scores, eyes.reshape(-1, 2, 2)
+    points = np.stack([
+        np.stack([x0 + landmarks[2 * k + 1, rows, cols] * w, y0 + landmarks[2 * k, rows, cols] * h], axis=1) for k in range(5)
+    ], axis=1).astype(np.float32)  # (N, 5 points, x y)
+    return boxes.reshape(-1, 4), scores, points.reshape(-1, 5, 2)

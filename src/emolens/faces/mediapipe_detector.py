@@ -60,8 +60,9 @@ class MediaPipeDetector(FaceDetector):
         self._mp = mp
 
     def _search(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float, Any]]:
-        """Boxes in `rgb`'s pixels, scores and eye centres, from one pass of the network. Its six
-        keypoints start with the right eye (the image's left) and the left eye, relative to the sides."""
+        """Boxes in `rgb`'s pixels, scores and landmarks (eyes, mouth), from one pass of the network.
+        Its six keypoints are the right eye (the image's left), the left eye, the nose tip, the
+        mouth's centre and the two ears, relative to the image's sides."""
         H, W = rgb.shape[:2]
         with self._lock:  # the MediaPipe graph runs one image at a time
             if self._legacy is not None:
@@ -72,10 +73,10 @@ class MediaPipeDetector(FaceDetector):
             out = []
             for d in found:
                 b, points = d.location_data.relative_bounding_box, d.location_data.relative_keypoints
-                out.append(((b.xmin * W, b.ymin * H, b.width * W, b.height * H), float(d.score[0]), _eyes(points, W, H)))
+                out.append(((b.xmin * W, b.ymin * H, b.width * W, b.height * H), float(d.score[0]), _landmarks(points, W, H)))
             return out
         return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height), float(d.categories[0].score),
-                 _eyes(d.keypoints, W, H)) for d in result.detections]
+                 _landmarks(d.keypoints, W, H)) for d in result.detections]
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         import cv2
@@ -86,16 +87,17 @@ class MediaPipeDetector(FaceDetector):
         windows = tiles(W, H, self.tile_px) if self.tile_px else [(0, 0, W, H)]
         dets = []
         for x0, y0, w, h in windows:
-            for (x, y, bw, bh), score, eyes in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
-                eyes = None if eyes is None else tuple((ex + x0, ey + y0) for ex, ey in eyes)
-                if det := self._keep((x + x0, y + y0, bw, bh), score, W, H, eyes=eyes):
+            for (x, y, bw, bh), score, points in self._search(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w])):
+                eyes, mouth = (None, None) if points is None else ([(px + x0, py + y0) for px, py in points[:2]], (points[2][0] + x0, points[2][1] + y0))
+                if det := self._keep((x + x0, y + y0, bw, bh), score, W, H, eyes=eyes, mouth=mouth):
                     dets.append(det)
         return sort_largest_first(merge_overlapping(dets) if len(windows) > 1 else dets)
 
 
-def _eyes(keypoints: Any, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """The first two keypoints (the eyes) in pixels, or None when the detection has fewer."""
-    points = list(keypoints or [])[:2]
-    if len(points) < 2:
+def _landmarks(keypoints: Any, width: int, height: int) -> list[tuple[float, float]] | None:
+    """The eyes and the mouth's centre (keypoints 0, 1 and 3) in pixels, or None when the
+    detection has fewer keypoints."""
+    points = list(keypoints or [])
+    if len(points) < 4:
         return None
-    return (points[0].x * width, points[0].y * height), (points[1].x * width, points[1].y * height)
+    return [(points[k].x * width, points[k].y * height) for k in (0, 1, 3)]

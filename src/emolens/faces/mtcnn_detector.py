@@ -15,8 +15,8 @@ _STAGE_THRESHOLDS = (0.6, 0.7)  # of the proposal and refinement networks (MTCNN
 
 
 class MTCNNDetector(FaceDetector):
-    """confidence is the output network's face probability; below `threshold` dropped. Eyes from
-    its five landmarks ("left_eye" is the one on the image's left)."""
+    """confidence is the output network's face probability; below `threshold` dropped. Eyes and
+    mouth from its five landmarks ("left_eye" is the one on the image's left)."""
 
     name = "mtcnn"
 
@@ -40,6 +40,7 @@ class MTCNNDetector(FaceDetector):
         for face in found:
             points = face.get("keypoints") or {}
             eyes = (points["left_eye"], points["right_eye"]) if {"left_eye", "right_eye"} <= set(points) else None
-            if det := self._keep(tuple(float(v) for v in face["box"]), float(face["confidence"]), W, H, eyes=eyes):
+            mouth = np.mean([points["mouth_left"], points["mouth_right"]], axis=0) if {"mouth_left", "mouth_right"} <= set(points) else None
+            if det := self._keep(tuple(float(v) for v in face["box"]), float(face["confidence"]), W, H, eyes=eyes, mouth=mouth):
                 dets.append(det)
         return sort_largest_first(dets)

@@ -59,8 +59,10 @@ class YuNetDetector(FaceDetector):
         dets = []
         for row in faces if faces is not None else []:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            # Then five landmarks, the right eye (the image's left) first: the eyes are columns 4-7.
+            # Then five landmarks, the right eye (the image's left) first: the eyes are columns 4-7,
+            # the nose 8-9, the mouth's corners 10-13.
             eyes = ((row[4] / scale, row[5] / scale), (row[6] / scale, row[7] / scale))
-            if det := self._keep((x, y, w, h), float(row[-1]), W, H, eyes=eyes):
+            mouth = ((row[10] + row[12]) / (2 * scale), (row[11] + row[13]) / (2 * scale))
+            if det := self._keep((x, y, w, h), float(row[-1]), W, H, eyes=eyes, mouth=mouth):
                 dets.append(det)
         return sort_largest_first(dets)

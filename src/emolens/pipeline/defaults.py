@@ -45,11 +45,11 @@ class PipelineDefaults:
     stream_threads: int = 1
     # Score bars on annotated images and videos: "none", "largest" (the largest face) or "all".
     bars: str = "largest"
-    # Turn each crop upright by the face's eyes where the detector finds them (CenterFace, MTCNN,
-    # YuNet, MediaPipe; `Detection.roll`): the network learned upright faces. On FER+ validation
-    # faces tilted by 15, 30 and 45 degrees, CenterFace's crops scored 1.3, 2.9 and 9.2 points
-    # higher turned, 0.3 lower upright (benchmarks/alignment.py --split val; README "Tilted faces").
-    # False (--no-align): the box as it lies.
+    # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
+    # MTCNN, YuNet, MediaPipe; `Detection.roll`): the network learned upright faces. On FER+
+    # validation faces tilted by 15, 30 and 45 degrees, CenterFace's crops scored 1.5, 2.2 and 9.0
+    # points higher turned, the same upright (benchmarks/alignment.py --split val; README "Tilted
+    # faces"). False (--no-align): the box as it lies.
     align: bool = True
 
 

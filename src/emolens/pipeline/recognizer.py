@@ -96,7 +96,7 @@ class EmotionRecognizer:
     min_face_size: smallest face side in pixels to look for; detector_threshold: drop faces
         the detector is less sure of (0-1); detector_options go to the detector as well
         (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop". align: turn each face
-        upright by its eyes before classifying it, where the detector finds eyes (`crop`).
+        upright by its landmarks before classifying it, where the detector finds them (`crop`).
     threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
     compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
     Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
@@ -172,7 +172,7 @@ class EmotionRecognizer:
     def crop(self, gray: np.ndarray, faces: Sequence[Detection | tuple[int, int, int, int]]) -> np.ndarray:
         """(B, S, S) uint8 crops of `faces` (detections, or bare boxes) from a gray image (or a BGR
         one, of which only the crops are made gray: the same pixels), with the model's geometry:
-        framed as this detector's boxes need, and turned upright by a detection's eyes (its
+        framed as this detector's boxes need, and turned upright by a detection's landmarks (its
         `roll`) unless `align` is off."""
         p = self.config.preprocess
         if not faces:
