@@ -7,6 +7,8 @@ is the crop of the upright one again, which a crop of the box as it lies is not.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,33 @@ def test_the_recognizer_turns_a_tilted_face_upright():
     # Not equal: the tilted face's box and eyes differ a little from the upright one's (measured 0.61 against 0.07).
     assert aligned > 0.45 and aligned > as_boxed + 0.3, (aligned, as_boxed)
     assert "align=False" in repr(EmotionRecognizer(detector="haar", align=False)) and rec.model_info()["align"] is True
+
+
+WIDER = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "widerface-val5"
+
+
+@pytest.mark.skipif(not (WIDER / "widerface-val5.zip").is_file(), reason=f"WIDER FACE subset not found at {WIDER}")
+def test_profiles_are_not_turned_by_guessed_eyes():
+    """Three real WIDER FACE photos of couples kissing: each man is seen in profile, and CenterFace
+    guesses his eye line 50-80 degrees off his upright face; the eyes-to-mouth line disagrees, so
+    his crop is not turned. His partner's landmarks agree, and hers is turned by about her eye line."""
+    import zipfile
+
+    from emolens.faces import create_detector
+
+    eyed_detector("centerface")  # skips where it is not installed
+    det = create_detector("centerface")  # at its defaults, as photos are searched
+    guessed, agreed = 0, 0
+    with zipfile.ZipFile(WIDER / "widerface-val5.zip") as zf:
+        for name in ("19_Couple_Couple_19_835.jpg", "19_Couple_Couple_19_254.jpg", "19_Couple_Couple_19_667.jpg"):
+            photo = cv2.imdecode(np.frombuffer(zf.read(f"WIDER_val/images/19--Couple/{name}"), np.uint8), cv2.IMREAD_COLOR)
+            for face in det.detect(photo):
+                (x1, y1), (x2, y2) = face.eyes
+                eye_line = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
+                if abs(eye_line) > 45:
+                    assert face.roll == 0.0, (name, face)
+                    guessed += 1
+                else:
+                    assert abs(face.roll - eye_line) < 10, (name, face)
+                    agreed += 1
+    assert guessed == 3 and agreed == 3
