@@ -77,6 +77,13 @@ def test_a_turned_crop_is_the_upright_crop_turned():
     np.testing.assert_array_equal(crop_face(colour, box, 0.2, 48, roll=20.0), crop_face(image, box, 0.2, 48, roll=20.0))
 
 
+def test_small_tilts_are_left_and_larger_ones_turned_back_but_for_them():
+    from emolens.pipeline.recognizer import LEVEL_TILT, upright_turn
+
+    assert LEVEL_TILT > 0 and upright_turn(0.0) == 0.0 and upright_turn(LEVEL_TILT / 2) == 0.0 and upright_turn(-LEVEL_TILT) == 0.0
+    assert upright_turn(LEVEL_TILT + 12.0) == pytest.approx(12.0) and upright_turn(-LEVEL_TILT - 30.0) == pytest.approx(-30.0)
+
+
 @pytest.mark.parametrize("name", EYED)
 def test_detectors_tell_a_faces_tilt_from_its_eyes(name):
     det = eyed_detector(name)
@@ -158,3 +165,35 @@ def test_profiles_are_not_turned_by_guessed_eyes():
                     assert abs(face.roll - eye_line) < 10, (name, face)
                     agreed += 1
     assert guessed == 3 and agreed == 3
+
+
+def test_a_video_track_turns_its_crops_by_a_smoothed_tilt():
+    """A face's tilt is read afresh in every frame; its crops turn by the track's moving average
+    (weight `smooth` on the past, like its scores), not by each frame's reading; smooth=0: each
+    frame's own."""
+    from emolens.pipeline import EmotionRecognizer, FaceStream, StreamOptions
+
+    rec = EmotionRecognizer(detector=eyed_detector("centerface"))
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    frames = [turned(photo, 30.0 if i % 2 else 10.0) for i in range(12)]  # a head rocking by 20 degrees a frame
+    for smooth in (0.8, 0.0):
+        seen: list[tuple[float, float]] = []
+        real = rec.classify_detections
+
+        def spy(image, detections, ids=None, rolls=None, real=real, seen=seen):
+            seen.append((detections[0].roll, detections[0].roll if rolls is None else rolls[0]))
+            return real(image, detections, ids, rolls)
+
+        rec.classify_detections = spy
+        try:
+            stream = FaceStream(rec, StreamOptions(smooth=smooth))
+            for i, frame in enumerate(frames):
+                assert len(stream.process(frame, i)) == 1
+        finally:
+            del rec.classify_detections
+        read, used = np.array(seen).T
+        assert np.ptp(read[4:]) > 12.0  # the landmarks see the rocking
+        if smooth:
+            assert np.ptp(used[4:]) < 0.4 * np.ptp(read[4:]) and abs(used[4:].mean() - read[4:].mean()) < 3, (read, used)
+        else:
+            np.testing.assert_array_equal(used, read)

@@ -77,6 +77,7 @@ class FaceStream:
         # 30 frames/s video, or three full searches when those are further apart.
         self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
         self._ema: dict[int, np.ndarray] = {}
+        self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
         self._count = 0
         self._searcher: ThreadPoolExecutor | None = None  # the background search's thread, made on first use
         self._pending: _Search | None = None
@@ -100,6 +101,7 @@ class FaceStream:
     def reset(self) -> None:
         self.tracker.reset()
         self._ema.clear()
+        self._rolls.clear()
         self._count = 0
         self._pending = None
 
@@ -168,6 +170,19 @@ class FaceStream:
             out.append(FaceResult.from_proba(face.box, p, labels, face.detection_confidence, face.face_id))
         return out
 
+    def _smoothed_rolls(self, located: _Located) -> list[float]:
+        """Each face's tilt as a moving average over its track (weight `smooth` on the past), by
+        which its crop is turned: a steady face's crop then does not turn with each frame's reading."""
+        self._rolls = {k: v for k, v in self._rolls.items() if k in located.live}
+        rolls = []
+        for det, face_id in zip(located.detections, located.ids, strict=True):
+            prev = self._rolls.get(face_id)
+            # The step is taken the short way round: -179 and 179 degrees are 2 apart.
+            roll = det.roll if prev is None else prev + (1.0 - self.smooth) * ((det.roll - prev + 180.0) % 360.0 - 180.0)
+            self._rolls[face_id] = roll
+            rolls.append(roll)
+        return rolls
+
     def locate(self, frame: np.ndarray, index: int | None = None, time_s: float | None = None) -> _Located:
         """First half of `process`: find and track the faces of one frame."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
@@ -193,7 +208,8 @@ class FaceStream:
         Calls must come in frame order (the smoothing state depends on it)."""
         t0 = time.perf_counter()
         image = located.gray if located.gray is not None else located.frame
-        faces = self.recognizer.classify_detections(image, located.detections, located.ids)
+        rolls = self._smoothed_rolls(located) if self.smooth > 0 else None
+        faces = self.recognizer.classify_detections(image, located.detections, located.ids, rolls)
         if self.smooth > 0:
             faces = self._smoothed(faces, located.live)
         return ImageResult(
