@@ -46,10 +46,10 @@ class PipelineDefaults:
     # Score bars on annotated images and videos: "none", "largest" (the largest face) or "all".
     bars: str = "largest"
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
-    # MTCNN, YuNet, MediaPipe; `Detection.roll`): the network learned upright faces. On FER+
-    # validation faces tilted by 15, 30 and 45 degrees, CenterFace's crops scored 1.5, 2.2 and 9.0
-    # points higher turned, the same upright (benchmarks/alignment.py --split val; README "Tilted
-    # faces"). False (--no-align): the box as it lies.
+    # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
+    # network learned upright faces. On FER+ validation faces tilted by 15, 30 and 45 degrees,
+    # CenterFace's crops scored 0.8, 3.4 and 9.8 points higher turned, the same upright
+    # (benchmarks/alignment.py --split val; README "Tilted faces"). False (--no-align): the box as it lies.
     align: bool = True
 
 
