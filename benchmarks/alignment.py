@@ -49,6 +49,7 @@ def nearest_detection(detections: list, frame: tuple[int, int, int, int]):
 
 def score_angle(rec, faces: np.ndarray, labels: np.ndarray, angle: float) -> dict[str, float]:
     """Accuracy of the three crops, and how well the landmarks tell the turn, at one angle."""
+    from emolens.faces.base import wrap_degrees
     from emolens.preprocessing import crop_face
 
     crops: dict[str, list[np.ndarray]] = {"as the box lies": [], "turned upright": [], "FER frame": []}
@@ -67,7 +68,7 @@ def score_angle(rec, faces: np.ndarray, labels: np.ndarray, angle: float) -> dic
         crops["turned upright"].append(rec.crop(canvas, [det])[0])
         crops["FER frame"].append(crop_face(canvas, frame, 0.0, size, roll=turn))
         if det.eyes is not None:
-            errors.append(abs((det.roll - turn + 180.0) % 360.0 - 180.0))  # a roll of 0 for disagreeing landmarks counts too
+            errors.append(abs(wrap_degrees(det.roll - turn)))  # a roll of 0 for disagreeing landmarks counts too
     y = labels[kept]
     out = {name: float((rec.classify(np.stack(c)).argmax(1) == y).mean()) if c else float("nan") for name, c in crops.items()}
     out["found"] = len(kept)

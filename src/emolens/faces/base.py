@@ -58,8 +58,8 @@ class Detection:
         if self.mouth is None:
             return eye_line
         axis = math.degrees(math.atan2(self.mouth[1] - (y1 + y2) / 2, self.mouth[0] - (x1 + x2) / 2)) - 90.0
-        gap = _wrapped(axis - eye_line)
-        return 0.0 if abs(gap) > ROLL_AGREEMENT else _wrapped(eye_line + gap / 2)
+        gap = wrap_degrees(axis - eye_line)
+        return 0.0 if abs(gap) > ROLL_AGREEMENT else wrap_degrees(eye_line + gap / 2)
 
     def shifted(self, dx: float, dy: float, box: Box | None = None) -> Detection:
         """This detection, found in a window whose corner is at (dx, dy), in the whole image's
@@ -213,8 +213,8 @@ def _as_eyes(eyes: Any) -> tuple[Point, Point] | None:
     return (float(x1), float(y1)), (float(x2), float(y2))
 
 
-def _wrapped(degrees: float) -> float:
-    """An angle in (-180, 180]."""
+def wrap_degrees(degrees: float) -> float:
+    """The same angle in (-180, 180]: the short way round from 0."""
     return 180.0 - (180.0 - degrees) % 360.0
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from emolens.errors import ConfigError, DataError
 from emolens.faces import ByteTracker, Detection, iou
+from emolens.faces.base import wrap_degrees
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.draw import bar_choice
 from emolens.pipeline.recognizer import EmotionRecognizer
@@ -39,8 +40,9 @@ class StreamOptions:
     detect_every: full-frame face search every this many frames (1 = every frame); a new
         face is found within that many frames (1.5 times as many where the search runs in
         the background: `FaceDetector.reentrant`). smooth: weight of the past in each tracked
-        face's moving average of scores, in [0, 1); 0 turns smoothing off. bars: score bars
-        on the drawn frames for "none", the "largest" face or "all" faces.
+        face's moving averages of scores and of tilt (by which its crop is turned upright), in
+        [0, 1); 0 turns smoothing off. bars: score bars on the drawn frames for "none", the
+        "largest" face or "all" faces.
     """
 
     detect_every: int = PIPELINE.detect_every
@@ -178,7 +180,7 @@ class FaceStream:
         for det, face_id in zip(located.detections, located.ids, strict=True):
             prev = self._rolls.get(face_id)
             # The step is taken the short way round: -179 and 179 degrees are 2 apart.
-            roll = det.roll if prev is None else prev + (1.0 - self.smooth) * ((det.roll - prev + 180.0) % 360.0 - 180.0)
+            roll = det.roll if prev is None else prev + (1.0 - self.smooth) * wrap_degrees(det.roll - prev)
             self._rolls[face_id] = roll
             rolls.append(roll)
         return rolls
