@@ -182,7 +182,7 @@ def test_predict_crops_batches_already_cropped_faces(rec):
     from skimage import data
 
     lfw = data.lfw_subset()[:8]  # (N, 25, 25) float faces in [0, 1]
-    faces = rec.predict_crops(list(lfw))
+    faces = rec.predict_crops(list(lfw), reframe=False)  # as they come
     assert len(faces) == 8 and all(isinstance(f, FaceResult) for f in faces)
     assert faces[0].box == (0, 0, 25, 25) and faces[0].detection_confidence is None
     p = rec.config.preprocess
@@ -190,6 +190,25 @@ def test_predict_crops_batches_already_cropped_faces(rec):
     np.testing.assert_allclose([[f.scores[k] for k in EMOTIONS] for f in faces], expected, atol=1e-6)
     assert len({f.label for f in faces}) > 1  # the scaled random model tells faces apart
     assert rec.predict_crops([]) == []
+    # Reframed (the default), the 25-px faces are searched enlarged, and found.
+    found = rec.predict_crops(list(lfw))
+    assert sum(f.detection_confidence is not None for f in found) >= 6 and found[0].box == (0, 0, 25, 25)
+
+
+def test_predict_crops_finds_each_face_again_and_cuts_it_as_photos_faces(rec, photo_rgb):
+    """reframe (the default): a crop twice as loose as the face is read as the face cut from the
+    photo is; a crop with no face in it is read as it comes."""
+    x, y, w, h = ASTRONAUT_FACE
+    loose = np.ascontiguousarray(photo_rgb[max(0, y - h // 2) : y + h + h // 2, x - w // 2 : x + w + w // 2])
+    wall = np.full((90, 90, 3), 128, np.uint8)
+    face, blank = rec.predict_crops([loose, wall], color_order="rgb")
+    assert face.box == (0, 0, loose.shape[1], loose.shape[0]) and face.detection_confidence > 0.5 and blank.detection_confidence is None
+    assert min(loose.shape[:2]) >= 160  # searched as it is (smaller crops are enlarged to 160 px first)
+    (det, *_) = rec.detector.detect(np.ascontiguousarray(loose[:, :, ::-1]), to_gray(loose))
+    expected = rec.classify(rec.crop(to_gray(loose), [det]))[0]
+    np.testing.assert_allclose([face.scores[k] for k in EMOTIONS], expected, atol=1e-5)
+    as_they_come = rec.predict_crops([loose, wall], color_order="rgb", reframe=False)
+    assert as_they_come[1].scores == blank.scores and as_they_come[0].scores != face.scores
 
 
 def test_model_info_comes_from_the_model_config(rec):

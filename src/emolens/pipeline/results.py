@@ -64,7 +64,7 @@ class FaceResult:
     box: tuple[int, int, int, int]  # x, y, w, h in pixels of the original image
     label: str  # the most probable emotion
     scores: dict[str, float]  # probability of each emotion, in label order (EMOTIONS)
-    detection_confidence: float | None = None  # None for crops given as they are (predict_crops)
+    detection_confidence: float | None = None  # None for a crop read as it came (predict_crops: no face found, or reframe=False)
     face_id: int | None = None  # stable track id in videos and streams
 
     @property

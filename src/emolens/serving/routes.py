@@ -76,7 +76,7 @@ async def predict(request: Request) -> dict[str, Any]:
 
 @router.post(
     "/v1/predict/crops", response_model=CropsResponse, tags=["predict"], openapi_extra=CROPS_BODY, responses=ERROR_RESPONSES,
-    summary="Recognise the emotion of already-cropped faces (no detection)",
+    summary="Recognise the emotion of already-cropped faces (each found again in its crop and framed as photos' faces; read whole where none is found)",
 )
 async def predict_crops(request: Request) -> dict[str, Any]:
     t0 = time.perf_counter()
