@@ -9,13 +9,15 @@ square), looser (AffectNet's boxes keep hair and background), off-centre (anothe
 box), tilted. Each test face (FER+ majority labels) is cut each such way from its FER-2013 frame
 (edges continued where the cut leaves it), resized to `--side` pixels like a dataset's crops, and
 given to `EmotionRecognizer.predict_crops` both ways. Per framing: accuracy as the crop comes, accuracy
-reframed, and the share of crops in which the detector found the face (the others are read as they
-come either way). Choose on `--split val`, never on test.
+reframed, the share of crops in which the detector found the face (the others are read as they
+come either way), and the milliseconds per crop of each call (all crops in one call, as a batch).
+Choose on `--split val`, never on test.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 
 import numpy as np
@@ -63,17 +65,19 @@ def main() -> None:
     faces, labels = (ds.images[: args.limit], ds.labels[: args.limit]) if args.limit else (ds.images, ds.labels)
     rec = EmotionRecognizer(args.model, **({"detector": args.detector} if args.detector else {}))
     print(f"Data: {args.data}, split {args.split} ({len(faces)} faces), crops of {args.side} px; {rec!r}\n")
-    print("| crops framed | as they come (`reframe=False`) | reframed (default) | gain | face found in |")
-    print("|---|---|---|---|---|")
+    print("| crops framed | as they come (`reframe=False`) | reframed (default) | gain | face found in | ms per crop (as they come / reframed) |")
+    print("|---|---|---|---|---|---|")
     for name, (share, shift, turn) in FRAMINGS.items():
         crops = [cut(f, share, shift, turn if i % 2 == 0 else -turn, args.side) for i, f in enumerate(faces)]
-        scores = {}
+        scores, ms = {}, {}
         for reframe in (False, True):
+            start = time.perf_counter()
             results = rec.predict_crops(crops, reframe=reframe)
+            ms[reframe] = 1000 * (time.perf_counter() - start) / len(crops)
             scores[reframe] = float(np.mean([rec.labels.index(r.label) == y for r, y in zip(results, labels, strict=True)]))
         found = float(np.mean([r.detection_confidence is not None for r in results]))
         print(f"| {name} | {100 * scores[False]:.2f}% | {100 * scores[True]:.2f}% | {100 * (scores[True] - scores[False]):+.2f} | "
-              f"{100 * found:.1f}% |", flush=True)
+              f"{100 * found:.1f}% | {ms[False]:.2f} / {ms[True]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
