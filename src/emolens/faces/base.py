@@ -229,6 +229,38 @@ def _differs(value: object, default: object) -> bool:
         return True
 
 
+def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.ndarray, clockwise: float) -> list[Detection]:
+    """`search` run on `image` turned clockwise by `clockwise` degrees (on a canvas that holds it
+    whole), its detections brought back into `image`'s pixels: a face tilted by about that much
+    stands upright in the turned copy, where detectors find tilted faces best. Each box keeps its
+    size and is centred where the face's centre was; eyes and mouth go back exactly, so the
+    detection's `roll` is the face's tilt in `image`."""
+    import cv2
+
+    h, w = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -clockwise, 1.0)  # OpenCV's positive angle is anticlockwise
+    c, s = abs(turn[0, 0]), abs(turn[0, 1])
+    new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
+    turn[:, 2] += (new_w - w) / 2.0, (new_h - h) / 2.0
+    turned = cv2.warpAffine(image, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    back = cv2.invertAffineTransform(turn)
+
+    def home(point: Point) -> Point:
+        x, y = back @ np.array([point[0], point[1], 1.0])
+        return float(x), float(y)
+
+    found = []
+    for det in search(turned):
+        x, y, bw, bh = det.box
+        cx, cy = home((x + bw / 2.0, y + bh / 2.0))
+        box = clip_box((cx - bw / 2.0, cy - bh / 2.0, bw, bh), w, h)
+        if box is None:
+            continue
+        eyes = None if det.eyes is None else (home(det.eyes[0]), home(det.eyes[1]))
+        found.append(Detection(box, det.confidence, eyes, None if det.mouth is None else home(det.mouth)))
+    return found
+
+
 def sort_largest_first(dets: list[Detection]) -> list[Detection]:
     return sorted(dets, key=lambda d: -d.box[2] * d.box[3])
 

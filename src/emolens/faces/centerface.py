@@ -33,7 +33,15 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, model_file, sort_largest_first
+from emolens.faces.base import (
+    Detection,
+    FaceDetector,
+    as_bgr_and_gray,
+    merge_overlapping,
+    model_file,
+    sort_largest_first,
+    turned_search,
+)
 
 # Shrink the image until the smallest wanted face is this many pixels (never enlarge it). Time
 # grows with the pixel count, but a face shrunk near CenterFace's 20-px floor is found with a
@@ -387,7 +395,7 @@ class CenterFaceDetector(FaceDetector):
     def __init__(
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
-        coarse_px: int = _COARSE_PX, candidate_score: float = _CANDIDATE_SCORE,
+        coarse_px: int = _COARSE_PX, candidate_score: float = _CANDIDATE_SCORE, turns: float = 0.0,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -411,6 +419,9 @@ class CenterFaceDetector(FaceDetector):
             raise ConfigError(f"centerface candidate_score must be in (0, threshold={threshold}], got {candidate_score}")
         self.model_path, self.work_px, self.coarse_px, self.backend = path, int(work_px), int(coarse_px), backend
         self.candidate_score = float(candidate_score)
+        if not 0 <= turns <= 90:
+            raise ConfigError(f"centerface turns must be in [0, 90] degrees (0: no turned searches), got {turns}")
+        self.turns = float(turns)
         self.reentrant = backend == "onnxruntime"  # OpenCV's DNN networks keep per-call state; sessions do not
         self.precision = "fp32"
         if backend == "onnxruntime":
@@ -466,6 +477,17 @@ class CenterFaceDetector(FaceDetector):
             return int8, (_OnnxRuntimeRunner(int8, threads, label=int8) if isinstance(int8, Path) else None)
 
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        """Faces in the image as it is and, with `turns`, in copies turned by +-turns degrees
+        (`turned_search`: faces tilted that way stand upright there), merged."""
+        if not self.turns:
+            return self._detect_upright(image, gray)
+        bgr = _as_bgr(image, gray)
+        found = self._detect_upright(bgr, None)
+        for clockwise in (self.turns, -self.turns):
+            found += turned_search(lambda turned: self._detect_upright(turned, None), bgr, clockwise)
+        return sort_largest_first(merge_overlapping(found, _NMS_IOU))
+
+    def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """One search at the full scale, or two passes (`coarse_px`, constants at the top)."""
         full = min(1.0, self.work_px / self.min_face_size)
         coarse = min(1.0, self.coarse_px / self.min_face_size)
