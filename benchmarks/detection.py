@@ -58,16 +58,10 @@ def load_images(data: Path, limit: int | None) -> list[tuple[str, np.ndarray, tu
 def turn_photo(bgr: np.ndarray, faces: tuple, degrees: float) -> tuple[np.ndarray, tuple]:
     """The photo turned clockwise by `degrees` on a canvas that holds it whole, and its faces as
     boxes of their own size centred where their centres went (see the module docstring)."""
-    import cv2
-
+    from emolens.faces.base import turn_whole
     from emolens.faces.widerface import Face
 
-    h, w = bgr.shape[:2]
-    turn = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -degrees, 1.0)  # OpenCV's positive angle is anticlockwise
-    c, s = abs(turn[0, 0]), abs(turn[0, 1])
-    new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
-    turn[:, 2] += (new_w - w) / 2.0, (new_h - h) / 2.0
-    turned = cv2.warpAffine(bgr, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    turned, turn = turn_whole(bgr, degrees)
     moved = []
     for face in faces:
         x, y, fw, fh = face.box

@@ -229,6 +229,19 @@ def _differs(value: object, default: object) -> bool:
         return True
 
 
+def turn_whole(image: np.ndarray, clockwise: float) -> tuple[np.ndarray, np.ndarray]:
+    """`image` turned clockwise by `clockwise` degrees about its centre on a canvas grown to hold
+    it whole (black outside it), and the 2x3 affine matrix from its pixels to the canvas's."""
+    import cv2
+
+    h, w = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -clockwise, 1.0)  # OpenCV's positive angle is anticlockwise
+    c, s = abs(turn[0, 0]), abs(turn[0, 1])
+    new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
+    turn[:, 2] += (new_w - w) / 2.0, (new_h - h) / 2.0
+    return cv2.warpAffine(image, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), turn
+
+
 def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.ndarray, clockwise: float) -> list[Detection]:
     """`search` run on `image` turned clockwise by `clockwise` degrees (on a canvas that holds it
     whole), its detections brought back into `image`'s pixels: a face tilted by about that much
@@ -238,11 +251,7 @@ def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.nda
     import cv2
 
     h, w = image.shape[:2]
-    turn = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -clockwise, 1.0)  # OpenCV's positive angle is anticlockwise
-    c, s = abs(turn[0, 0]), abs(turn[0, 1])
-    new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
-    turn[:, 2] += (new_w - w) / 2.0, (new_h - h) / 2.0
-    turned = cv2.warpAffine(image, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    turned, turn = turn_whole(image, clockwise)
     back = cv2.invertAffineTransform(turn)
 
     def home(point: Point) -> Point:
