@@ -299,9 +299,10 @@ def crop_face(
 
     box is (x, y, w, h) in pixels. framing says where the square crop lies around the box
     (`Framing`, measured per detector); a plain number is a margin: the box made square around
-    its centre and grown by that share of its side on each side. roll: the face's in-plane tilt
-    in degrees (`Detection.roll`, from its eyes): the square is cut turned by it, so the crop shows
-    the face upright, as training faces are, and the framing's offsets turn with it. The crop is
+    its centre and grown by that share of its side on each side. roll: degrees clockwise by which
+    the square is cut turned (the recognizer gives the face's tilt, `Detection.roll`, less what
+    upright faces show: `upright_turn`), so the crop shows the face upright, as training faces
+    are; the framing's offsets turn with it. The crop is
     padded by edge replication where it leaves the image, and resized to (size, size). `image`
     is gray (H, W) or colour (H, W, 3) in `color_order`; of a colour image only the crop is made
     gray (`to_gray`: the same pixels as cutting the gray image, without converting the whole frame).
@@ -329,11 +330,7 @@ def _turned_crop(
     at full resolution (bilinear, edges replicated), then resized like an upright crop."""
     import cv2
 
-    x, y, w, h = (float(v) for v in box)
-    if w <= 0 or h <= 0:
-        raise DataError(f"face box {box} has no area")
-    if not isinstance(framing, Framing):
-        framing = Framing(scale=1.0 + 2.0 * float(framing))
+    x, y, w, h, framing = _box_and_framing(box, framing)
     ref, t = max(w, h), math.radians(roll)
     ux, uy, vx, vy = math.cos(t), math.sin(t), -math.sin(t), math.cos(t)  # the face's x (eyes) and y (down) axes
     # The square's centre in pixel-centre coordinates (the box's edges lie half a pixel outside them).
@@ -355,13 +352,20 @@ def _turned_crop(
     return _resize(turned, size)
 
 
-def face_square(box: tuple[float, float, float, float], framing: Framing | float) -> tuple[int, int, int]:
-    """(x0, y0, side) in pixels of the square `crop_face` cuts around `box`."""
+def _box_and_framing(box: tuple[float, float, float, float], framing: Framing | float) -> tuple[float, float, float, float, Framing]:
+    """(x, y, w, h) as floats, checked to have an area, and the framing as a `Framing` (a plain
+    number is a margin on each side)."""
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise DataError(f"face box {box} has no area")
     if not isinstance(framing, Framing):
         framing = Framing(scale=1.0 + 2.0 * float(framing))
+    return x, y, w, h, framing
+
+
+def face_square(box: tuple[float, float, float, float], framing: Framing | float) -> tuple[int, int, int]:
+    """(x0, y0, side) in pixels of the square `crop_face` cuts around `box`."""
+    x, y, w, h, framing = _box_and_framing(box, framing)
     ref = max(w, h)
     side = ref * framing.scale
     cx, cy = x + w / 2.0 + framing.dx * ref, y + h / 2.0 + framing.dy * ref

@@ -161,7 +161,9 @@ class FaceDetector(ABC):
         floor = self.threshold if threshold is None else threshold
         if clipped is None or confidence < floor or max(clipped[2:]) < self.min_face_size * 0.9:
             return None
-        return Detection(clipped, float(confidence), _as_eyes(eyes), None if mouth is None or eyes is None else (float(mouth[0]), float(mouth[1])))
+        if eyes is None:  # a mouth without eyes tells no tilt
+            return Detection(clipped, float(confidence))
+        return Detection(clipped, float(confidence), (_point(eyes[0]), _point(eyes[1])), None if mouth is None else _point(mouth))
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
         """The face closest to `box` within a window twice its size, or None."""
@@ -205,12 +207,9 @@ class FaceDetector(ABC):
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-def _as_eyes(eyes: Any) -> tuple[Point, Point] | None:
-    """((x, y), (x, y)) as plain floats from any pair of pairs (numpy rows, ints); None stays None."""
-    if eyes is None:
-        return None
-    (x1, y1), (x2, y2) = eyes
-    return (float(x1), float(y1)), (float(x2), float(y2))
+def _point(xy: Any) -> Point:
+    """(x, y) as plain floats from any pair (a numpy row, ints)."""
+    return float(xy[0]), float(xy[1])
 
 
 def wrap_degrees(degrees: float) -> float:

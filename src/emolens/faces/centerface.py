@@ -11,9 +11,9 @@ copy of the file: `--detector centerface:PATH`).
 The network outputs, at a quarter of the input resolution, a face-centre heatmap and per cell
 the face's log-size and sub-cell offset; faces are the heatmap cells above `threshold`, merged
 by non-maximum suppression; each also gives five landmarks, of which the eyes and the mouth's
-centre are kept (`Detection.eyes`, `.mouth`: by them the crop is turned upright). A photo is searched in two passes by
-default (`coarse_px`): shrunk, then at full size only in windows around what the shrunk pass
-found weakly or small.
+centre are kept (`Detection.eyes`, `.mouth`: by them the crop is turned upright). A photo is
+searched in two passes by default (`coarse_px`): shrunk, then at full size only in windows around
+what the shrunk pass found weakly or small.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ under torchrun), else the CPU; training (`run.device`), evaluation and inference
 (`EmotionRecognizer(device=...)`, `create_backend(device=...)`) all resolve their device here.
 `resolve_amp` picks mixed precision for a device: AMP helps on CUDA (tensor cores) and on CPUs
 with AMX (`cpu_has_native_bf16`); elsewhere bf16 is slower than fp32 (emulated, ~10x, or
-AVX512-BF16 without AMX, 0.75x), so `auto` keeps those in fp32.
+AVX512-BF16 without AMX, 0.8-0.9x), so `auto` keeps those in fp32.
 
 Threads. CPU thread counts are process-wide in PyTorch (`torch.set_num_threads`) and OpenCV
 (`cv2.setNumThreads`), so no backend or detector sets them as a side effect of being built.
@@ -114,9 +114,9 @@ def cpu_has_native_bf16() -> bool:
 
     AVX512-BF16 alone is not enough: it converts and multiplies bf16 pairs, but the casts around
     every layer cost more than it saves. On a 2-core Xeon with it and without AMX, bf16 autocast
-    trained at 0.75x fp32's rate (`python benchmarks/train_throughput.py --arch vgg_fer_small
-    vgg_fer --batch-size 128 --amp off bf16`, docs/experiments.md); on the AMX Xeons of earlier
-    sessions it was the faster.
+    trained at 0.81-0.92x fp32's rate (`python benchmarks/train_throughput.py --arch vgg_fer_small
+    vgg_fer --batch-size 128 --amp off bf16 [--channels-last]`, docs/experiments.md); on the AMX
+    Xeons of earlier sessions it was the faster.
     """
     import torch
 
@@ -143,9 +143,8 @@ def resolve_channels_last(setting: bool | None, device: Any) -> bool:
     """Whether to train in channels_last (`run.channels_last`; None = auto).
 
     Auto: on CUDA (tensor cores), and on CPUs where PyTorch takes its AVX-512 path, where oneDNN's
-    channels_last kernels trained the FER models 1.3-1.5x faster (fp32 on a 2-core Xeon,
-    `python benchmarks/train_throughput.py --arch simple_cnn resnet_fer_small vgg_fer_small
-    [--channels-last]`); off on AVX2-only CPUs, where they measured 1.05-1.3x slower (9x for a tiny
+    channels_last kernels trained the FER models 1.16-1.48x faster (fp32 on a 2-core Xeon,
+    `python benchmarks/train_throughput.py ... [--channels-last]`; the commands are in docs/experiments.md); off on AVX2-only CPUs, where they measured 1.05-1.3x slower (9x for a tiny
     network; AMD Zen 1, torch 2.13).
     """
     if setting is not None:
