@@ -26,8 +26,8 @@ Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 Point = tuple[float, float]  # x, y in pixels
 # The eye line and the line from the eyes to the mouth must agree on a face's tilt within this
 # many degrees for its crop to be turned (`Detection.roll`): on a face seen in profile, or a box
-# on part of a face, landmarks are guesses (on WIDER FACE couples kissing, eye lines 50-90 degrees
-# off faces that were upright).
+# on part of a face, landmarks are guesses (on three WIDER FACE photos of couples kissing, eye
+# lines more than 45 degrees off faces that were upright: tests/test_alignment.py).
 ROLL_AGREEMENT = 25.0
 # Sizes `detect_near` accepts for the face it follows, as shares of the face's side (Haar searches only these).
 NEAR_SIZES = (0.7, 1.45)
