@@ -34,8 +34,8 @@ from emolens.preprocessing import ColorOrder, crop_face, load_image, prepare_fac
 COLOR_ORDERS = ("bgr", "rgb")
 # Tilts up to this many degrees are left as they are, and larger ones are turned back by all but
 # this much: upright faces show small tilts (the median reading on FER+'s own faces is 4 degrees:
-# benchmarks/alignment.py, turn 0),
-# which the network learned, and a steady face's crop should not turn with each frame's reading.
+# benchmarks/alignment.py, turn 0), which the network learned, and a steady face's crop should not
+# turn with each frame's reading.
 LEVEL_TILT = 8.0
 
 
