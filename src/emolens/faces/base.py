@@ -70,6 +70,13 @@ class Detection:
         mouth = None if self.mouth is None else (self.mouth[0] + dx, self.mouth[1] + dy)
         return Detection(moved, self.confidence, eyes, mouth)  # type: ignore[arg-type]
 
+    def scaled(self, factor: float) -> Detection:
+        """This detection, found in a copy of the image resized by `factor`, in the image's pixels."""
+        x, y, w, h = (int(round(v / factor)) for v in self.box)
+        eyes = None if self.eyes is None else tuple((ex / factor, ey / factor) for ex, ey in self.eyes)
+        mouth = None if self.mouth is None else (self.mouth[0] / factor, self.mouth[1] / factor)
+        return Detection((x, y, w, h), self.confidence, eyes, mouth)  # type: ignore[arg-type]
+
 
 def as_bgr_and_gray(
     image: np.ndarray, gray: np.ndarray | None = None, *, need_gray: bool = True,
@@ -267,6 +274,39 @@ def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.nda
         eyes = None if det.eyes is None else (home(det.eyes[0]), home(det.eyes[1]))
         found.append(Detection(box, det.confidence, eyes, None if det.mouth is None else home(det.mouth)))
     return found
+
+
+def find_close_up(
+    detector: FaceDetector, image: np.ndarray, gray: np.ndarray | None = None, *, side: int, border: float,
+    shrink: bool = True, min_share: float = 0.3,
+) -> list[Detection]:
+    """Faces filling most of `image` (a face cropped elsewhere, a close selfie), largest first, in
+    its pixels: those detectors trained on scenes miss most, since they come without the
+    surroundings faces are found in and may be larger than any face the detector looks for.
+    The image is resized so that its shorter side is `side` pixels (only enlarged if not
+    `shrink`), set on a border of `border` times that in its mean colour (the context a face has
+    in a photo), and searched there; a find is kept if its box is at least `min_share` of the
+    image's shorter side, clipped to the image."""
+    import cv2
+
+    h, w = image.shape[:2]
+    factor = side / min(h, w) if shrink else max(1.0, side / min(h, w))
+    if factor != 1.0:
+        interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
+        gray = None if gray is None else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=interpolation)
+    pad = int(round(border * side))
+    if pad:
+        fill = [int(v) for v in cv2.mean(image)[: 1 if image.ndim == 2 else 3]]
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+        gray = None if gray is None else cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=int(cv2.mean(gray)[0]))
+    found = []
+    for det in detector.detect(image, gray):
+        home = det.shifted(-pad, -pad).scaled(factor)
+        box = clip_box(home.box, w, h)
+        if box is not None and max(box[2:]) >= min_share * min(h, w):
+            found.append(home.shifted(0, 0, box=box))
+    return sort_largest_first(found)
 
 
 def sort_largest_first(dets: list[Detection]) -> list[Detection]:

@@ -51,6 +51,10 @@ class PipelineDefaults:
     # CenterFace's crops scored 0.8, 3.4 and 9.8 points higher turned, the same upright
     # (benchmarks/alignment.py --split val; README "Tilted faces"). False (--no-align): the box as it lies.
     align: bool = True
+    # Search an image or frame in which the detector finds no face once more, for one face filling
+    # it (`EmotionRecognizer.find_faces`): faces cropped elsewhere, close selfies, a webcam at
+    # arm's length. (figures: benchmarks/crops.py, "the photo path")
+    close_up: bool = True
 
 
 PIPELINE = PipelineDefaults()

@@ -26,6 +26,7 @@ import numpy as np
 
 from emolens.errors import ConfigError, DataError
 from emolens.faces import Detection, FaceDetector, create_detector
+from emolens.faces.base import find_close_up
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.inputs import InputProblem, is_many, iter_inputs
 from emolens.pipeline.results import FaceResult, ImageResult
@@ -45,6 +46,10 @@ LEVEL_TILT = 8.0
 # scale 1.15, puts a FER-framed face's box at 0.87 of the crop; a crop twice as loose, at 0.43).
 _CROP_SEARCH_PX = 160
 _CROP_FACE_SHARE = 0.3
+# A photo in which the detector finds no face is searched once more as a close-up (`find_close_up`):
+# shrunk or enlarged to this many pixels on its shorter side, on a border of this share of that.
+_CLOSE_UP_PX = 160
+_CLOSE_UP_BORDER = 0.25
 
 
 def upright_turn(roll: float) -> float:
@@ -115,6 +120,8 @@ class EmotionRecognizer:
         the detector is less sure of (0-1); detector_options go to the detector as well
         (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop". align: turn each face
         upright by its landmarks before classifying it, where the detector finds them (`crop`).
+        close_up: search an image in which the detector finds no face once more for one face
+        filling it (`find_faces`).
     threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
     compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
     Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
@@ -128,6 +135,7 @@ class EmotionRecognizer:
         device: str = "auto", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
         detector_threshold: float | None = None, detector_options: dict[str, Any] | None = None,
         threads: int | None = None, compile: bool = False, align: bool = PIPELINE.align,
+        close_up: bool = PIPELINE.close_up,
     ):
         from emolens.runtime import create_backend
 
@@ -138,6 +146,7 @@ class EmotionRecognizer:
         options = {"min_face_size": min_face_size, "threshold": detector_threshold, **(detector_options or {})}
         self.detector = create_detector(detector, **options)
         self.align = bool(align)
+        self.close_up = bool(close_up)
 
     @classmethod
     def of(cls, recognizer: Any = None, **options: Any) -> EmotionRecognizer:
@@ -179,6 +188,15 @@ class EmotionRecognizer:
             "temperature": c.temperature, "metrics": dict(c.metrics), "license": c.license,
             "backend": self.backend.name, "source": self.backend.source, "detector": self.detector.name,
         }
+
+    def find_faces(self, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        """The detector's faces in a whole image or frame, largest first; where it finds none
+        and `close_up` is on, the face that fills the image, if there is one (`find_close_up`:
+        a face cropped elsewhere, a close selfie, a webcam at arm's length)."""
+        found = self.detector.detect(bgr, gray)
+        if found or not self.close_up:
+            return found
+        return find_close_up(self.detector, bgr, gray, side=_CLOSE_UP_PX, border=_CLOSE_UP_BORDER)[:1]
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (B, C) for uint8 face crops (B, S, S) made by crop_face/prepare_face."""
@@ -267,7 +285,7 @@ class EmotionRecognizer:
         gray = to_gray(arr, color_order=order)
         bgr = _drawable(arr, gray, order)
         t1 = time.perf_counter()
-        detections = self.detector.detect(bgr, gray)
+        detections = self.find_faces(bgr, gray)
         t2 = time.perf_counter()
         faces = self.classify_detections(gray, detections)
         t3 = time.perf_counter()
@@ -309,14 +327,7 @@ class EmotionRecognizer:
         """The face of a crop, cut as photos' faces are, and its detection; (None, None) when the
         detector finds no face of at least `_CROP_FACE_SHARE` of the crop's side. The crop is
         searched enlarged to `_CROP_SEARCH_PX` (a 48-px FER crop is near most detectors' smallest face)."""
-        import cv2
-
-        scale = max(1.0, _CROP_SEARCH_PX / min(gray.shape))
-        if scale > 1.0:
-            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        smallest = _CROP_FACE_SHARE * min(gray.shape)
-        faces = [d for d in self.detector.detect(bgr, gray) if max(d.box[2:]) >= smallest]
+        faces = find_close_up(self.detector, bgr, gray, side=_CROP_SEARCH_PX, border=0.0, shrink=False, min_share=_CROP_FACE_SHARE)
         if not faces:
             return None, None
         return self.crop(gray, faces[:1])[0], faces[0]  # the largest: detectors list faces largest first

@@ -108,7 +108,6 @@ class FaceStream:
         self._pending = None
 
     def _find(self, frame: np.ndarray, gray: np.ndarray) -> list[Detection]:
-        detector = self.recognizer.detector
         known = self.tracker.active(max_missed=0)  # seen in the last frame: worth following
         # A face lost a moment ago may have moved anywhere: search the whole frame until it is
         # found again (or its track has coasted for `detect_every` frames).
@@ -117,11 +116,11 @@ class FaceStream:
         searcher = self._search_thread()
         if not known or lost or (due and searcher is None):
             self._pending = None  # this search supersedes one still running
-            return detector.detect(frame, gray)
+            return self.recognizer.find_faces(frame, gray)
         found = self._follow(frame, gray, known)
         if due and self._pending is None and searcher is not None:
             boxes = [d.box for d in found]
-            self._pending = _Search(self._count, searcher.submit(detector.detect, frame, gray), boxes)
+            self._pending = _Search(self._count, searcher.submit(self.recognizer.find_faces, frame, gray), boxes)
         if self._pending is not None and self._count - self._pending.frame >= self._lag:
             found += self._new_faces(frame, gray, found)
         return found
