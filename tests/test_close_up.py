@@ -83,3 +83,26 @@ def test_video_frames_of_a_close_up_are_followed(rec):
     results = list(FaceStream(rec, detect_every=2).run((i, i / 30, frame) for i in range(4)))
     assert [len(r.faces) for r in results] == [1, 1, 1, 1]
     assert len({r.faces[0].face_id for r in results}) == 1
+
+
+def test_predict_crops_option_labels_every_image_of_a_crop_folder(rec, tmp_path, capsys):
+    """`emolens predict --crops` (predict(crops=True)): one face per image, the whole image its box,
+    found again where the detector can (the close-up), read as it comes where it cannot."""
+    from skimage import data
+
+    from emolens.cli import main
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.png"), portrait(400))
+    for i, face in enumerate(data.lfw_subset()[:3]):  # 25-px faces
+        cv2.imwrite(str(folder / f"lfw{i}.png"), (face * 255).round().astype(np.uint8))
+    cv2.imwrite(str(folder / "wall.png"), np.full((60, 60), 128, np.uint8))
+    results = rec.predict(folder, crops=True)
+    assert [len(r) for r in results] == [1] * 5
+    by_name = {r.name: r[0] for r in results}
+    assert by_name["astronaut.png"].box == (0, 0, 400, 400 * 95 // 95) and by_name["astronaut.png"].label == "happy"
+    assert by_name["astronaut.png"].detection_confidence >= 0.5 and by_name["wall.png"].detection_confidence is None
+    assert main(["predict", str(folder), "--crops", "--detector", "centerface", "--format", "csv", "--no-save", "-o", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
+    assert len(table) == 1 + 5 and "5 faces found" in capsys.readouterr().out

@@ -53,6 +53,7 @@ def predict_cmd(
     align: AlignOpt = PIPELINE.align,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search subfolders of folder arguments.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same name in --output instead of adding -2, -3, ...")] = False,
+    crops: Annotated[bool, typer.Option("--crops", help="Each image is one face, already cropped (a dataset's faces, another tool's crops): every image gets a label.")] = False,
 ) -> None:
     """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
     from emolens.pipeline import EmotionRecognizer, predict_images
@@ -74,7 +75,7 @@ def predict_cmd(
     )
     report = predict_images(
         paths, recognizer, output=output, format=TableFormat(format).value, save=save, recursive=recursive,
-        overwrite=overwrite, on_image=on_image,
+        overwrite=overwrite, on_image=on_image, crops=crops,
     )
     typer.echo(
         f"\n{report.images} image{'s' if report.images != 1 else ''} read, {report.faces} face{'s' if report.faces != 1 else ''} found"

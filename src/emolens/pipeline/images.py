@@ -49,6 +49,7 @@ class PredictReport:
 def predict_images(
     paths: list[str | Path], recognizer: EmotionRecognizer | Any = None, *, output: str | Path = "runs/predict",
     format: str = "json", save: bool = True, recursive: bool = False, overwrite: bool = False, on_image: Any = None,
+    crops: bool = False,
 ) -> PredictReport:
     """Find and label the faces in every image; write annotated copies and a table into `output`.
 
@@ -57,7 +58,8 @@ def predict_images(
     list of face dicts) or "csv" (`ImageResult.rows()` with a leading path column), written to
     output/predictions.json|csv. save=False writes the table only. Existing files are never
     replaced unless overwrite=True: new names get -2, -3, ... on_image(path, result or None,
-    error or None) is called after each input, for progress messages.
+    error or None) is called after each input, for progress messages. crops=True: each image
+    is one face, already cropped (`EmotionRecognizer.predict(crops=True)`): one row per image.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -74,7 +76,7 @@ def predict_images(
     taken: set[Path] = set()
     for path in files:
         try:
-            result = rec.predict(path, name=printable_path(path.name))
+            result = rec.predict(path, name=printable_path(path.name), crops=crops)
         except DataError as exc:
             report.errors.append(str(exc))
             if on_image:

@@ -235,7 +235,9 @@ class EmotionRecognizer:
             for i, (d, p) in enumerate(zip(detections, proba, strict=True))
         ]
 
-    def predict(self, images: Any, *, color_order: ColorOrder = "bgr", name: str | None = None, recursive: bool = False) -> Any:
+    def predict(
+        self, images: Any, *, color_order: ColorOrder = "bgr", name: str | None = None, recursive: bool = False, crops: bool = False,
+    ) -> Any:
         """Every face in one image -> ImageResult; in many -> list[ImageResult], in order.
 
         One image: a path, bytes, a PIL image, or a numpy array of any size, gray (H, W) or
@@ -243,18 +245,24 @@ class EmotionRecognizer:
         "rgb" (PIL, matplotlib, imageio, scikit-image). Many: a list or iterator of those, a
         folder (its images; recursive=True: subfolders too) or a glob ("photos/*.jpg").
 
+        crops=True: each image is one face, already cropped (a dataset's faces, another tool's
+        crops): it gets one face, whose box is the whole image, found again and cut as in
+        `predict_crops` (read as it comes where the detector finds no face in it).
+
         One image that cannot be read raises DataError naming it. Among many, it gives an
         error result instead (`result.error` says why, with a warning) and the rest go on.
         For large folders, `predict_iter` yields the results one at a time.
         """
         check_color_order(color_order)
         if _is_many(images):
-            return list(self.predict_iter(images, color_order=color_order, recursive=recursive))
-        return self._predict_one(images, color_order, name)
+            return list(self.predict_iter(images, color_order=color_order, recursive=recursive, crops=crops))
+        return self._predict_one(images, color_order, name, crops)
 
     __call__ = predict
 
-    def predict_iter(self, images: Any, *, color_order: ColorOrder = "bgr", recursive: bool = False) -> Iterator[ImageResult]:
+    def predict_iter(
+        self, images: Any, *, color_order: ColorOrder = "bgr", recursive: bool = False, crops: bool = False,
+    ) -> Iterator[ImageResult]:
         """`predict` over many images, one ImageResult at a time (memory stays that of one image).
 
             >>> for result in rec.predict_iter("shoot/**/*.jpg"):
@@ -268,7 +276,7 @@ class EmotionRecognizer:
                 continue
             shown = printable_path(item.name) if isinstance(item, Path) else f"image {i}"
             try:
-                yield self._predict_one(item, color_order, shown)
+                yield self._predict_one(item, color_order, shown, crops)
             except DataError as exc:  # a file's message names it already; an array is named by its place
                 if isinstance(item, Path):
                     yield self._failed(shown, str(exc), printable_path(item))
@@ -279,15 +287,21 @@ class EmotionRecognizer:
         warnings.warn(f"skipped {error}", stacklevel=3)  # never a silent skip
         return ImageResult.failed(name, error, path=path, model_name=self.model_name, labels=self.labels)
 
-    def _predict_one(self, image: Any, color_order: ColorOrder, name: str | None) -> ImageResult:
+    def _predict_one(self, image: Any, color_order: ColorOrder, name: str | None, crops: bool = False) -> ImageResult:
         t0 = time.perf_counter()
         arr, order, path = _as_array(image, color_order)
         gray = to_gray(arr, color_order=order)
         bgr = _drawable(arr, gray, order)
         t1 = time.perf_counter()
-        detections = self.find_faces(bgr, gray)
-        t2 = time.perf_counter()
-        faces = self.classify_detections(gray, detections)
+        if crops:
+            crop, confidence = self._crop_of(bgr, gray, reframe=True)
+            t2 = time.perf_counter()
+            whole = (0, 0, gray.shape[1], gray.shape[0])
+            faces = [FaceResult.from_proba(whole, self.classify(crop[None])[0], self.labels, confidence)]
+        else:
+            detections = self.find_faces(bgr, gray)
+            t2 = time.perf_counter()
+            faces = self.classify_detections(gray, detections)
         t3 = time.perf_counter()
         return ImageResult(
             orig_img=bgr, faces=faces, path=path, name=name or (printable_path(Path(path).name) if path else "image"),
@@ -314,14 +328,22 @@ class EmotionRecognizer:
                 gray = to_gray(arr, color_order=order)
             except DataError as exc:
                 raise DataError(f"crop {i}: {exc}") from None
-            face, det = self._reframed(_drawable(arr, gray, order), gray) if reframe else (None, None)
-            crops.append(prepare_face(gray, self.config.preprocess) if face is None else face)
+            crop, confidence = self._crop_of(_drawable(arr, gray, order), gray, reframe)
+            crops.append(crop)
             boxes.append((0, 0, gray.shape[1], gray.shape[0]))
-            found.append(None if det is None else det.confidence)
+            found.append(confidence)
         if not crops:
             return []
         proba = self.classify(np.stack(crops))
         return [FaceResult.from_proba(b, p, self.labels, c) for b, p, c in zip(boxes, proba, found, strict=True)]
+
+    def _crop_of(self, bgr: np.ndarray, gray: np.ndarray, reframe: bool) -> tuple[np.ndarray, float | None]:
+        """An already-cropped face as the network reads it, and the detector's confidence where
+        reframing found it (else None: centre-squared and resized like a dataset image)."""
+        face, det = self._reframed(bgr, gray) if reframe else (None, None)
+        if face is None:
+            return prepare_face(gray, self.config.preprocess), None
+        return face, det.confidence
 
     def _reframed(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray | None, Detection | None]:
         """The face of a crop, cut as photos' faces are, and its detection; (None, None) when the
