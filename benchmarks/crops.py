@@ -6,6 +6,7 @@ close-up search (`EmotionRecognizer(close_up=...)`).
     python benchmarks/crops.py --data ../shared/datasets/ferplus/ferplus-images.zip
     python benchmarks/crops.py --data ... --split val --side 112 --limit 1200
     python benchmarks/crops.py --data ... --photo-path --sides 64 112 448 [--widerface ../shared/datasets/widerface-val5]
+    python benchmarks/crops.py --data ... --photo-path --split val --limit 600 --close-up-px 128 --close-up-border 0.5
 
 Other datasets and other tools crop faces their own way: tighter (RAF-DB's aligned faces fill the
 square), looser (AffectNet's boxes keep hair and background), off-centre (another detector's
@@ -103,11 +104,16 @@ def face_free_pieces(folder: Path, seed: int = 0) -> list[np.ndarray]:
 def print_photo_path(rec, faces: list, labels: list, sides: list[int], widerface: Path | None) -> None:
     print("| crops framed | side | face found: close-up off / on | accuracy (no face = wrong): off / on | gain | ms per crop: off / on |")
     print("|---|---|---|---|---|---|")
+    cells = []
     for side in sides:
         for name, framing in FRAMINGS.items():
             r = photo_path(rec, faces, labels, framing, side)
+            cells.append(r)
             print(f"| {name} | {side} | {100 * r[False][0]:.1f}% / {100 * r[True][0]:.1f}% | {100 * r[False][1]:.2f}% / {100 * r[True][1]:.2f}% | "
                   f"{100 * (r[True][1] - r[False][1]):+.2f} | {r[False][2]:.1f} / {r[True][2]:.1f} |", flush=True)
+    mean = {on: np.mean([c[on][:2] for c in cells], axis=0) for on in (False, True)}
+    print(f"\nmean over the table: face found {100 * mean[False][0]:.2f}% / {100 * mean[True][0]:.2f}%, "
+          f"accuracy {100 * mean[False][1]:.2f}% / {100 * mean[True][1]:.2f}% (close-up off / on)")
     if widerface is not None:
         pieces = face_free_pieces(widerface)
         for close_up in (False, True):
@@ -131,7 +137,13 @@ def main() -> None:
     ap.add_argument("--photo-path", action="store_true", help="give the crops to `predict` as photos, close-up search off and on")
     ap.add_argument("--sides", type=int, nargs="+", default=[64, 112, 448], help="--photo-path: crop sides in pixels")
     ap.add_argument("--widerface", type=Path, default=None, help="--photo-path: folder of widerface-val5 for the face-free pieces")
+    ap.add_argument("--close-up-px", type=int, default=None, help="--photo-path: try another close-up search size (choose on val)")
+    ap.add_argument("--close-up-border", type=float, default=None, help="--photo-path: try another close-up border share (choose on val)")
     args = ap.parse_args()
+    import emolens.pipeline.recognizer as recognizer  # the constants the close-up search is run with
+
+    recognizer._CLOSE_UP_PX = args.close_up_px or recognizer._CLOSE_UP_PX
+    recognizer._CLOSE_UP_BORDER = recognizer._CLOSE_UP_BORDER if args.close_up_border is None else args.close_up_border
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -139,7 +151,8 @@ def main() -> None:
     faces, labels = (ds.images[: args.limit], ds.labels[: args.limit]) if args.limit else (ds.images, ds.labels)
     rec = EmotionRecognizer(args.model, **({"detector": args.detector} if args.detector else {}))
     if args.photo_path:
-        print(f"Data: {args.data}, split {args.split} ({len(faces)} faces), as photos; {rec!r}\n")
+        print(f"Data: {args.data}, split {args.split} ({len(faces)} faces), as photos; {rec!r}; "
+              f"close-up search at {recognizer._CLOSE_UP_PX} px on a {recognizer._CLOSE_UP_BORDER} border\n")
         print_photo_path(rec, faces, labels, args.sides, args.widerface)
         return
     print(f"Data: {args.data}, split {args.split} ({len(faces)} faces), crops of {args.side} px; {rec!r}\n")

@@ -71,6 +71,23 @@ def test_largest_gets_the_named_panel_and_all_gets_one_per_face():
         draw_faces(img, faces, bars="most")
 
 
+def test_a_close_up_gets_its_panel_in_a_corner_over_its_own_face():
+    """A face filling the picture leaves no room beside it: the largest face's panel goes in a
+    corner over the face's own edge, and the face's middle stays clear; a tiny picture gets none."""
+    from emolens.pipeline.samples import astronaut
+
+    img = np.ascontiguousarray(cv2.resize(astronaut()[60:200, 160:300, ::-1], (600, 600)))
+    box = (10, 10, 580, 580)
+    plain = np.any(draw_faces(img, faces_at([box]), bars="none") != img, axis=2)
+    drawn = np.any(draw_faces(img, faces_at([box]), bars="largest") != img, axis=2)
+    extra = drawn & ~plain
+    ys, xs = np.nonzero(extra)
+    assert extra.sum() > 10_000 and xs.min() > 300 and ys.max() < 200  # the top-right corner only
+    assert not extra[250:350, 250:350].any()
+    tiny = np.ascontiguousarray(cv2.resize(img, (112, 112)))
+    assert np.array_equal(draw_faces(tiny, faces_at([(2, 2, 108, 108)]), bars="largest"), draw_faces(tiny, faces_at([(2, 2, 108, 108)]), bars="none"))
+
+
 def test_text_scales_with_the_image():
     img, boxes = group_photo(1280, 560)
     big = cv2.resize(img, None, fx=3, fy=3)

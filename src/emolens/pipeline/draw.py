@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Rect = tuple[int, int, int, int]  # x, y, w, h
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, spelled as its value so this module imports without cv2
 BAR_CHOICES = ("none", "largest", "all")
+_OWN_FACE_PANEL_SHARE = 0.15  # most of the picture a score panel may take over the largest face itself
 
 
 def color_of(label: str, labels: Sequence[str] = EMOTIONS) -> tuple[int, int, int]:
@@ -173,7 +174,8 @@ def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[R
 def _place_bars(img: np.ndarray, faces: Sequence[FaceResult], which: str, labels: Sequence[str], u: float, taken: list[Rect]) -> None:
     """Score bars for the largest face or for all, each where it covers no face, tag or panel:
     beside the face (the largest may also go to a corner of the image), as a named panel or,
-    where that does not fit, a narrow column chart; a face with no free spot goes without."""
+    where that does not fit, a narrow column chart; the largest face, where neither fits, in a
+    corner over its own edge (a close-up); a face with no free spot goes without."""
     chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
     pw = int(round(172 * u))
     ph = int(round(15 * u)) * len(labels) + int(6 * u)
@@ -190,6 +192,14 @@ def _place_bars(img: np.ndarray, faces: Sequence[FaceResult], which: str, labels
         if spot is not None:
             draw_mini_bars(img, face.scores, spot[0], spot[1], h, labels)
             taken.append(spot)
+            continue
+        # A close-up (a face filling the picture) leaves no room beside it: its panel may go in a
+        # corner over the face's own edge, if small beside the picture and over no other face or label.
+        if which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * img.shape[0] * img.shape[1]:
+            spot = _free_spot(_corners(img.shape, pw, ph), img.shape, [t for t in taken if t != tuple(face.box)])
+            if spot is not None:
+                draw_bars(img, face.scores, spot[0], spot[1], u, labels, width=pw)
+                taken.append(spot)
 
 
 def draw_faces(
@@ -217,13 +227,13 @@ def draw_faces(
         spot = _tag_spot(face.box, tw, th, img.shape, others)
         taken.append(spot)
         tags.append((face, text, spot, tu))
-    if which != "none" and faces:
-        _place_bars(img, faces, which, labels, u, taken)
     for face, text, (x, y, _, _), tu in tags:
         bx, by, bw, bh = face.box
         color = color_of(face.label, labels)
         cv2.rectangle(img, (bx, by), (bx + bw, by + bh), color, max(2, int(round(2 * u))))
         _label_box(img, text, x, y, color, tu)
+    if which != "none" and faces:  # last: a close-up's panel lies over its own box
+        _place_bars(img, faces, which, labels, u, taken)
     return img
 
 
