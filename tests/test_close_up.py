@@ -106,3 +106,13 @@ def test_predict_crops_option_labels_every_image_of_a_crop_folder(rec, tmp_path,
     assert main(["predict", str(folder), "--crops", "--detector", "centerface", "--format", "csv", "--no-save", "-o", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert len(table) == 1 + 5 and "5 faces found" in capsys.readouterr().out
+
+
+def test_a_strip_is_not_searched_as_a_close_up(rec, monkeypatch):
+    """No face fills a picture three times as long as it is wide: it is neither searched nor enlarged."""
+    shapes = []
+    monkeypatch.setattr(rec.detector, "detect", lambda image, gray=None: shapes.append(image.shape) or [])
+    assert find_close_up(rec.detector, np.zeros((10, 1000, 3), np.uint8), side=160, border=0.25) == []
+    assert shapes == []
+    find_close_up(rec.detector, np.zeros((100, 250, 3), np.uint8), side=160, border=0.25)
+    assert shapes == [(160 + 2 * 40, 400 + 2 * 40, 3)]  # enlarged 1.6x, a 40-px border all round

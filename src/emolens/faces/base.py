@@ -276,6 +276,9 @@ def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.nda
     return found
 
 
+CLOSE_UP_MAX_ASPECT = 3.0
+
+
 def find_close_up(
     detector: FaceDetector, image: np.ndarray, gray: np.ndarray | None = None, *, side: int, border: float,
     shrink: bool = True, min_share: float = 0.3,
@@ -286,10 +289,13 @@ def find_close_up(
     The image is resized so that its shorter side is `side` pixels (only enlarged if not
     `shrink`), set on a border of `border` times that in its mean colour (the context a face has
     in a photo), and searched there; a find is kept if its box is at least `min_share` of the
-    image's shorter side, clipped to the image."""
+    image's shorter side, clipped to the image. A picture over `CLOSE_UP_MAX_ASPECT` times as long
+    as it is wide holds no face filling it, and is not searched (nor enlarged to a huge one)."""
     import cv2
 
     h, w = image.shape[:2]
+    if max(h, w) > CLOSE_UP_MAX_ASPECT * min(h, w):
+        return []
     factor = side / min(h, w) if shrink else max(1.0, side / min(h, w))
     if factor != 1.0:
         interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
