@@ -106,6 +106,8 @@ def test_predict_crops_option_labels_every_image_of_a_crop_folder(rec, tmp_path,
     assert main(["predict", str(folder), "--crops", "--detector", "centerface", "--format", "csv", "--no-save", "-o", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert len(table) == 1 + 5 and "5 faces found" in capsys.readouterr().out
+    assert main(["predict", str(folder / "wall.png"), "--detector", "centerface", "--no-save", "-o", str(tmp_path / "out")]) == 0
+    assert "1 without a face" in (said := capsys.readouterr().out) and "--crops reads each one as a face" in said
 
 
 def test_a_strip_is_not_searched_as_a_close_up(rec, monkeypatch):

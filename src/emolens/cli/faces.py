@@ -82,6 +82,8 @@ def predict_cmd(
         + (f", {len(report.no_face)} without a face" if report.no_face else "")
         + (f", {len(report.errors)} could not be read" if report.errors else "")
     )
+    if report.no_face and not crops:
+        typer.echo("(images that are faces cropped already: --crops reads each one as a face)")
     if report.annotated:
         typer.echo(f"annotated images in {report.annotated[0].parent}/")
     typer.echo(f"table of faces: {report.table}")
