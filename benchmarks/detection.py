@@ -21,6 +21,12 @@ centred where its centre went: what a detector that finds the tilted face should
 drawn round the tilted face is a little larger; at 30 degrees its IoU with that box stays above
 0.5 for boxes up to 1.37x the face's side).
 
+Camera-sized photos: `--scale F` enlarges every photo F times (cubic) and its faces with it, as a
+phone's 12-megapixel photo of the scene would hold them (`--scale 4`: 4096 px wide; the detail is
+the original's). Heights are then counted in the original photo's pixels (">= 40 px" is 160 px
+at 4x), faces under 20 of those are ignored as before, and a column for faces of 200 px and up
+(800 px at 4x, a close portrait's face) is added.
+
 A detector spec is `NAME[:MODEL_FILE][,option=value...]`, the options going to its
 constructor (`emolens.faces.create_detector` parses it), e.g. `haar,min_face_size=20` or `mediapipe,tile=1`.
 """
@@ -37,6 +43,9 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "widerface-val5"
+
+
+BIG_FACE_PX = 200  # with --scale: faces at least this high in the original photo (a close portrait's face once enlarged)
 
 
 def load_images(data: Path, limit: int | None) -> list[tuple[str, np.ndarray, tuple]]:
@@ -70,36 +79,53 @@ def turn_photo(bgr: np.ndarray, faces: tuple, degrees: float) -> tuple[np.ndarra
     return turned, tuple(moved)
 
 
-def run_detector(spec: str, images: list) -> dict[str, object]:
+def scale_photo(bgr: np.ndarray, faces: tuple, factor: float) -> tuple[np.ndarray, tuple]:
+    """The photo enlarged `factor` times, and its faces with it."""
+    import cv2
+
+    from emolens.faces.widerface import Face
+
+    big = cv2.resize(bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return big, tuple(Face(tuple(int(round(v * factor)) for v in face.box), face.invalid) for face in faces)
+
+
+def run_detector(spec: str, images: list, scale: float = 1.0) -> dict[str, object]:
     from emolens.faces import create_detector
-    from emolens.faces.widerface import DetectionTally
+    from emolens.faces.widerface import HEIGHTS, DetectionTally
 
     start = time.perf_counter()
     detector = create_detector(spec)
     build_ms = 1000 * (time.perf_counter() - start)  # what one detector per server thread costs
     detector.detect(images[0][1])  # warm-up: first-call allocations and lazy initialisation
-    tally, seconds = DetectionTally(), []
+    heights = HEIGHTS if scale == 1.0 else (*HEIGHTS, BIG_FACE_PX)
+    tally = DetectionTally(min_height=int(round(20 * scale)), heights=tuple(int(round(h * scale)) for h in heights))
+    seconds = []
     for _, bgr, faces in images:
         start = time.perf_counter()
         dets = detector.detect(bgr)
         seconds.append(time.perf_counter() - start)
         tally.add(faces, dets)
     summary = tally.summary()
+    summary["recall"] = dict(zip(map(str, heights), summary["recall"].values(), strict=True))  # in the original's pixels
+    summary["faces"] = dict(zip(map(str, heights), summary["faces"].values(), strict=True))
     summary.update(spec=spec, detector=repr(detector), ms_per_image=1000 * float(np.mean(seconds)),
                    ms_median=1000 * float(np.median(seconds)), build_ms=build_ms)
     return summary
 
 
 def markdown(rows: list[dict]) -> str:
+    big = bool(rows) and str(BIG_FACE_PX) in rows[0]["recall"]
     lines = [
-        "| detector | recall, faces >= 40 px | >= 20 px | all faces | detections matching no face | ms per image | ms to build |",
-        "|---|---|---|---|---|---|---|",
+        "| detector | recall, faces >= 40 px | >= 20 px | all faces |" + (f" >= {BIG_FACE_PX} px |" if big else "")
+        + " detections matching no face | ms per image | ms to build |",
+        "|---|---|---|---|" + ("---|" if big else "") + "---|---|---|",
     ]
     for r in rows:
         rec = r["recall"]
         lines.append(
             f"| `{r['spec']}` | {100 * rec['40']:.1f}% | {100 * rec['20']:.1f}% | {100 * rec['0']:.1f}% | "
-            f"{100 * r['false_share']:.1f}% ({r['false_detections']} of {r['detections'] - r['ignored_detections']}) | {r['ms_per_image']:.0f} | {r.get('build_ms', float('nan')):.0f} |"
+            + (f"{100 * rec[str(BIG_FACE_PX)]:.1f}% | " if big else "")
+            + f"{100 * r['false_share']:.1f}% ({r['false_detections']} of {r['detections'] - r['ignored_detections']}) | {r['ms_per_image']:.0f} | {r.get('build_ms', float('nan')):.0f} |"
         )
     return "\n".join(lines)
 
@@ -111,6 +137,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images only (quick looks; the table uses all)")
     ap.add_argument("--json", type=Path, help="write every figure here as JSON")
     ap.add_argument("--turn", type=float, default=0.0, help="turn every photo by this many degrees, alternately clockwise and back (tilted faces)")
+    ap.add_argument("--scale", type=float, default=1.0, help="enlarge every photo this many times, as a camera's full-size photo (heights stay in the original's pixels)")
     args = ap.parse_args()
 
     from emolens.errors import EmolensError
@@ -119,19 +146,24 @@ def main() -> None:
     if args.turn:
         images = [(path, *turn_photo(bgr, faces, args.turn if i % 2 == 0 else -args.turn)) for i, (path, bgr, faces) in enumerate(images)]
         print(f"photos turned by {args.turn:g} degrees, alternately clockwise and anticlockwise", file=sys.stderr)
+    if args.scale != 1.0:
+        images = [(path, *scale_photo(bgr, faces, args.scale)) for path, bgr, faces in images]
+        print(f"photos enlarged {args.scale:g} times", file=sys.stderr)
     n_faces = sum(len(f) for _, _, f in images)
     print(f"{len(images)} images, {n_faces} labelled faces from {args.data}", file=sys.stderr)
     rows = []
     for spec in args.detectors:
         try:
-            rows.append(run_detector(spec, images))
+            rows.append(run_detector(spec, images, args.scale))
         except EmolensError as exc:
             print(f"{spec}: skipped: {exc}", file=sys.stderr)
             continue
         print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
     f = rows[0]["faces"] if rows else {}
     turned = f", turned by +-{args.turn:g} degrees" if args.turn else ""
-    print(f"\n{len(images)} images{turned}; valid faces: {f.get('40')} of >= 40 px, {f.get('20')} of >= 20 px, {f.get('0')} in all\n")
+    turned += f", enlarged {args.scale:g}x (heights in the original's pixels)" if args.scale != 1.0 else ""
+    bigs = f", {f.get(str(BIG_FACE_PX))} of >= {BIG_FACE_PX} px" if args.scale != 1.0 else ""
+    print(f"\n{len(images)} images{turned}; valid faces: {f.get('40')} of >= 40 px, {f.get('20')} of >= 20 px, {f.get('0')} in all{bigs}\n")
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

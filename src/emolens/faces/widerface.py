@@ -88,12 +88,17 @@ class DetectionTally:
     """Running counts over images; `summary()` gives recall by height and the false-detection share."""
 
     min_height: int = 20  # faces below this are ignored like invalid ones (see the module docstring)
-    faces: dict[int, int] = field(default_factory=lambda: dict.fromkeys(HEIGHTS, 0))
-    found: dict[int, int] = field(default_factory=lambda: dict.fromkeys(HEIGHTS, 0))
+    heights: tuple[int, ...] = HEIGHTS  # recall is counted for faces at least this high
+    faces: dict[int, int] = field(default_factory=dict)
+    found: dict[int, int] = field(default_factory=dict)
     detections: int = 0
     false_detections: int = 0
     ignored_detections: int = 0  # on an invalid face or one under min_height
     images: int = 0
+
+    def __post_init__(self) -> None:
+        for counts in (self.faces, self.found):
+            counts.update({h: counts.get(h, 0) for h in self.heights})
 
     def add(self, faces: tuple[Face, ...], detections: list[Detection]) -> None:
         found, hits = match(faces, detections)
@@ -101,7 +106,7 @@ class DetectionTally:
         for face, hit in zip(faces, found, strict=True):
             if face.invalid:
                 continue
-            for h in HEIGHTS:
+            for h in self.heights:
                 if face.box[3] >= h:
                     self.faces[h] += 1
                     self.found[h] += hit
@@ -116,8 +121,8 @@ class DetectionTally:
         counted = self.detections - self.ignored_detections
         return {
             "images": self.images,
-            "faces": {str(h): self.faces[h] for h in HEIGHTS},
-            "recall": {str(h): self.found[h] / self.faces[h] if self.faces[h] else 0.0 for h in HEIGHTS},
+            "faces": {str(h): self.faces[h] for h in self.heights},
+            "recall": {str(h): self.found[h] / self.faces[h] if self.faces[h] else 0.0 for h in self.heights},
             "detections": self.detections,
             "ignored_detections": self.ignored_detections,
             "false_detections": self.false_detections,
