@@ -215,8 +215,10 @@ def test_validation_is_scored_in_fp32_when_training_runs_in_bf16(tmp_path: Path,
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = trainer_mod.evaluate(model, torch.from_numpy(val.images), torch.from_numpy(val.labels), cfg, torch.device("cpu"))
     recorded = result.history[-1]["val_loss"]
-    assert recorded == pytest.approx(fp32["val_loss"], rel=1e-5)
-    assert abs(bf16["val_loss"] - fp32["val_loss"]) > 1e-5 * fp32["val_loss"]  # bf16 would have shown
+    # How far bf16 moves the loss depends on the CPU's kernels (5.8e-6 of it on an AMD EPYC with
+    # AVX512-BF16, more elsewhere); fp32 run twice agrees far closer than that.
+    assert recorded == pytest.approx(fp32["val_loss"], rel=5e-7)
+    assert abs(bf16["val_loss"] - fp32["val_loss"]) > 1e-6 * fp32["val_loss"]  # bf16 would have shown
 
 
 def test_second_stage_starts_from_the_first_runs_weights(tmp_path: Path, small) -> None:

@@ -64,12 +64,14 @@ _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one fu
 # Large faces. CenterFace, trained on scenes, boxes faces up to about 1,000 px; a close portrait in a
 # camera's full-size photo (4,000 px wide) holds a larger one, which it misses or boxes in part. A
 # photo longer than _LARGE_PHOTO_PX is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
-# side, where such a face is a few hundred pixels; its finds of at least `work_px` there (the size
-# the detector searches faces at, so 5% of the photo's side by default) are taken from there, and finds of
-# the other passes lying mostly inside them are dropped (and not searched again at full size).
-# benchmarks/detection.py --scale 4: README, "Face detectors".
+# side, where such a face is a few hundred pixels; its finds of at least _LARGE_FACE_PX (in the photo's
+# pixels) are taken from there, and finds of the other passes lying mostly inside them are dropped
+# (and not searched again at full size). Smaller faces keep the full-size search's finer box and
+# landmarks: it boxed the astronaut's face whole at 527 and 791 px and in part at 1,055 (a 4,000-px
+# enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: README, "Face detectors".
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
+_LARGE_FACE_PX = 512
 # A tracked face is searched for in a window around it, shrunk until the face is this many
 # pixels: CenterFace finds a 64-px face as surely as a larger one, and the network's cost falls
 # with the square of the shrink (a 100-200 px face on 640x480 video is searched at a quarter to a
@@ -519,13 +521,12 @@ class CenterFaceDetector(FaceDetector):
         return sort_largest_first(merge_overlapping(large + sure + _outside(again, large), _NMS_IOU))
 
     def _large_faces(self, bgr: np.ndarray) -> list[Detection]:
-        """In a photo longer than `_LARGE_PHOTO_PX`, the faces found in it shrunk to `_LARGE_SEARCH_PX`
-        that are at least `work_px` there; else none (constants at the top)."""
+        """In a photo longer than `_LARGE_PHOTO_PX`, the faces of at least `_LARGE_FACE_PX` found in it
+        shrunk to `_LARGE_SEARCH_PX`; else none (constants at the top)."""
         longer = max(bgr.shape[:2])
         if longer <= _LARGE_PHOTO_PX:
             return []
-        scale = _LARGE_SEARCH_PX / longer
-        return [d for d in self._search(bgr, None, scale=scale) if max(d.box[2:]) * scale >= self.work_px]
+        return [d for d in self._search(bgr, None, scale=_LARGE_SEARCH_PX / longer) if max(d.box[2:]) >= _LARGE_FACE_PX]
 
     def detect_near(self, image: np.ndarray, box: tuple[int, int, int, int], gray: np.ndarray | None = None) -> Detection | None:
         """As FaceDetector.detect_near, with the window shrunk until the face is `_TRACK_PX`."""
