@@ -219,3 +219,22 @@ def test_a_turned_search_finds_a_tilted_face_upright_and_brings_it_back():
     assert the_face(both, photo).confidence >= plain.confidence
     with pytest.raises(ConfigError, match="turns"):
         create_detector("centerface,turns=120")
+
+
+def test_a_face_lying_down_is_followed_in_a_window_turned_upright(monkeypatch):
+    """A head turning from upright to lying on its side over 91 frames (the astronaut photo turned 0
+    to 90 degrees, a degree a frame): followed in a window turned upright by its tilt past 30
+    degrees (`FaceStream._near`), it is found in every frame with one id, and its tilt read to within
+    10 degrees at the end. Followed as the window lies, it is lost in some frames past 75 degrees."""
+    import emolens.pipeline.stream as stream_mod
+    from emolens.pipeline import EmotionRecognizer, FaceStream
+
+    rec = EmotionRecognizer(detector=eyed_detector("centerface"))
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    frames = [turned(photo, float(angle)) for angle in range(91)]
+    stream = FaceStream(rec)
+    results = list(stream.run((i, i / 30, frame) for i, frame in enumerate(frames)))
+    assert [len(r) for r in results] == [1] * 91 and len({r[0].face_id for r in results}) == 1
+    assert abs(stream._seen_rolls[results[-1][0].face_id] - 90.0) < 10.0
+    monkeypatch.setattr(stream_mod, "_TURNED_FOLLOW", 1000.0)  # never turned
+    assert sum(len(r) == 0 for r in FaceStream(rec).run((i, i / 30, frame) for i, frame in enumerate(frames))) >= 2

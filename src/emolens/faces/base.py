@@ -174,7 +174,21 @@ class FaceDetector(ABC):
 
     def detect_near(self, image: np.ndarray, box: Box, gray: np.ndarray | None = None) -> Detection | None:
         """The face closest to `box` within a window twice its size, or None."""
-        return self._nearest_in_window(image, box, gray, self.detect)
+        return self._nearest_in_window(image, box, gray, lambda window, g: self._search_window(window, g, max(box[2:])))
+
+    def detect_near_turned(self, image: np.ndarray, box: Box, clockwise: float, gray: np.ndarray | None = None) -> Detection | None:
+        """As `detect_near`, with the window turned clockwise by `clockwise` degrees before it is
+        searched (`turned_search`): a face tilted by about minus that much stands upright there,
+        where it is found more surely, with a face-shaped box and its landmarks read better."""
+        side = max(box[2:])
+        return self._nearest_in_window(
+            image, box, gray, lambda window, _: turned_search(lambda turned: self._search_window(turned, None, side), window, clockwise),
+        )
+
+    def _search_window(self, window: np.ndarray, gray: np.ndarray | None, side: int) -> list[Detection]:
+        """The faces in a window around a known face of `side` pixels (`detect_near`): here the
+        whole search; a detector may search such a window its own cheaper way."""
+        return self.detect(window, gray)
 
     def _nearest_in_window(
         self, image: np.ndarray, box: Box, gray: np.ndarray | None,

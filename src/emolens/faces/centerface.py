@@ -528,9 +528,9 @@ class CenterFaceDetector(FaceDetector):
             return []
         return [d for d in self._search(bgr, None, scale=_LARGE_SEARCH_PX / longer) if max(d.box[2:]) >= _LARGE_FACE_PX]
 
-    def detect_near(self, image: np.ndarray, box: tuple[int, int, int, int], gray: np.ndarray | None = None) -> Detection | None:
-        """As FaceDetector.detect_near, with the window shrunk until the face is `_TRACK_PX`."""
-        return self._nearest_in_window(image, box, gray, lambda bgr, g: self._search(bgr, g, scale=min(1.0, _TRACK_PX / max(box[2:]))))
+    def _search_window(self, window: np.ndarray, gray: np.ndarray | None, side: int) -> list[Detection]:
+        """A window around a known face (`detect_near`), shrunk until the face is `_TRACK_PX`."""
+        return self._search(window, gray, scale=min(1.0, _TRACK_PX / side))
 
     def _search(self, image: np.ndarray, gray: np.ndarray | None, scale: float, threshold: float | None = None) -> list[Detection]:
         """Faces scoring at least `threshold` (the detector's own unless given) in the image

@@ -32,6 +32,9 @@ from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import FaceResult, ImageResult
 from emolens.preprocessing import to_gray
 
+# Tracked faces tilted this many degrees or more are followed in a window turned upright (`FaceStream._near`).
+_TURNED_FOLLOW = 30.0
+
 
 @dataclass(frozen=True)
 class StreamOptions:
@@ -80,6 +83,7 @@ class FaceStream:
         self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
         self._ema: dict[int, np.ndarray] = {}
         self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
+        self._seen_rolls: dict[int, float] = {}  # each track's tilt as last found (by `locate`: no thread reads it late)
         self._count = 0
         self._searcher: ThreadPoolExecutor | None = None  # the background search's thread, made on first use
         self._pending: _Search | None = None
@@ -104,6 +108,7 @@ class FaceStream:
         self.tracker.reset()
         self._ema.clear()
         self._rolls.clear()
+        self._seen_rolls.clear()
         self._count = 0
         self._pending = None
 
@@ -140,11 +145,22 @@ class FaceStream:
     def _follow(self, frame: np.ndarray, gray: np.ndarray, tracks: list) -> list[Detection]:
         found: list[Detection] = []
         for track in tracks:
-            det = self.recognizer.detector.detect_near(frame, track.next_box(), gray)
+            det = self._near(frame, gray, track.next_box(), self._seen_rolls.get(track.id, 0.0))
             # Two tracks may settle on the same face: keep the one found first.
             if det is not None and all(iou(det.box, f.box) < 0.5 for f in found):
                 found.append(det)
         return found
+
+    def _near(self, frame: np.ndarray, gray: np.ndarray | None, box: tuple[int, int, int, int], roll: float) -> Detection | None:
+        """The face near `box`; one tilted by `_TURNED_FOLLOW` degrees or more is looked for in the
+        window turned upright by its tilt first, where the detector finds it more surely and reads
+        its box and tilt better (`detect_near_turned`), then as the window lies."""
+        detector = self.recognizer.detector
+        if abs(roll) >= _TURNED_FOLLOW:
+            turned = detector.detect_near_turned(frame, box, -roll, gray)
+            if turned is not None:
+                return turned
+        return detector.detect_near(frame, box, gray)
 
     def _new_faces(self, frame: np.ndarray, gray: np.ndarray, found: list[Detection]) -> list[Detection]:
         """The faces the pending whole-frame search found that no track followed then, each
@@ -154,7 +170,7 @@ class FaceStream:
         for det in search.result.result():
             if any(iou(det.box, box) >= 0.3 for box in search.followed):
                 continue
-            now = self.recognizer.detector.detect_near(frame, det.box, gray)
+            now = self._near(frame, gray, det.box, det.roll)
             if now is not None and all(iou(now.box, f.box) < 0.5 for f in [*found, *fresh]):
                 fresh.append(now)
         return fresh
@@ -195,6 +211,7 @@ class FaceStream:
         found = self._find(frame, gray)
         ids = self.tracker.update(found)
         kept = [(d, i) for d, i in zip(found, ids, strict=True) if i is not None]  # weak hits that continue no face: dropped
+        self._seen_rolls = {i: d.roll for d, i in kept}
         t2 = time.perf_counter()
         index = self._count if index is None else index
         self._count += 1
