@@ -14,7 +14,7 @@ import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +110,15 @@ def model_file(model_path: str | Path | None, bundled: Path | None, *, what: str
     return path
 
 
+def intersection(a: Box, b: Box) -> float:
+    """The area two (x, y, w, h) boxes share."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, iw) * max(0, ih)
+
+
 def iou(a: Box, b: Box) -> float:
-    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
-    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0, min(ax2, bx2) - max(ax1, bx1)), max(0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
+    inter = intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
 
@@ -325,7 +329,7 @@ def find_close_up(
         home = det.shifted(-pad, -pad).scaled(factor)
         box = clip_box(home.box, w, h)
         if box is not None and max(box[2:]) >= min_share * min(h, w):
-            found.append(home.shifted(0, 0, box=box))
+            found.append(replace(home, box=box))
     return sort_largest_first(found)
 
 

@@ -37,6 +37,7 @@ from emolens.faces.base import (
     Detection,
     FaceDetector,
     as_bgr_and_gray,
+    intersection,
     merge_overlapping,
     model_file,
     sort_largest_first,
@@ -506,8 +507,7 @@ class CenterFaceDetector(FaceDetector):
         bgr = _as_bgr(image, gray)  # once: every search takes it
         large = self._large_faces(bgr)
         if not self.coarse_px or coarse >= 0.8 * full:  # too little to save
-            found = _outside(self._search(bgr, None, scale=full), large)
-            return sort_largest_first(merge_overlapping(large + found, _NMS_IOU)) if large else found
+            return sort_largest_first(merge_overlapping(large + _outside(self._search(bgr, None, scale=full), large), _NMS_IOU))
         found = _outside(self._search(bgr, None, scale=coarse, threshold=self.candidate_score), large)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         H, W = bgr.shape[:2]
@@ -557,12 +557,7 @@ class CenterFaceDetector(FaceDetector):
 def _outside(found: list[Detection], large: list[Detection]) -> list[Detection]:
     """The detections not lying mostly (half their area or more) inside one of the `large` boxes:
     those are parts of a large face, boxed whole by the shrunk search."""
-    def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-        w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-        h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-        return max(0, w) * max(0, h) / max(1, a[2] * a[3])
-
-    return [d for d in found if all(inside(d.box, big.box) < 0.5 for big in large)]
+    return [d for d in found if all(intersection(d.box, big.box) < 0.5 * d.box[2] * d.box[3] for big in large)]
 
 
 def _as_bgr(image: np.ndarray, gray: np.ndarray | None) -> np.ndarray:

@@ -89,16 +89,15 @@ class DetectionTally:
 
     min_height: int = 20  # faces below this are ignored like invalid ones (see the module docstring)
     heights: tuple[int, ...] = HEIGHTS  # recall is counted for faces at least this high
-    faces: dict[int, int] = field(default_factory=dict)
-    found: dict[int, int] = field(default_factory=dict)
+    faces: dict[int, int] = field(init=False)  # valid faces counted per height
+    found: dict[int, int] = field(init=False)  # of those, found
     detections: int = 0
     false_detections: int = 0
     ignored_detections: int = 0  # on an invalid face or one under min_height
     images: int = 0
 
     def __post_init__(self) -> None:
-        for counts in (self.faces, self.found):
-            counts.update({h: counts.get(h, 0) for h in self.heights})
+        self.faces, self.found = dict.fromkeys(self.heights, 0), dict.fromkeys(self.heights, 0)
 
     def add(self, faces: tuple[Face, ...], detections: list[Detection]) -> None:
         found, hits = match(faces, detections)
