@@ -192,6 +192,12 @@ def test_centerface_boxes_a_large_face_in_a_camera_sized_photo_whole(monkeypatch
     assert covered(found.box) > 0.9 and found.confidence > 0.8
     monkeypatch.setattr(centerface, "_LARGE_PHOTO_PX", 10**6)  # without the shrunk search: a part
     assert all(covered(d.box) < 0.8 for d in det.detect(photo))
+    for side in (2000, 3000):  # faces of about 527 and 791 px: the full-size search boxes them whole
+        factor = side / 360
+        photo = cv2.resize(np.ascontiguousarray(astronaut()[0:360, 60:420, ::-1]), (side, side), interpolation=cv2.INTER_CUBIC)
+        face = tuple(int(v * factor) for v in (x - 60, y, w, h))
+        (found,) = det.detect(photo)
+        assert covered(found.box) > 0.9, side
 
 
 def test_centerface_pass_sizes_are_checked():
