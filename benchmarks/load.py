@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,7 +64,7 @@ def recall_images(gt_file: Path, images: Path, side: int):
 
     import cv2
 
-    from emolens.faces.widerface import Face, read_ground_truth
+    from emolens.faces.widerface import read_ground_truth
 
     archive = zipfile.ZipFile(images) if images.suffix == ".zip" else None
     names = {n.split("images/", 1)[-1]: n for n in archive.namelist()} if archive else {}
@@ -72,7 +73,7 @@ def recall_images(gt_file: Path, images: Path, side: int):
         gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
         s = side / max(gray.shape)
         gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        faces = tuple(Face(tuple(round(v * s) for v in f.box), f.invalid) for f in item.faces)
+        faces = tuple(replace(f, box=tuple(round(v * s) for v in f.box)) for f in item.faces)
         yield gray, faces
 
 

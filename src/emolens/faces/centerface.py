@@ -84,6 +84,20 @@ _TRACK_PX = 64
 _INT8_MIN_SPEEDUP = 1.15
 _TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
+# Near a face the video pipeline follows, weaker finds are taken (the tracker uses them only to
+# continue that face's track, never to start one): a face turning to profile, blurred or half
+# hidden scores 0.2-0.5. benchmarks/detection.py --follow on WIDER FACE: faces in atypical pose
+# followed 62% against 56% at 0.5, heavily blurred 71% against 56%, windows beside faces taken
+# for a face 4 of 3,378 against 2 (README, "Video and webcam").
+_FOLLOW_THRESHOLD = 0.2
+# An underexposed photo or frame is brightened before the search until its brightest 1% of values
+# reach this level, at most _MAX_GAIN times: int8's activation ranges were fitted on well-lit
+# photos, and a dark one's small values fall between their steps. WIDER FACE photos 7 stops
+# underexposed: 91.7% of the faces of 40 px and up found in int8 against 67.0% without
+# (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7).
+_BRIGHT_LEVEL = 200.0
+_MAX_GAIN = 8.0
+_LEVEL_SAMPLES = 16384  # pixels sampled for the level
 _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
 _STRIDE = 32  # the network's input sides must be multiples of this
@@ -159,15 +173,26 @@ def prepared_model(path: Path) -> Any:
     return version_converter.convert_version(model, 13)
 
 
+def exposure_gain(bgr: np.ndarray) -> float:
+    """How many times an underexposed image is brightened for the search: until its brightest 1%
+    of pixel values reach `_BRIGHT_LEVEL`, at most `_MAX_GAIN` times; 1 for a well-exposed one."""
+    step = max(1, int((bgr.shape[0] * bgr.shape[1] / _LEVEL_SAMPLES) ** 0.5))  # a sample is enough
+    level = float(np.percentile(bgr[::step, ::step], 99))
+    return min(_MAX_GAIN, max(1.0, _BRIGHT_LEVEL / max(level, 1.0)))
+
+
 def to_blob(bgr: np.ndarray) -> np.ndarray:
     """The network's input for a BGR image: padded (not stretched, so faces keep their shape)
-    to sides it takes, RGB pixels 0-255 (the model was trained without mean or scaling)."""
+    to sides it takes, RGB pixels 0-255 (the model was trained without mean or scaling),
+    brightened if underexposed (`exposure_gain`)."""
     import cv2
 
     h, w = bgr.shape[:2]
     h_in, w_in = (max(_STRIDE, -(-side // _STRIDE) * _STRIDE) for side in (h, w))
     padded = cv2.copyMakeBorder(bgr, 0, h_in - h, 0, w_in - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    return cv2.dnn.blobFromImage(padded, 1.0, (w_in, h_in), (0, 0, 0), swapRB=True, crop=False)
+    gain = exposure_gain(bgr)
+    blob = cv2.dnn.blobFromImage(padded, gain, (w_in, h_in), (0, 0, 0), swapRB=True, crop=False)
+    return np.minimum(blob, 255.0, out=blob) if gain > 1.0 else blob  # a lamp in a dark frame stays at white
 
 
 class _Blobs:
@@ -398,7 +423,9 @@ class CenterFaceDetector(FaceDetector):
     threads, None for the process's plan (`emolens.runtime.devices`: all cores, or a server
     worker's share). coarse_px: the first of two passes searches the photo shrunk until a face of
     `min_face_size` is this many pixels, the second only windows around its weak or small finds, at
-    the `work_px` scale; 0 searches once, at that scale (README, "Two passes").
+    the `work_px` scale; 0 searches once, at that scale (README, "Two passes"). follow_threshold:
+    the least score of a find near a face the video pipeline follows (`detect_near`); the tracker
+    takes such weak finds only to continue that face's track. None: 0.2, or `threshold` if lower.
     """
 
     name = "centerface"
@@ -407,7 +434,8 @@ class CenterFaceDetector(FaceDetector):
     def __init__(
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
-        coarse_px: int = _COARSE_PX, candidate_score: float = _CANDIDATE_SCORE, turns: float = 0.0,
+        coarse_px: int = _COARSE_PX, candidate_score: float | None = None, turns: float = 0.0,
+        follow_threshold: float | None = None,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -427,10 +455,17 @@ class CenterFaceDetector(FaceDetector):
             raise ConfigError("centerface precision int8 runs on onnxruntime: pip install 'emolens[onnx]'")
         if int(coarse_px) < 0 or int(work_px) < 1:
             raise ConfigError(f"centerface work_px must be at least 1 and coarse_px at least 0 (0: one pass), got {work_px} and {coarse_px}")
+        if candidate_score is None:
+            candidate_score = min(_CANDIDATE_SCORE, threshold)
         if not 0 < candidate_score <= threshold:
             raise ConfigError(f"centerface candidate_score must be in (0, threshold={threshold}], got {candidate_score}")
         self.model_path, self.work_px, self.coarse_px, self.backend = path, int(work_px), int(coarse_px), backend
         self.candidate_score = float(candidate_score)
+        if follow_threshold is None:
+            follow_threshold = min(_FOLLOW_THRESHOLD, threshold)
+        if not 0 < follow_threshold <= threshold:
+            raise ConfigError(f"centerface follow_threshold must be in (0, threshold={threshold}], got {follow_threshold}")
+        self.follow_threshold = float(follow_threshold)
         if not 0 <= turns <= 90:
             raise ConfigError(f"centerface turns must be in [0, 90] degrees (0: no turned searches), got {turns}")
         self.turns = float(turns)
@@ -529,8 +564,9 @@ class CenterFaceDetector(FaceDetector):
         return [d for d in self._search(bgr, None, scale=_LARGE_SEARCH_PX / longer) if max(d.box[2:]) >= _LARGE_FACE_PX]
 
     def _search_window(self, window: np.ndarray, gray: np.ndarray | None, side: int) -> list[Detection]:
-        """A window around a known face (`detect_near`), shrunk until the face is `_TRACK_PX`."""
-        return self._search(window, gray, scale=min(1.0, _TRACK_PX / side))
+        """A window around a known face (`detect_near`), shrunk until the face is `_TRACK_PX`;
+        finds down to `follow_threshold` are kept there."""
+        return self._search(window, gray, scale=min(1.0, _TRACK_PX / side), threshold=self.follow_threshold)
 
     def _search(self, image: np.ndarray, gray: np.ndarray | None, scale: float, threshold: float | None = None) -> list[Detection]:
         """Faces scoring at least `threshold` (the detector's own unless given) in the image

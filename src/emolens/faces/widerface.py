@@ -28,12 +28,16 @@ from emolens.faces.base import Box, Detection, iou
 
 MATCH_IOU = 0.5  # the WIDER FACE protocol's overlap for a hit
 HEIGHTS = (40, 20, 0)  # recall is reported for faces at least this many pixels high (0 = all)
+# The annotators' flags for the hard faces of the wild, as (column of the face line, value, name):
+# recall is also reported for the faces of the first height (40 px and up) flagged each way.
+CONDITIONS = ((9, 1, "atypical pose"), (6, 1, "extreme illumination"), (4, 2, "heavy blur"), (8, 2, "heavy occlusion"))
 
 
 @dataclass(frozen=True)
 class Face:
     box: Box  # x, y, w, h
     invalid: bool  # the annotators' "invalid" flag: the official evaluation ignores these faces
+    conditions: frozenset[str] = frozenset()  # names from CONDITIONS the annotators flagged this face with
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def read_ground_truth(path: str | Path) -> list[LabelledImage]:
         try:
             count = int(lines[i + 1])
             rows = [lines[i + 2 + k].split() for k in range(max(count, 1))]
-            faces = tuple(Face((int(r[0]), int(r[1]), int(r[2]), int(r[3])), r[7] == "1") for r in rows[:count])
+            faces = tuple(_face(r) for r in rows[:count])
         except (IndexError, ValueError):
             raise DataError(f"{path}:{i + 1}: expected an image path, a face count and one 10-number line per face after it") from None
         images.append(LabelledImage(name, faces))
@@ -63,6 +67,12 @@ def read_ground_truth(path: str | Path) -> list[LabelledImage]:
     if not images:
         raise DataError(f"{path}: no images in this WIDER FACE annotation file")
     return images
+
+
+def _face(fields: list[str]) -> Face:
+    """One face line: `x1 y1 w h blur expression illumination invalid occlusion pose`."""
+    conditions = frozenset(name for column, value, name in CONDITIONS if int(fields[column]) == value)
+    return Face((int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3])), fields[7] == "1", conditions)
 
 
 def match(faces: tuple[Face, ...], detections: list[Detection], iou_threshold: float = MATCH_IOU) -> tuple[list[bool], list[int | None]]:
@@ -91,6 +101,8 @@ class DetectionTally:
     heights: tuple[int, ...] = HEIGHTS  # recall is counted for faces at least this high
     faces: dict[int, int] = field(init=False)  # valid faces counted per height
     found: dict[int, int] = field(init=False)  # of those, found
+    condition_faces: dict[str, int] = field(init=False)  # valid faces of heights[0] and up, per condition
+    condition_found: dict[str, int] = field(init=False)  # of those, found
     detections: int = 0
     false_detections: int = 0
     ignored_detections: int = 0  # on an invalid face or one under min_height
@@ -98,6 +110,8 @@ class DetectionTally:
 
     def __post_init__(self) -> None:
         self.faces, self.found = dict.fromkeys(self.heights, 0), dict.fromkeys(self.heights, 0)
+        names = [name for _, _, name in CONDITIONS]
+        self.condition_faces, self.condition_found = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
 
     def add(self, faces: tuple[Face, ...], detections: list[Detection]) -> None:
         found, hits = match(faces, detections)
@@ -109,6 +123,10 @@ class DetectionTally:
                 if face.box[3] >= h:
                     self.faces[h] += 1
                     self.found[h] += hit
+            if face.box[3] >= self.heights[0]:
+                for name in face.conditions:
+                    self.condition_faces[name] += 1
+                    self.condition_found[name] += hit
         self.detections += len(detections)
         for j in hits:
             if j is None:
@@ -122,6 +140,8 @@ class DetectionTally:
             "images": self.images,
             "faces": {str(h): self.faces[h] for h in self.heights},
             "recall": {str(h): self.found[h] / self.faces[h] if self.faces[h] else 0.0 for h in self.heights},
+            "condition_faces": dict(self.condition_faces),
+            "condition_recall": {name: self.condition_found[name] / n if n else 0.0 for name, n in self.condition_faces.items()},
             "detections": self.detections,
             "ignored_detections": self.ignored_detections,
             "false_detections": self.false_detections,

@@ -36,6 +36,13 @@ from emolens.preprocessing import to_gray
 _TURNED_FOLLOW = 30.0
 
 
+def new_tracker(detect_every: int) -> ByteTracker:
+    """The tracker a stream gives its faces ids with (`benchmarks/detection.py --follow` too)."""
+    # A face lost for a moment (turned head, blur, a hand) keeps its id for a second of
+    # 30 frames/s video, or three full searches when those are further apart.
+    return ByteTracker(max_missed=max(30, 3 * detect_every))
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """How a stream of frames is followed and drawn; video files and the webcam share it.
@@ -78,9 +85,7 @@ class FaceStream:
         self.options = StreamOptions(**overrides) if options is None else options  # type: ignore[arg-type]
         self.recognizer = recognizer
         self.name = name
-        # A face lost for a moment (turned head, blur, a hand) keeps its id for a second of
-        # 30 frames/s video, or three full searches when those are further apart.
-        self.tracker = ByteTracker(max_missed=max(30, 3 * self.detect_every))
+        self.tracker = new_tracker(self.detect_every)
         self._ema: dict[int, np.ndarray] = {}
         self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
         self._seen_rolls: dict[int, float] = {}  # each track's tilt as last found (by `locate`: no thread reads it late)
