@@ -428,19 +428,21 @@ def test_follow_threshold_is_checked_and_follows_a_lower_threshold():
         installed_detector("centerface", follow_threshold=0.6)
 
 
-def test_an_underexposed_photo_is_brightened_for_the_search(monkeypatch):
+def test_an_underexposed_photo_is_brightened_for_the_search():
     """The astronaut photo 9 stops underexposed (pixel values x0.05, a white wall at 13 of 255):
     brightened for the search (`exposure_gain`), CenterFace finds the face in int8 and fp32; int8
     without it does not (its activation ranges were fitted on well-lit photos)."""
-    import emolens.faces.centerface as centerface
+    from emolens.preprocessing import exposure_gain
 
     photo = astronaut()
     dark = np.round(photo * np.float32(0.05)).astype(np.uint8)
-    assert centerface.exposure_gain(photo) == 1.0 and centerface.exposure_gain(dark) == centerface._MAX_GAIN
+    assert exposure_gain(photo, 200, 8) == 1.0 and exposure_gain(dark, 200, 8) == 8
     half = np.round(photo * np.float32(0.5)).astype(np.uint8)  # its brightest 1% at about 124: lifted to 200
-    assert centerface.exposure_gain(half) == pytest.approx(200 / np.percentile(half, 99), rel=0.03)
+    assert exposure_gain(half, 200, 8) == pytest.approx(200 / np.percentile(half, 99), rel=0.03)
     for precision in ("int8", "fp32"):
         (face,) = installed_detector("centerface", precision=precision).detect(dark)
         assert centre_inside(face.box, ASTRONAUT_FACE) and face.confidence > 0.8
-    monkeypatch.setattr(centerface, "_MAX_GAIN", 1.0)
-    assert installed_detector("centerface", precision="int8", threshold=0.05).detect(dark) == []  # not even a weak find
+    assert exposure_gain(dark, 200, 1.0) == 1.0
+    assert installed_detector("centerface", precision="int8", threshold=0.05, max_gain=1).detect(dark) == []  # not even a weak find
+    with pytest.raises(ConfigError, match="max_gain"):
+        installed_detector("centerface", max_gain=0.5)

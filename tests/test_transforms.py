@@ -126,3 +126,23 @@ def test_normalize_array_gives_normalize_s_numbers(stored, image_size, input_siz
     assert np.array_equal(normalize_array(faces[:, None], cfg), got)
     with pytest.raises(DataError, match="expected faces shaped"):
         normalize_array(faces[:, None, None], cfg)
+
+
+def test_dark_faces_are_brightened_to_the_level_alike_in_both_paths():
+    """A face whose brightest 1% lies under FACE_BRIGHT_LEVEL is scaled up to it (at most
+    FACE_MAX_GAIN times), in the torch path (training, evaluation) and the exported backends'
+    numpy path alike; a face at a normal exposure is left as it is."""
+    from emolens.preprocessing import FACE_BRIGHT_LEVEL, FACE_MAX_GAIN, brighten_dark_faces, normalize_array
+
+    rng = np.random.default_rng(3)
+    bright = rng.integers(0, 256, (1, 1, 48, 48)).astype(np.float32) / 255
+    dim, black = bright * 0.25, bright * 0.01  # 0.25: lifted to the level; 0.01: would need 100x, gets 8x
+    faces = np.concatenate([bright, dim, black])
+    lifted = brighten_dark_faces(faces)
+    assert np.array_equal(lifted[0], bright[0])
+    assert np.percentile(lifted[1], 99) == pytest.approx(FACE_BRIGHT_LEVEL / 255, rel=1e-4)
+    np.testing.assert_allclose(lifted[2], black[0] * FACE_MAX_GAIN, rtol=1e-6)
+    np.testing.assert_allclose(brighten_dark_faces(torch.from_numpy(faces)).numpy(), lifted, rtol=1e-5, atol=1e-6)
+    cfg = PreprocessConfig()
+    dark_uint8 = np.round(faces[:, 0] * 255).astype(np.uint8)
+    np.testing.assert_allclose(normalize_array(dark_uint8, cfg), normalize(dark_uint8, cfg).numpy(), rtol=1e-5, atol=1e-5)

@@ -43,6 +43,7 @@ from emolens.faces.base import (
     sort_largest_first,
     turned_search,
 )
+from emolens.preprocessing import exposure_gain
 
 # Shrink the image until the smallest wanted face is this many pixels (never enlarge it). Time
 # grows with the pixel count, but a face shrunk near CenterFace's 20-px floor is found with a
@@ -94,10 +95,10 @@ _FOLLOW_THRESHOLD = 0.2
 # reach this level, at most _MAX_GAIN times: int8's activation ranges were fitted on well-lit
 # photos, and a dark one's small values fall between their steps. WIDER FACE photos 7 stops
 # underexposed: 91.7% of the faces of 40 px and up found in int8 against 67.0% without
-# (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7).
+# (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7
+# --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0
-_LEVEL_SAMPLES = 16384  # pixels sampled for the level
 _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
 _STRIDE = 32  # the network's input sides must be multiples of this
@@ -173,24 +174,16 @@ def prepared_model(path: Path) -> Any:
     return version_converter.convert_version(model, 13)
 
 
-def exposure_gain(bgr: np.ndarray) -> float:
-    """How many times an underexposed image is brightened for the search: until its brightest 1%
-    of pixel values reach `_BRIGHT_LEVEL`, at most `_MAX_GAIN` times; 1 for a well-exposed one."""
-    step = max(1, int((bgr.shape[0] * bgr.shape[1] / _LEVEL_SAMPLES) ** 0.5))  # a sample is enough
-    level = float(np.percentile(bgr[::step, ::step], 99))
-    return min(_MAX_GAIN, max(1.0, _BRIGHT_LEVEL / max(level, 1.0)))
-
-
-def to_blob(bgr: np.ndarray) -> np.ndarray:
+def to_blob(bgr: np.ndarray, max_gain: float = _MAX_GAIN) -> np.ndarray:
     """The network's input for a BGR image: padded (not stretched, so faces keep their shape)
     to sides it takes, RGB pixels 0-255 (the model was trained without mean or scaling),
-    brightened if underexposed (`exposure_gain`)."""
+    brightened if underexposed (`emolens.preprocessing.exposure_gain`)."""
     import cv2
 
     h, w = bgr.shape[:2]
     h_in, w_in = (max(_STRIDE, -(-side // _STRIDE) * _STRIDE) for side in (h, w))
     padded = cv2.copyMakeBorder(bgr, 0, h_in - h, 0, w_in - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    gain = exposure_gain(bgr)
+    gain = exposure_gain(bgr, _BRIGHT_LEVEL, max_gain)
     blob = cv2.dnn.blobFromImage(padded, gain, (w_in, h_in), (0, 0, 0), swapRB=True, crop=False)
     return np.minimum(blob, 255.0, out=blob) if gain > 1.0 else blob  # a lamp in a dark frame stays at white
 
@@ -426,6 +419,8 @@ class CenterFaceDetector(FaceDetector):
     the `work_px` scale; 0 searches once, at that scale (README, "Two passes"). follow_threshold:
     the least score of a find near a face the video pipeline follows (`detect_near`); the tracker
     takes such weak finds only to continue that face's track. None: 0.2, or `threshold` if lower.
+    max_gain: an underexposed image is brightened up to this many times for the search
+    (`exposure_gain`); 1 leaves it as it is.
     """
 
     name = "centerface"
@@ -435,7 +430,7 @@ class CenterFaceDetector(FaceDetector):
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
         coarse_px: int = _COARSE_PX, candidate_score: float | None = None, turns: float = 0.0,
-        follow_threshold: float | None = None,
+        follow_threshold: float | None = None, max_gain: float = _MAX_GAIN,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -466,6 +461,9 @@ class CenterFaceDetector(FaceDetector):
         if not 0 < follow_threshold <= threshold:
             raise ConfigError(f"centerface follow_threshold must be in (0, threshold={threshold}], got {follow_threshold}")
         self.follow_threshold = float(follow_threshold)
+        if not 1.0 <= max_gain <= 64.0:
+            raise ConfigError(f"centerface max_gain must be in [1, 64] (1: dark photos are not brightened), got {max_gain}")
+        self.max_gain = float(max_gain)
         if not 0 <= turns <= 90:
             raise ConfigError(f"centerface turns must be in [0, 90] degrees (0: no turned searches), got {turns}")
         self.turns = float(turns)
@@ -577,7 +575,7 @@ class CenterFaceDetector(FaceDetector):
         H, W = bgr.shape[:2]
         small = bgr if scale >= 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         with contextlib.nullcontext() if self.reentrant else self._lock:
-            heatmap, log_size, offset, landmarks = self._run(to_blob(small))
+            heatmap, log_size, offset, landmarks = self._run(to_blob(small, self.max_gain))
         floor = self.threshold if threshold is None else threshold
         boxes, scores, points = decode(heatmap[0, 0], log_size[0], offset[0], landmarks[0], floor)
         boxes *= W / small.shape[1]
