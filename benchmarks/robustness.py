@@ -164,7 +164,8 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     for set_name, per_model in results.items():
         models = list(per_model)
         lines += [f"### {set_name}", "", "| condition | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
-        for cond in ("clean", *CONDITIONS, "mean (degraded)", *EXTRA_CONDITIONS):
+        # A JSON written before the extra rows existed (the model card's) has none of them.
+        for cond in [c for c in ("clean", *CONDITIONS, "mean (degraded)", *EXTRA_CONDITIONS) if c in per_model[models[0]]]:
             cells = [f"{100 * per_model[m][cond]:.2f}%" for m in models]
             label = f"**{cond}**" if cond.startswith("mean") else cond
             lines.append(f"| {label} | " + " | ".join(cells) + " |")

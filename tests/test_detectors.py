@@ -429,7 +429,7 @@ def test_follow_threshold_is_checked_and_follows_a_lower_threshold():
 
 
 def test_an_underexposed_photo_is_brightened_for_the_search():
-    """The astronaut photo 9 stops underexposed (pixel values x0.05, a white wall at 13 of 255):
+    """The astronaut photo 9.5 stops underexposed (pixel values x0.05, a white wall at 13 of 255):
     brightened for the search (`exposure_gain`), CenterFace finds the face in int8 and fp32; int8
     without it does not (its activation ranges were fitted on well-lit photos)."""
     from emolens.preprocessing import exposure_gain
