@@ -140,7 +140,7 @@ def test_dark_faces_are_brightened_to_the_level_alike_in_both_paths():
     faces = np.concatenate([bright, dim, black])
     lifted = brighten_dark_faces(faces)
     assert np.array_equal(lifted[0], bright[0])
-    assert np.percentile(lifted[1], 99) == pytest.approx(FACE_BRIGHT_LEVEL / 255, rel=1e-4)
+    assert np.sort(lifted[1].ravel())[-23] == pytest.approx(FACE_BRIGHT_LEVEL / 255, rel=1e-5)  # the brightest 1%: 23 of 2,304
     np.testing.assert_allclose(lifted[2], black[0] * FACE_MAX_GAIN, rtol=1e-6)
     np.testing.assert_allclose(brighten_dark_faces(torch.from_numpy(faces)).numpy(), lifted, rtol=1e-5, atol=1e-6)
     cfg = PreprocessConfig()

@@ -394,15 +394,19 @@ def exposure_gain(image: np.ndarray, level: float, max_gain: float) -> float:
 
 def _face_gains(x: Any) -> Any:
     """Per-face gains (B, 1, 1, 1) for faces (B, 1, S, S) scaled to [0, 1], torch or numpy:
-    `exposure_gain` with FACE_BRIGHT_LEVEL and FACE_MAX_GAIN, for a whole batch at once."""
-    flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+    `exposure_gain` with FACE_BRIGHT_LEVEL and FACE_MAX_GAIN for a whole batch at once, the
+    brightest 1% read as the smallest of the k = 1% brightest values (a partial sort: torch's
+    quantile sorts every face and cost 60 ms per 256 faces, this 1-3 ms)."""
+    n = int(np.prod(x.shape[1:]))
+    flat, k = x.reshape(x.shape[0], n), max(1, round(n / 100))
+    level = FACE_BRIGHT_LEVEL / 255.0
     if isinstance(x, np.ndarray):
-        bright = np.percentile(flat, 99, axis=1).astype(np.float32)
-        return np.clip(np.float32(FACE_BRIGHT_LEVEL / 255.0) / np.maximum(bright, np.float32(1 / 255)), 1.0, FACE_MAX_GAIN).reshape(-1, 1, 1, 1)
+        bright = np.partition(flat, n - k, axis=1)[:, n - k] if len(flat) else np.zeros(0, np.float32)
+        return np.clip(np.float32(level) / np.maximum(bright, np.float32(1 / 255)), 1.0, FACE_MAX_GAIN).astype(np.float32).reshape(-1, 1, 1, 1)
     import torch
 
-    bright = torch.quantile(flat, 0.99, dim=1) if len(flat) else flat.new_zeros(0)
-    return (FACE_BRIGHT_LEVEL / 255.0 / bright.clamp_min(1 / 255)).clamp(1.0, FACE_MAX_GAIN).view(-1, 1, 1, 1)
+    bright = torch.topk(flat, k, dim=1, sorted=False).values.amin(1) if len(flat) else flat.new_zeros(0)
+    return (level / bright.clamp_min(1 / 255)).clamp(1.0, FACE_MAX_GAIN).view(-1, 1, 1, 1)
 
 
 def brighten_dark_faces(x: Any) -> Any:
