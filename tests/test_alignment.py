@@ -14,6 +14,7 @@ import pytest
 
 from emolens.errors import ConfigError
 from emolens.faces import Detection
+from emolens.faces.base import wrap_degrees
 from emolens.preprocessing import Framing, crop_face
 
 cv2 = pytest.importorskip("cv2")
@@ -207,7 +208,7 @@ def test_a_turned_search_finds_a_tilted_face_upright_and_brings_it_back():
     from emolens.faces import create_detector
     from emolens.faces.base import turned_search
 
-    det = eyed_detector("centerface")
+    det = eyed_detector("centerface", relook_tilt=0)  # the plain search, without its second look
     photo = turned(np.ascontiguousarray(astronaut()[:, :, ::-1]), 50.0)
     plain = the_face(det, photo)
     (back,) = [d for d in turned_search(det.detect, photo, -50.0) if d.box[2] > 60]
@@ -219,6 +220,22 @@ def test_a_turned_search_finds_a_tilted_face_upright_and_brings_it_back():
     assert the_face(both, photo).confidence >= plain.confidence
     with pytest.raises(ConfigError, match="turns"):
         create_detector("centerface,turns=120")
+
+
+@pytest.mark.parametrize("clockwise", [60.0, 90.0, -80.0, 150.0])
+def test_a_strongly_tilted_face_is_looked_at_again_upright(clockwise):
+    """A face found tilted by 45 degrees or more is searched again in its window turned upright by
+    the tilt read (`relook_tilt`): its tilt is then read within 8 degrees of the turn, with a
+    face-shaped box. The one search reads the astronaut turned by 90 degrees as 65 (and by 150 as
+    127)."""
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    natural = the_face(eyed_detector("centerface"), photo).roll
+    face = the_face(eyed_detector("centerface"), turned(photo, clockwise))
+    assert abs(wrap_degrees(face.roll - natural - clockwise)) < 8.0 and face.box[3] > face.box[2], face
+    once = the_face(eyed_detector("centerface", relook_tilt=0), turned(photo, clockwise))
+    assert once.confidence <= face.confidence
+    if abs(clockwise) >= 90:
+        assert abs(wrap_degrees(once.roll - natural - clockwise)) > 15.0, once
 
 
 def test_a_face_lying_down_is_followed_in_a_window_turned_upright(monkeypatch):

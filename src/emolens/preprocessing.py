@@ -9,7 +9,7 @@ Stages:
 2. `crop_face`      a face box in a full image -> square crop with margin -> (S, S) uint8
    `square_resize`  a whole image that is already a face crop -> (S, S) uint8
 3. `normalize`      a uint8 batch (B, S, S) -> float (B, 1, input_size, input_size), each
-                    underexposed face brightened first (`exposure_gain`)
+                    underexposed face brightened first (`brighten_dark_faces`)
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ what the shrunk pass found weakly or small.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -97,6 +98,11 @@ _FOLLOW_THRESHOLD = 0.2
 # underexposed: 91.7% of the faces of 40 px and up found in int8 against 67.0% without
 # (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7
 # --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
+# A face found tilted by this many degrees or more is looked at again in its window turned upright
+# by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
+# tilt are read better: the upright search reads a face tilted 70-90 degrees as 63-72
+# (benchmarks/alignment.py --angles 60 75 90; README, "Tilted faces").
+_RELOOK_TILT = 45.0
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0
 _NMS_IOU = 0.3
@@ -420,7 +426,8 @@ class CenterFaceDetector(FaceDetector):
     the least score of a find near a face the video pipeline follows (`detect_near`); the tracker
     takes such weak finds only to continue that face's track. None: 0.2, or `threshold` if lower.
     max_gain: an underexposed image is brightened up to this many times for the search
-    (`exposure_gain`); 1 leaves it as it is.
+    (`exposure_gain`); 1 leaves it as it is. relook_tilt: a face found tilted by this many degrees
+    or more is searched again in its window turned upright (0: never).
     """
 
     name = "centerface"
@@ -430,7 +437,7 @@ class CenterFaceDetector(FaceDetector):
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
         coarse_px: int = _COARSE_PX, candidate_score: float | None = None, turns: float = 0.0,
-        follow_threshold: float | None = None, max_gain: float = _MAX_GAIN,
+        follow_threshold: float | None = None, max_gain: float = _MAX_GAIN, relook_tilt: float = _RELOOK_TILT,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -464,6 +471,9 @@ class CenterFaceDetector(FaceDetector):
         if not 1.0 <= max_gain <= 64.0:
             raise ConfigError(f"centerface max_gain must be in [1, 64] (1: dark photos are not brightened), got {max_gain}")
         self.max_gain = float(max_gain)
+        if not 0 <= relook_tilt <= 180:
+            raise ConfigError(f"centerface relook_tilt must be in [0, 180] degrees (0: never), got {relook_tilt}")
+        self.relook_tilt = float(relook_tilt)
         if not 0 <= turns <= 90:
             raise ConfigError(f"centerface turns must be in [0, 90] degrees (0: no turned searches), got {turns}")
         self.turns = float(turns)
@@ -524,13 +534,23 @@ class CenterFaceDetector(FaceDetector):
     def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         """Faces in the image as it is and, with `turns`, in copies turned by +-turns degrees
         (`turned_search`: faces tilted that way stand upright there), merged."""
-        if not self.turns:
-            return self._detect_upright(image, gray)
         bgr = _as_bgr(image, gray)
         found = self._detect_upright(bgr, None)
-        for clockwise in (self.turns, -self.turns):
-            found += turned_search(lambda turned: self._detect_upright(turned, None), bgr, clockwise)
-        return sort_largest_first(merge_overlapping(found, _NMS_IOU))
+        if self.turns:
+            for clockwise in (self.turns, -self.turns):
+                found += turned_search(lambda turned: self._detect_upright(turned, None), bgr, clockwise)
+            found = sort_largest_first(merge_overlapping(found, _NMS_IOU))
+        return [self._looked_at_upright(bgr, det) for det in found]
+
+    def _looked_at_upright(self, bgr: np.ndarray, det: Detection) -> Detection:
+        """`det`, or for a face tilted by `relook_tilt` or more, the same face found again in its
+        window turned upright by its tilt (a better box, landmarks and tilt), as sure as either."""
+        if not self.relook_tilt or abs(det.roll) < self.relook_tilt:
+            return det
+        again = self.detect_near_turned(bgr, det.box, -det.roll)
+        if again is None:
+            return det
+        return dataclasses.replace(again, confidence=max(det.confidence, again.confidence))
 
     def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """One search at the full scale, or two passes (`coarse_px`, constants at the top); in a
