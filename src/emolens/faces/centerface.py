@@ -100,8 +100,8 @@ _FOLLOW_THRESHOLD = 0.2
 # --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
 # A face found tilted by this many degrees or more is looked at again in its window turned upright
 # by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
-# tilt are read better: the upright search reads a face tilted 70-90 degrees as 63-72
-# (benchmarks/alignment.py --angles 60 75 90; README, "Tilted faces").
+# tilt are read better: on FER+ test faces turned by 45-90 degrees, the median tilt error falls
+# from 8.2-23.9 degrees to 5.3-8.2 (benchmarks/alignment.py --angles 45 60 75 90; README, "Tilted faces").
 _RELOOK_TILT = 45.0
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0
