@@ -18,7 +18,9 @@ from emolens.models import ModelConfig, build_model, load_model, save_model
 from emolens.paths import free_dir
 from emolens.preprocessing import PreprocessConfig, normalize
 
-LEVELS = [20 + 30 * k for k in range(len(EMOTIONS))]  # grey level of a face of class k
+# Grey level of a face of class k: all at least 130, above the level under which faces are
+# brightened before the network sees them (`preprocessing.FACE_BRIGHT_LEVEL`), so means stay apart.
+LEVELS = [130 + 20 * k for k in range(len(EMOTIONS))]
 
 
 class MeanBrightnessModel(nn.Module):
