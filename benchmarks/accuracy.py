@@ -182,6 +182,7 @@ def main() -> None:
     from emolens.data import load_dataset
     from emolens.evaluation import evaluate
     from emolens.models import load_model, resolve_model_path
+    from emolens.preprocessing import FACE_BRIGHT_LEVEL, FACE_MAX_GAIN
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model file or run folder (default: the shipped model)")
@@ -229,7 +230,8 @@ def main() -> None:
         "",
         f"- Architecture: `{cfg.arch}` {cfg.arch_kwargs or ''}, {n_params / 1e6:.2f}M parameters, file {size_mb:.1f} MB ({path.name})",
         f"- Input: {cfg.preprocess.input_size}x{cfg.preprocess.input_size} grayscale, mean {cfg.preprocess.mean}, std {cfg.preprocess.std}, face margin {cfg.preprocess.face_margin}"
-        + (f"; crop framing measured per detector (scale, dx, dy): {cfg.preprocess.framing}" if cfg.preprocess.framing else ""),
+        + (f"; crop framing measured per detector (scale, dx, dy): {cfg.preprocess.framing}" if cfg.preprocess.framing else "")
+        + f"; a face whose brightest 1% lies under {FACE_BRIGHT_LEVEL:g} of 255 brightened to it first (at most {FACE_MAX_GAIN:g}x, `emolens.preprocessing.normalize`)",
         f"- Labels: {', '.join(cfg.labels)}",
         f"- Training data sha256: `{cfg.training.get('data', {}).get('source_sha256', 'n/a')}`",
         f"- Test-time augmentation in these figures: {args.tta} (the shipped inference path uses none)",
