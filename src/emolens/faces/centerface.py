@@ -39,6 +39,7 @@ from emolens.faces.base import (
     FaceDetector,
     as_bgr_and_gray,
     intersection,
+    iou,
     merge_overlapping,
     model_file,
     sort_largest_first,
@@ -87,24 +88,25 @@ _INT8_MIN_SPEEDUP = 1.15
 _TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
 # Near a face the video pipeline follows, weaker finds are taken (the tracker uses them only to
-# continue that face's track, never to start one): a face turning to profile, blurred or half
-# hidden scores 0.2-0.5. benchmarks/detection.py --follow on WIDER FACE: faces in atypical pose
-# followed 62% against 56% at 0.5, heavily blurred 71% against 56%, windows beside faces taken
-# for a face 4 of 3,378 against 2 (README, "Video and webcam").
+# continue that face's track, never to start one): a face turning away, blurred or half hidden
+# scores 0.2-0.5. benchmarks/detection.py --follow on WIDER FACE: faces in atypical pose followed
+# 64.6% against 52.4% at 0.5, heavily blurred 70.9% against 54.4%, windows beside faces taken for
+# a face 14 of 3,378 against 12 (README, "Video and webcam").
 _FOLLOW_THRESHOLD = 0.2
 # An underexposed photo or frame is brightened before the search until its brightest 1% of values
 # reach this level, at most _MAX_GAIN times: int8's activation ranges were fitted on well-lit
 # photos, and a dark one's small values fall between their steps. WIDER FACE photos 7 stops
-# underexposed: 91.7% of the faces of 40 px and up found in int8 against 67.0% without
+# underexposed: 91.8% of the faces of 40 px and up found in int8 against 67.0% without
 # (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7
 # --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
+_BRIGHT_LEVEL = 200.0
+_MAX_GAIN = 8.0
 # A face found tilted by this many degrees or more is looked at again in its window turned upright
 # by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
 # tilt are read better: on FER+ test faces turned by 45-90 degrees, the median tilt error falls
 # from 8.2-23.9 degrees to 5.3-8.2 (benchmarks/alignment.py --angles 45 60 75 90; README, "Tilted faces").
 _RELOOK_TILT = 45.0
-_BRIGHT_LEVEL = 200.0
-_MAX_GAIN = 8.0
+_RELOOK_SAME_FACE_IOU = 0.5  # a find of the turned window overlapping the first box less is another face, or a part
 _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
 _STRIDE = 32  # the network's input sides must be multiples of this
@@ -548,7 +550,7 @@ class CenterFaceDetector(FaceDetector):
         if not self.relook_tilt or abs(det.roll) < self.relook_tilt:
             return det
         again = self.detect_near_turned(bgr, det.box, -det.roll)
-        if again is None:
+        if again is None or iou(again.box, det.box) < _RELOOK_SAME_FACE_IOU:
             return det
         return dataclasses.replace(again, confidence=max(det.confidence, again.confidence))
 
