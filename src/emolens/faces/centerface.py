@@ -104,7 +104,7 @@ _MAX_GAIN = 8.0
 # A face found tilted by this many degrees or more is looked at again in its window turned upright
 # by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
 # tilt are read better: on FER+ test faces turned by 45-90 degrees, the median tilt error falls
-# from 8.2-23.9 degrees to 5.3-8.2 (benchmarks/alignment.py --angles 45 60 75 90; README, "Tilted faces").
+# from 8.2-23.9 degrees to 5.3-9.7 (benchmarks/alignment.py --angles 45 60 75 90; README, "Tilted faces").
 _RELOOK_TILT = 45.0
 _RELOOK_SAME_FACE_IOU = 0.5  # a find of the turned window overlapping the first box less is another face, or a part
 _NMS_IOU = 0.3
