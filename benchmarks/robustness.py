@@ -13,7 +13,8 @@ seed, so every model sees exactly the same degraded faces:
 Scores are accuracy per condition and the mean over the degraded ones (the clean row is shown
 apart). Two rows follow the mean, outside it (added after the mean's figures were published, so
 those stay comparable): faces 5 and 7 stops underexposed (linear light divided by 2**stops,
-through sRGB's 2.2 gamma: a dim room, a night-time video frame). FER+ uses its majority labels on FER2013Test; FER-2013 its PrivateTest labels. The `fer`
+through sRGB's 2.2 gamma: a dim room, a night-time video frame), and 7 stops with a camera's read
+noise added (2 grey levels). FER+ uses its majority labels on FER2013Test; FER-2013 its PrivateTest labels. The `fer`
 package joins when it is installed (benchmarks/peers.py). Nothing here selects a model.
 """
 
@@ -95,6 +96,8 @@ def _underexposed(face: np.ndarray, stops: float) -> np.ndarray:
 EXTRA_CONDITIONS: dict[str, Condition] = {
     "underexposed 5 stops": lambda f, r: _underexposed(f, 5),
     "underexposed 7 stops": lambda f, r: _underexposed(f, 7),
+    # A dim room on a webcam: the sensor's read noise (2 grey levels) on top of the dark face.
+    "underexposed 7 stops, noisy": lambda f, r: np.clip(_underexposed(f, 7) + r.normal(0, 2, f.shape), 0, 255).round().astype(np.uint8),
 }
 
 
