@@ -254,6 +254,8 @@ def main() -> None:
     ap.add_argument("--follow", action="store_true", help="score following known faces (the video pipeline between whole-frame searches) instead of detect")
     ap.add_argument("--scale", type=float, default=1.0, help="enlarge every photo this many times, as a camera's full-size photo (heights stay in the original's pixels)")
     args = ap.parse_args()
+    if args.follow and (args.scale != 1.0 or args.stops_under):
+        ap.error("--follow scores the photos as they are (or turned, --turn): not with --scale or --stops-under")
 
     from emolens.errors import EmolensError
 

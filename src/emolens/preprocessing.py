@@ -401,11 +401,11 @@ def _face_gains(x: Any) -> Any:
     flat, k = x.reshape(x.shape[0], n), max(1, round(n / 100))
     level = FACE_BRIGHT_LEVEL / 255.0
     if isinstance(x, np.ndarray):
-        bright = np.partition(flat, n - k, axis=1)[:, n - k] if len(flat) else np.zeros(0, np.float32)
-        return np.clip(np.float32(level) / np.maximum(bright, np.float32(1 / 255)), 1.0, FACE_MAX_GAIN).astype(np.float32).reshape(-1, 1, 1, 1)
+        bright = np.partition(flat, n - k, axis=1)[:, n - k]
+        return np.clip(np.float32(level) / np.maximum(bright, np.float32(1 / 255)), 1.0, FACE_MAX_GAIN).reshape(-1, 1, 1, 1)
     import torch
 
-    bright = torch.topk(flat, k, dim=1, sorted=False).values.amin(1) if len(flat) else flat.new_zeros(0)
+    bright = torch.topk(flat, k, dim=1, sorted=False).values.amin(1)
     return (level / bright.clamp_min(1 / 255)).clamp(1.0, FACE_MAX_GAIN).view(-1, 1, 1, 1)
 
 
