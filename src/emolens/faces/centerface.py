@@ -89,7 +89,7 @@ _TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
 # Near a face the video pipeline follows, weaker finds are taken (the tracker uses them only to
 # continue that face's track, never to start one): a face turning away, blurred or half hidden
-# scores 0.2-0.5. benchmarks/detection.py --follow on WIDER FACE: faces in atypical pose followed
+# may score under 0.5. benchmarks/detection.py --follow on WIDER FACE: faces in atypical pose followed
 # 64.6% against 52.4% at 0.5, heavily blurred 70.9% against 54.4%, windows beside faces taken for
 # a face 14 of 3,378 against 12 (README, "Video and webcam").
 _FOLLOW_THRESHOLD = 0.2
