@@ -381,39 +381,39 @@ def face_square(box: tuple[float, float, float, float], framing: Framing | float
     return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), max(1, int(round(side)))
 
 
+def exposure_gains(images: Any, level: float, max_gain: float) -> Any:
+    """Per-image gains (B,) that bring each image's brightest 1% of pixel values up to `level`
+    grey levels (of 255), at most `max_gain`; 1 for an image already that bright. images: (B, ...),
+    numpy or torch, uint8 (0-255) or float scaled to [0, 1]. The brightest 1% is read as the
+    smallest of the k = 1% brightest values: a partial sort (torch's quantile sorts every value
+    and cost 60 ms per 256 faces, this 1-3 ms). The one exposure rule of the project: the
+    detector's search (`exposure_gain`) and the classifier's faces (`brighten_dark_faces`)."""
+    n = int(np.prod(images.shape[1:]))
+    flat, k = images.reshape(images.shape[0], n), max(1, round(n / 100))
+    if isinstance(images, np.ndarray):
+        full = 1.0 if np.issubdtype(images.dtype, np.floating) else 255.0
+        bright = np.partition(flat, n - k, axis=1)[:, n - k].astype(np.float32)
+        target, floor = np.float32(level / 255.0 * full), np.float32(full / 255.0)
+        return np.clip(target / np.maximum(bright, floor), 1.0, max(1.0, max_gain))
+    full = 1.0 if images.dtype.is_floating_point else 255.0
+    bright = flat.topk(k, dim=1, sorted=False).values.amin(1).float()
+    return (level / 255.0 * full / bright.clamp_min(full / 255.0)).clamp(1.0, max(1.0, max_gain))
+
+
 def exposure_gain(image: np.ndarray, level: float, max_gain: float) -> float:
-    """How many times a uint8 image is brightened so that its brightest 1% of pixel values reach
-    `level` (of 255), at most `max_gain`; 1 for an image already that bright. Large images are
-    sampled (about 16k pixels)."""
+    """`exposure_gains` for one uint8 image (a photo or a frame searched for faces), read from
+    about 16k of its pixels."""
     if max_gain <= 1.0:
         return 1.0
     step = max(1, int((image.shape[0] * image.shape[1] / 16384) ** 0.5))
-    bright = float(np.percentile(image[::step, ::step], 99))
-    return min(max_gain, max(1.0, level / max(bright, 1.0)))
-
-
-def _face_gains(x: Any) -> Any:
-    """Per-face gains (B, 1, 1, 1) for faces (B, 1, S, S) scaled to [0, 1], torch or numpy:
-    `exposure_gain` with FACE_BRIGHT_LEVEL and FACE_MAX_GAIN for a whole batch at once, the
-    brightest 1% read as the smallest of the k = 1% brightest values (a partial sort: torch's
-    quantile sorts every face and cost 60 ms per 256 faces, this 1-3 ms)."""
-    n = int(np.prod(x.shape[1:]))
-    flat, k = x.reshape(x.shape[0], n), max(1, round(n / 100))
-    level = FACE_BRIGHT_LEVEL / 255.0
-    if isinstance(x, np.ndarray):
-        bright = np.partition(flat, n - k, axis=1)[:, n - k]
-        return np.clip(np.float32(level) / np.maximum(bright, np.float32(1 / 255)), 1.0, FACE_MAX_GAIN).reshape(-1, 1, 1, 1)
-    import torch
-
-    bright = torch.topk(flat, k, dim=1, sorted=False).values.amin(1)
-    return (level / bright.clamp_min(1 / 255)).clamp(1.0, FACE_MAX_GAIN).view(-1, 1, 1, 1)
+    return float(exposure_gains(image[None, ::step, ::step], level, max_gain)[0])
 
 
 def brighten_dark_faces(x: Any) -> Any:
     """Faces (B, 1, S, S) scaled to [0, 1], torch or numpy, each underexposed one brightened
     (FACE_BRIGHT_LEVEL): the network then sees a face in a dark room or a dim video frame as it
     sees one at a normal exposure. A face already bright enough is returned unchanged."""
-    gains = _face_gains(x)
+    gains = exposure_gains(x, FACE_BRIGHT_LEVEL, FACE_MAX_GAIN).reshape(-1, 1, 1, 1)
     if isinstance(x, np.ndarray):
         return np.minimum(x * gains, np.float32(1.0))
     return (x * gains).clamp_(max=1.0)
