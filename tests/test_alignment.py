@@ -238,6 +238,47 @@ def test_a_strongly_tilted_face_is_looked_at_again_upright(clockwise):
         assert abs(wrap_degrees(once.roll - natural - clockwise)) > 15.0, once
 
 
+@pytest.mark.parametrize("clockwise", [45.0, 60.0, 75.0, -60.0])
+def test_mtcnn_reads_a_strong_tilt_after_a_second_look(clockwise):
+    """The second look upright is the base detector's (`FaceDetector.detect`), for every detector
+    that finds landmarks. MTCNN reads a strong tilt as much less than it is, so it looks again from
+    20 degrees: the astronaut turned by 45-75 degrees is then read within 8 degrees of the turn,
+    where its one search is 14-50 degrees off (measured: 14.4, 28.4, 49.8 and 16.2)."""
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    natural = the_face(eyed_detector("mtcnn"), photo).roll
+    face = the_face(eyed_detector("mtcnn"), turned(photo, clockwise))
+    assert abs(wrap_degrees(face.roll - natural - clockwise)) < 8.0, face
+    once = the_face(eyed_detector("mtcnn", relook_tilt=0), turned(photo, clockwise))
+    assert abs(wrap_degrees(once.roll - natural - clockwise)) > 12.0, once
+    with pytest.raises(ConfigError, match="relook_tilt"):
+        eyed_detector("mtcnn", relook_tilt=200)
+
+
+def test_results_carry_the_tilt_and_the_landmarks():
+    """Each face's result says how far it is tilted and where its eyes and mouth are (JSON, and a
+    `tilt` column in tables); from a detector without landmarks, None."""
+    import json
+
+    from emolens.pipeline import EmotionRecognizer
+
+    rec = EmotionRecognizer(detector="centerface" if DETECTORS["centerface"].installed() else "mtcnn")
+    if not DETECTORS[rec.detector.name].installed():
+        pytest.skip("no detector that finds eyes is installed")
+    photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    natural = the_face(rec.detector, photo).roll
+    face = rec.predict(turned(photo, 60.0))[0]
+    assert face.tilt == pytest.approx(natural + 60.0, abs=8.0), face
+    (rx, ry), (lx, ly), (mx, my) = face.landmarks["right_eye"], face.landmarks["left_eye"], face.landmarks["mouth"]
+    x, y, w, h = face.box
+    assert x <= min(rx, lx, mx) and max(rx, lx, mx) <= x + w and y <= min(ry, ly) and my <= y + h, face
+    assert ly > ry + 0.3 * (lx - rx) and mx < (rx + lx) / 2, face  # turned clockwise: the left eye lower, the mouth to the left
+    summary = json.loads(json.dumps(face.summary()))
+    assert summary["tilt"] == round(face.tilt, 1) and summary["landmarks"]["mouth"] == [round(mx, 1), round(my, 1)]
+    assert face.flat()["tilt"] == summary["tilt"]
+    plain = EmotionRecognizer(detector="haar").predict(photo)[0]
+    assert plain.tilt is None and plain.landmarks is None and plain.summary()["landmarks"] is None
+
+
 def test_a_face_lying_down_is_followed_in_a_window_turned_upright(monkeypatch):
     """A head turning from upright to lying on its side over 91 frames (the astronaut photo turned 0
     to 90 degrees, a degree a frame): followed in a window turned upright by its tilt past 30

@@ -161,7 +161,7 @@ def test_rows_are_the_one_table_layout_derived_from_summary(rec, photos, tmp_pat
     result = rec.predict(photos / "group.png")
     rows = result.rows(file="group.png")
     assert [list(r) for r in rows] == [result.columns("file")] * 4
-    assert result.columns("file") == ["file", "image", "face", "face_id", "x", "y", "w", "h", *rec.labels, "label", "score", "detection_confidence"]
+    assert result.columns("file") == ["file", "image", "face", "face_id", "x", "y", "w", "h", *rec.labels, "label", "score", "detection_confidence", "tilt"]
     for row, s in zip(rows, result.summary(), strict=True):
         assert {k: row[k] for k in "xywh"} == s["box"] and {k: row[k] for k in rec.labels} == s["scores"]
         assert (row["label"], row["score"], row["detection_confidence"], row["face"]) == (s["label"], s["score"], s["detection_confidence"], s["face"])

@@ -145,17 +145,17 @@ def test_results_export_summary_df_json_csv_and_plot(rec, photo_rgb, tmp_path):
     result = rec.predict(photo_rgb, color_order="rgb", name="astro")
     rows = result.summary()
     assert rows[0]["image"] == "astro" and rows[0]["face"] == 0
-    assert set(rows[0]) == {"image", "face", "face_id", "box", "label", "score", "scores", "detection_confidence"}
+    assert set(rows[0]) == {"image", "face", "face_id", "box", "label", "score", "scores", "detection_confidence", "tilt", "landmarks"}
     assert rows[0]["box"] == dict(zip("xywh", result[0].box, strict=True))
     json.dumps(rows)  # JSON-ready as it is, for the HTTP API
     df = result.to_df()
-    assert list(df.columns) == ["image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence"]
+    assert list(df.columns) == ["image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence", "tilt"]
     assert df.loc[0, "label"] == result[0].label
     doc = json.loads(result.to_json())
     assert doc["faces"] == rows and doc["width"] == 512 and doc["model"] == "random-simple_cnn"
     import pandas as pd
 
-    assert pd.read_csv(io.StringIO(result.to_csv())).shape == (1, 10 + len(EMOTIONS))
+    assert pd.read_csv(io.StringIO(result.to_csv())).shape == (1, 11 + len(EMOTIONS))
     drawn = result.plot(color_order="bgr")
     assert drawn.shape == result.orig_img.shape and drawn.dtype == np.uint8
     np.testing.assert_array_equal(result.plot(), drawn[:, :, ::-1])  # plot() itself is RGB, for matplotlib

@@ -59,7 +59,7 @@ def test_video_outputs_csv_annotated_video_and_plot(rec, one_face, tmp_path):
     with open(res.outputs["csv"]) as fh:
         rows = list(csv.DictReader(fh))
     # The video CSV is ImageResult.rows() of each frame: the layout of every emolens table.
-    columns = ["frame", "time", "image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence"]
+    columns = ["frame", "time", "image", "face", "face_id", "x", "y", "w", "h", *EMOTIONS, "label", "score", "detection_confidence", "tilt"]
     assert list(rows[0]) == csv_columns(EMOTIONS) == columns
     assert {r["image"] for r in rows} == {"one.mp4"}
     assert len(rows) == res.faces == res.frames_with_faces  # one face, one row per frame with it

@@ -19,7 +19,6 @@ what the shrunk pass found weakly or small.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -35,11 +34,11 @@ import numpy as np
 
 from emolens.errors import ConfigError, ModelError
 from emolens.faces.base import (
+    RELOOK_TILT,
     Detection,
     FaceDetector,
     as_bgr_and_gray,
     intersection,
-    iou,
     merge_overlapping,
     model_file,
     sort_largest_first,
@@ -101,12 +100,6 @@ _FOLLOW_THRESHOLD = 0.2
 # --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0
-# A face found tilted by this many degrees or more is looked at again in its window turned upright
-# by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
-# tilt are read better: on FER+ test faces turned by 45-90 degrees, the median tilt error falls
-# from 8.2-23.9 degrees to 5.3-9.7 (benchmarks/alignment.py --angles 45 60 75 90; README, "Tilted faces").
-_RELOOK_TILT = 45.0
-_RELOOK_SAME_FACE_IOU = 0.5  # a find of the turned window overlapping the first box less is another face, or a part
 _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
 _STRIDE = 32  # the network's input sides must be multiples of this
@@ -439,7 +432,7 @@ class CenterFaceDetector(FaceDetector):
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = _THRESHOLD,
         work_px: int = _WORK_PX, backend: str = "auto", threads: int | None = None, precision: str = "auto",
         coarse_px: int = _COARSE_PX, candidate_score: float | None = None, turns: float = 0.0,
-        follow_threshold: float | None = None, max_gain: float = _MAX_GAIN, relook_tilt: float = _RELOOK_TILT,
+        follow_threshold: float | None = None, max_gain: float = _MAX_GAIN, relook_tilt: float = RELOOK_TILT,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
         path = model_file(
@@ -473,9 +466,7 @@ class CenterFaceDetector(FaceDetector):
         if not 1.0 <= max_gain <= 64.0:
             raise ConfigError(f"centerface max_gain must be in [1, 64] (1: dark photos are not brightened), got {max_gain}")
         self.max_gain = float(max_gain)
-        if not 0 <= relook_tilt <= 180:
-            raise ConfigError(f"centerface relook_tilt must be in [0, 180] degrees (0: never), got {relook_tilt}")
-        self.relook_tilt = float(relook_tilt)
+        self.relook_tilt = self._check_relook_tilt(relook_tilt)
         if not 0 <= turns <= 90:
             raise ConfigError(f"centerface turns must be in [0, 90] degrees (0: no turned searches), got {turns}")
         self.turns = float(turns)
@@ -533,26 +524,16 @@ class CenterFaceDetector(FaceDetector):
             int8 = int8_model(path)
             return int8, (_OnnxRuntimeRunner(int8, threads, label=int8) if isinstance(int8, Path) else None)
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """Faces in the image as it is and, with `turns`, in copies turned by +-turns degrees
         (`turned_search`: faces tilted that way stand upright there), merged."""
         bgr = _as_bgr(image, gray)
         found = self._detect_upright(bgr, None)
-        if self.turns:
-            for clockwise in (self.turns, -self.turns):
-                found += turned_search(lambda turned: self._detect_upright(turned, None), bgr, clockwise)
-            found = sort_largest_first(merge_overlapping(found, _NMS_IOU))
-        return [self._looked_at_upright(bgr, det) for det in found]
-
-    def _looked_at_upright(self, bgr: np.ndarray, det: Detection) -> Detection:
-        """`det`, or for a face tilted by `relook_tilt` or more, the same face found again in its
-        window turned upright by its tilt (a better box, landmarks and tilt), as sure as either."""
-        if not self.relook_tilt or abs(det.roll) < self.relook_tilt:
-            return det
-        again = self.detect_near_turned(bgr, det.box, -det.roll)
-        if again is None or iou(again.box, det.box) < _RELOOK_SAME_FACE_IOU:
-            return det
-        return dataclasses.replace(again, confidence=max(det.confidence, again.confidence))
+        if not self.turns:
+            return found
+        for clockwise in (self.turns, -self.turns):
+            found += turned_search(lambda turned: self._detect_upright(turned, None), bgr, clockwise)
+        return sort_largest_first(merge_overlapping(found, _NMS_IOU))
 
     def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """One search at the full scale, or two passes (`coarse_px`, constants at the top); in a

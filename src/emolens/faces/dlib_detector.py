@@ -56,7 +56,7 @@ class DlibHogDetector(FaceDetector):
         rects, scores, _ = self._net.run(rgb, 0, 0.0)
         return [((r.left(), r.top(), r.width(), r.height()), float(s)) for r, s in zip(rects, scores, strict=True)]
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         import cv2
 
         bgr, gray = as_bgr_and_gray(image, gray)

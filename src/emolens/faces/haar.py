@@ -91,7 +91,7 @@ class HaarDetector(FaceDetector):
             out.append(((x * inv, y * inv, w * inv, h * inv), n / (n + self.min_neighbors)))
         return out
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         _, gray = as_bgr_and_gray(image, gray)
         H, W = gray.shape
         scale = min(1.0, _WORK_PX / self.min_face_size)
@@ -132,13 +132,13 @@ class MultiViewHaarDetector(HaarDetector):
         super().__init__(min_face_size=min_face_size, scale_factor=scale_factor, min_neighbors=min_neighbors, threshold=threshold)
         self._profile = HaarDetector(min_face_size, scale_factor, min_neighbors, PROFILE_CASCADE, threshold)
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         _, gray = as_bgr_and_gray(image, gray)
         W = gray.shape[1]
-        found = super().detect(gray, gray)
-        found += self._profile.detect(gray, gray)
+        found = super()._find(gray, gray)
+        found += self._profile._find(gray, gray)
         mirrored = np.ascontiguousarray(gray[:, ::-1])
-        for det in self._profile.detect(mirrored, mirrored):
+        for det in self._profile._find(mirrored, mirrored):
             x, y, w, h = det.box
             found.append(Detection((W - x - w, y, w, h), det.confidence))
         return sort_largest_first(merge_overlapping(found, _MERGE_IOU))

@@ -15,19 +15,21 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, sort_largest_first, tiles
+from emolens.faces.base import RELOOK_TILT, Detection, FaceDetector, as_bgr_and_gray, merge_overlapping, sort_largest_first, tiles
 
 
 class MediaPipeDetector(FaceDetector):
-    """confidence is MediaPipe's detection score; faces below `threshold` are dropped."""
+    """confidence is MediaPipe's detection score; faces below `threshold` are dropped. relook_tilt: a face
+    found tilted by this many degrees or more is searched again in its window turned upright (0: never)."""
 
     name = "mediapipe"
 
     def __init__(
         self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.5, full_range: bool = True,
-        tile_px: int = 0,
+        tile_px: int = 0, relook_tilt: float = RELOOK_TILT,
     ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
+        self.relook_tilt = self._check_relook_tilt(relook_tilt)
         if tile_px and tile_px < 64:
             raise ConfigError(f"tile_px must be 0 (whole image) or at least 64, got {tile_px}")
         self.tile_px = int(tile_px)  # > 0: search overlapping tiles this big, for small faces
@@ -78,7 +80,7 @@ class MediaPipeDetector(FaceDetector):
         return [((d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height), float(d.categories[0].score),
                  _landmarks(d.keypoints, W, H)) for d in result.detections]
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         import cv2
 
         bgr, gray = as_bgr_and_gray(image, gray)

@@ -11,19 +11,24 @@ from pathlib import Path
 import numpy as np
 
 from emolens.errors import ConfigError, ModelError
-from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, sort_largest_first
+from emolens.faces.base import RELOOK_TILT, Detection, FaceDetector, as_bgr_and_gray, sort_largest_first
 
 _WORK_PX = 20  # YuNet finds faces down to about 10 px; shrink until the smallest wanted face is this big
 ENV_VAR = "EMOLENS_YUNET_MODEL"
 
 
 class YuNetDetector(FaceDetector):
-    """confidence is YuNet's own face score; faces below `threshold` are dropped."""
+    """confidence is YuNet's own face score; faces below `threshold` are dropped. relook_tilt: a face
+    found tilted by this many degrees or more is searched again in its window turned upright (0: never)."""
 
     name = "yunet"
 
-    def __init__(self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.7, nms_threshold: float = 0.3):
+    def __init__(
+        self, model_path: str | Path | None = None, min_face_size: int = 20, threshold: float = 0.7, nms_threshold: float = 0.3,
+        relook_tilt: float = RELOOK_TILT,
+    ):
         super().__init__(min_face_size=min_face_size, threshold=threshold)
+        self.relook_tilt = self._check_relook_tilt(relook_tilt)
         import cv2
 
         model_path = model_path or os.environ.get(ENV_VAR)
@@ -44,7 +49,7 @@ class YuNetDetector(FaceDetector):
             raise ModelError(f"{path}: OpenCV could not load it as a YuNet model ({exc.err})") from None
         self.model_path = path
 
-    def detect(self, image: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+    def _find(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         import cv2
 
         bgr, gray = as_bgr_and_gray(image, gray)

@@ -228,11 +228,17 @@ class EmotionRecognizer:
         self, gray: np.ndarray, detections: list[Detection], ids: list[int] | None = None, rolls: Sequence[float] | None = None,
     ) -> list[FaceResult]:
         """Crop (`crop`, with `rolls` if given) and classify already-found faces of one gray (or
-        BGR) image, in one batch."""
+        BGR) image, in one batch. Each result carries the tilt its crop was turned by and the
+        detection's landmarks, where the detector finds them."""
+        if rolls is None:
+            rolls = [d.roll for d in detections]
         proba = self.classify(self.crop(gray, detections, rolls))
         return [
-            FaceResult.from_proba(d.box, p, self.labels, d.confidence, None if ids is None else ids[i])
-            for i, (d, p) in enumerate(zip(detections, proba, strict=True))
+            FaceResult.from_proba(
+                d.box, p, self.labels, d.confidence, None if ids is None else ids[i],
+                tilt=None if d.eyes is None else roll, landmarks=d.landmarks,
+            )
+            for i, (d, p, roll) in enumerate(zip(detections, proba, rolls, strict=True))
         ]
 
     def predict(

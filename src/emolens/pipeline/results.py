@@ -21,7 +21,7 @@ from emolens.pipeline.defaults import PIPELINE
 
 # The keys of FaceResult.summary(); everything else in a summary dict (frame, time, image,
 # face, a caller's path) is context that leads its table row.
-_FACE_KEYS = ("face_id", "box", "label", "score", "scores", "detection_confidence")
+_FACE_KEYS = ("face_id", "box", "label", "score", "scores", "detection_confidence", "tilt", "landmarks")
 
 
 def flat_row(summary: dict[str, Any], **leading: Any) -> dict[str, Any]:
@@ -29,12 +29,14 @@ def flat_row(summary: dict[str, Any], **leading: Any) -> dict[str, Any]:
 
     Columns, in order: `leading` (e.g. path=..., or file=...), the summary's context (frame,
     time, image, face), face_id, x, y, w, h, one probability per emotion (label order),
-    label, score (the top probability), detection_confidence. `table_columns` names them.
+    label, score (the top probability), detection_confidence, tilt. `table_columns` names them.
+    Landmarks stay in the JSON (`summary()`): six columns of coordinates would bury the table.
     """
     context = {k: v for k, v in summary.items() if k not in _FACE_KEYS}
     return {
         **leading, **context, "face_id": summary["face_id"], **summary["box"], **summary["scores"],
         "label": summary["label"], "score": summary["score"], "detection_confidence": summary["detection_confidence"],
+        "tilt": summary.get("tilt"),
     }
 
 
@@ -56,7 +58,7 @@ def table_columns(labels: Sequence[str] = EMOTIONS, leading: Iterable[str] = (),
     image name and face index (FaceResult.flat() rows do not).
     """
     context = [*(["frame", "time"] if frames else []), *(["image", "face"] if image else [])]
-    return [*leading, *context, "face_id", "x", "y", "w", "h", *labels, "label", "score", "detection_confidence"]
+    return [*leading, *context, "face_id", "x", "y", "w", "h", *labels, "label", "score", "detection_confidence", "tilt"]
 
 
 @dataclass
@@ -66,6 +68,14 @@ class FaceResult:
     scores: dict[str, float]  # probability of each emotion, in label order (EMOTIONS)
     detection_confidence: float | None = None  # None for a crop read as it came (predict_crops: no face found, or reframe=False)
     face_id: int | None = None  # stable track id in videos and streams
+    # The face's in-plane tilt in degrees, positive when turned clockwise as seen (`Detection.roll`;
+    # in video the track's moving average), by which its crop is turned upright unless align is
+    # off; None from a detector that finds no landmarks (Haar, dlib), 0 where they disagree (a profile).
+    tilt: float | None = None
+    # Eyes and mouth centre in pixels of the original image, from detectors that find landmarks:
+    # {"right_eye": (x, y), "left_eye": (x, y), "mouth": (x, y)}, the person's right eye first
+    # (on the image's left when the face is upright); None without landmarks.
+    landmarks: dict[str, tuple[float, float]] | None = None
 
     @property
     def score(self) -> float:
@@ -74,12 +84,14 @@ class FaceResult:
     @classmethod
     def from_proba(
         cls, box: tuple[int, int, int, int], proba: np.ndarray, labels: tuple[str, ...] = EMOTIONS,
-        detection_confidence: float | None = None, face_id: int | None = None,
+        detection_confidence: float | None = None, face_id: int | None = None, tilt: float | None = None,
+        landmarks: dict[str, tuple[float, float]] | None = None,
     ) -> FaceResult:
         scores = {name: float(p) for name, p in zip(labels, proba, strict=True)}
         return cls(
             tuple(int(v) for v in box), labels[int(np.argmax(proba))], scores,
             None if detection_confidence is None else float(detection_confidence), face_id,
+            None if tilt is None else float(tilt), landmarks,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -91,6 +103,8 @@ class FaceResult:
             "score": round(self.score, 6),
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
             "detection_confidence": None if self.detection_confidence is None else round(self.detection_confidence, 4),
+            "tilt": None if self.tilt is None else round(self.tilt, 1),
+            "landmarks": None if self.landmarks is None else {k: [round(x, 1), round(y, 1)] for k, (x, y) in self.landmarks.items()},
         }
 
     def flat(self, **leading: Any) -> dict[str, Any]:

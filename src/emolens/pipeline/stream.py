@@ -189,7 +189,7 @@ class FaceStream:
             prev = self._ema.get(face.face_id)
             p = p if prev is None else self.smooth * prev + (1.0 - self.smooth) * p
             self._ema[face.face_id] = p
-            out.append(FaceResult.from_proba(face.box, p, labels, face.detection_confidence, face.face_id))
+            out.append(FaceResult.from_proba(face.box, p, labels, face.detection_confidence, face.face_id, face.tilt, face.landmarks))
         return out
 
     def _smoothed_rolls(self, located: _Located) -> list[float]:

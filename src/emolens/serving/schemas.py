@@ -24,6 +24,12 @@ class Face(BaseModel):
     box: Box = Field(description="the face in pixels of the sent image (a crop's box is the whole crop)")
     label: str = Field(description="the most likely emotion")
     scores: dict[str, float] = Field(description="probability of each emotion, in the model's label order; sums to 1")
+    tilt: float | None = Field(
+        None, description="the face's in-plane tilt in degrees, positive when turned clockwise as seen; null from a detector without landmarks",
+    )
+    landmarks: dict[str, list[float]] | None = Field(
+        None, description="right_eye, left_eye (the person's) and mouth centres as [x, y] pixels; null from a detector without landmarks",
+    )
 
 
 class ModelRef(BaseModel):
