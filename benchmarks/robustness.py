@@ -15,7 +15,8 @@ apart). Two rows follow the mean, outside it (added after the mean's figures wer
 those stay comparable): faces 5 and 7 stops underexposed (linear light divided by 2**stops,
 through sRGB's 2.2 gamma: a dim room, a night-time video frame), and 7 stops with a camera's read
 noise added (2 grey levels). FER+ uses its majority labels on FER2013Test; FER-2013 its PrivateTest labels. The `fer`
-package joins when it is installed (benchmarks/peers.py). Nothing here selects a model.
+package joins when it is installed (benchmarks/peers.py). Nothing here selects a model; to choose
+one, score `--split val` (FER2013Valid, and FER-2013's PublicTest).
 """
 
 from __future__ import annotations
@@ -128,11 +129,11 @@ def _test_sets(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FER+ drops its unknown / tied faces; counted in the table
         if args.ferplus:
-            t = load_dataset(args.ferplus, progress=False).subset("test")
-            sets["FER+ test (majority)"] = (t.images, t.labels)
+            t = load_dataset(args.ferplus, progress=False).subset(args.split)
+            sets[f"FER+ {args.split} (majority)"] = (t.images, t.labels)
         if args.fer2013:
-            t = load_dataset(args.fer2013, progress=False).subset("test")
-            sets["FER-2013 PrivateTest"] = (t.images, t.labels)
+            t = load_dataset(args.fer2013, progress=False).subset(args.split)
+            sets["FER-2013 PrivateTest" if args.split == "test" else "FER-2013 PublicTest"] = (t.images, t.labels)
     if args.limit:
         sets = {k: (x[: args.limit], y[: args.limit]) for k, (x, y) in sets.items()}
     return sets
@@ -181,7 +182,8 @@ def main() -> None:
     ap.add_argument("--ferplus", help="FER+ images (ferplus-images.zip or its folders)")
     ap.add_argument("--fer2013", help="FER-2013 in any form emolens reads")
     ap.add_argument("--models", nargs="+", default=["default"], help="model files, run folders or shipped models (default, fer2013)")
-    ap.add_argument("--limit", type=int, default=0, help="first N test faces only (quick checks)")
+    ap.add_argument("--split", default="test", choices=["val", "test"], help="faces to score: choose models and settings on val, never on test")
+    ap.add_argument("--limit", type=int, default=0, help="first N faces only (quick checks)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-fer", action="store_true", help="leave out the fer package even where it is installed")
     ap.add_argument("--json", type=Path, help="write the figures here too")
