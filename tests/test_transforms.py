@@ -146,3 +146,22 @@ def test_dark_faces_are_brightened_to_the_level_alike_in_both_paths():
     cfg = PreprocessConfig()
     dark_uint8 = np.round(faces[:, 0] * 255).astype(np.uint8)
     np.testing.assert_allclose(normalize_array(dark_uint8, cfg), normalize(dark_uint8, cfg).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_one_exposure_rule_for_photos_and_faces():
+    """`exposure_gains` is the one rule the detector's search (uint8 photos, `exposure_gain`) and
+    the classifier's faces (floats in [0, 1], `brighten_dark_faces`) share: the same pixels give the
+    same gain however they are stored, in numpy and torch, capped at `max_gain` and never under 1."""
+    from emolens.preprocessing import exposure_gain, exposure_gains
+
+    rng = np.random.default_rng(5)
+    photos = (rng.integers(0, 256, (3, 64, 80)) * np.array([1.0, 0.3, 0.02])[:, None, None]).astype(np.uint8)
+    brightest = np.sort(photos.reshape(3, -1), axis=1)[:, -51]  # the 1% brightest of 5,120 values: 51
+    expected = np.clip(200.0 / np.maximum(brightest, 1), 1.0, 8.0)
+    np.testing.assert_allclose(exposure_gains(photos, 200, 8), expected, rtol=1e-6)
+    np.testing.assert_allclose(exposure_gains(photos.astype(np.float32) / 255, 200, 8), expected, rtol=1e-5)
+    np.testing.assert_allclose(exposure_gains(torch.from_numpy(photos), 200, 8).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(exposure_gains(torch.from_numpy(photos).float() / 255, 200, 8).numpy(), expected, rtol=1e-5)
+    assert expected[0] == 1.0 and 1.0 < expected[1] < 8.0 and expected[2] == 8.0  # bright, dim, nearly black
+    assert [exposure_gain(p[..., None].repeat(3, axis=2), 200, 8) for p in photos] == pytest.approx(list(expected), rel=1e-6)
+    assert exposure_gain(photos[2][..., None].repeat(3, axis=2), 200, 1.0) == 1.0  # max_gain 1: never brightened
