@@ -228,8 +228,8 @@ class EmotionRecognizer:
         self, gray: np.ndarray, detections: list[Detection], ids: list[int] | None = None, rolls: Sequence[float] | None = None,
     ) -> list[FaceResult]:
         """Crop (`crop`, with `rolls` if given) and classify already-found faces of one gray (or
-        BGR) image, in one batch. Each result carries the tilt its crop was turned by and the
-        detection's landmarks, where the detector finds them."""
+        BGR) image, in one batch. Each result carries the face's tilt (`rolls`, else each
+        detection's `roll`) and the detection's landmarks, where the detector finds them."""
         if rolls is None:
             rolls = [d.roll for d in detections]
         proba = self.classify(self.crop(gray, detections, rolls))
