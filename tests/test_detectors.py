@@ -380,7 +380,7 @@ def test_centerface_auto_precision_is_timed_once_per_machine_and_kept(tmp_path, 
     assert not list(record.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("name", ["haar", "centerface"])
+@pytest.mark.parametrize("name", ["haar", "centerface", "mtcnn"])
 def test_detect_near_follows_a_face_in_a_shrunk_window(name):
     det = installed_detector(name)
     photo = astronaut()
@@ -392,6 +392,21 @@ def test_detect_near_follows_a_face_in_a_shrunk_window(name):
     assert det.detect_near(np.full_like(photo, 90), face.box) is None
     # A face half the size of the one followed is not that face (a partial box would take over its track).
     assert det.detect_near(photo, (x - w // 2, y - w // 2, 2 * w, 2 * w)) is None
+
+
+@pytest.mark.parametrize("name", ["centerface", "mtcnn"])
+def test_detect_near_follows_a_large_face(name):
+    """A face of about 270 px (the astronaut enlarged 3x) is followed in its window shrunk until the
+    face is small (CenterFace 64 px, MTCNN 96 px), and found where it is, at its size."""
+    import cv2
+
+    det = installed_detector(name)
+    photo = cv2.resize(astronaut(), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    (face,) = [d for d in det.detect(photo) if d.box[2] > 180]
+    x, y, w, _ = face.box
+    moved = np.roll(photo, (27, -21), axis=(0, 1))
+    near = det.detect_near(moved, face.box)
+    assert near is not None and abs(near.box[0] - (x - 21)) <= 18 and abs(near.box[1] - (y + 27)) <= 18 and abs(near.box[2] - w) <= 0.2 * w, (near, face)
 
 
 def test_a_followed_face_stays_through_motion_blur():
