@@ -284,6 +284,13 @@ def test_results_carry_the_tilt_and_the_landmarks():
     assert face.flat()["tilt"] == summary["tilt"]
     plain = EmotionRecognizer(detector="haar").predict(photo)[0]
     assert plain.tilt is None and plain.landmarks is None and plain.summary()["landmarks"] is None
+    # A face given as a crop: found again in it, its tilt and landmarks in the crop's pixels.
+    crop = turned(photo, 60.0)[13:213, 124:324]
+    (cropped,) = rec.predict_crops([crop])
+    assert cropped.box == (0, 0, 200, 200) and cropped.tilt == pytest.approx(natural + 60.0, abs=10.0), cropped
+    assert all(0 <= v <= 200 for point in cropped.landmarks.values() for v in point), cropped
+    (as_it_came,) = rec.predict_crops([crop], reframe=False)
+    assert as_it_came.tilt is None and as_it_came.landmarks is None and as_it_came.detection_confidence is None
 
 
 def test_a_face_lying_down_is_followed_in_a_window_turned_upright(monkeypatch):

@@ -300,10 +300,9 @@ class EmotionRecognizer:
         bgr = _drawable(arr, gray, order)
         t1 = time.perf_counter()
         if crops:
-            crop, confidence = self._crop_of(bgr, gray, reframe=True)
+            crop, det = self._crop_of(bgr, gray, reframe=True)
             t2 = time.perf_counter()
-            whole = (0, 0, gray.shape[1], gray.shape[0])
-            faces = [FaceResult.from_proba(whole, self.classify(crop[None])[0], self.labels, confidence)]
+            faces = [self._crop_result(gray.shape, self.classify(crop[None])[0], det)]
         else:
             detections = self.find_faces(bgr, gray)
             t2 = time.perf_counter()
@@ -327,29 +326,38 @@ class EmotionRecognizer:
         found the face, else None. Raises DataError naming the item that cannot be read.
         """
         check_color_order(color_order)
-        crops, boxes, found = [], [], []
+        crops, shapes, found = [], [], []
         for i, img in enumerate(images):
             try:
                 arr, order, _ = _as_array(img, color_order)
                 gray = to_gray(arr, color_order=order)
             except DataError as exc:
                 raise DataError(f"crop {i}: {exc}") from None
-            crop, confidence = self._crop_of(_drawable(arr, gray, order), gray, reframe)
+            crop, det = self._crop_of(_drawable(arr, gray, order), gray, reframe)
             crops.append(crop)
-            boxes.append((0, 0, gray.shape[1], gray.shape[0]))
-            found.append(confidence)
+            shapes.append(gray.shape)
+            found.append(det)
         if not crops:
             return []
         proba = self.classify(np.stack(crops))
-        return [FaceResult.from_proba(b, p, self.labels, c) for b, p, c in zip(boxes, proba, found, strict=True)]
+        return [self._crop_result(shape, p, det) for shape, p, det in zip(shapes, proba, found, strict=True)]
 
-    def _crop_of(self, bgr: np.ndarray, gray: np.ndarray, reframe: bool) -> tuple[np.ndarray, float | None]:
-        """An already-cropped face as the network reads it, and the detector's confidence where
-        reframing found it (else None: centre-squared and resized like a dataset image)."""
+    def _crop_of(self, bgr: np.ndarray, gray: np.ndarray, reframe: bool) -> tuple[np.ndarray, Detection | None]:
+        """An already-cropped face as the network reads it, and the face reframing found in it
+        (else None: centre-squared and resized like a dataset image)."""
         face, det = self._reframed(bgr, gray) if reframe else (None, None)
         if face is None:
             return prepare_face(gray, self.config.preprocess), None
-        return face, det.confidence
+        return face, det
+
+    def _crop_result(self, shape: tuple[int, ...], proba: np.ndarray, det: Detection | None) -> FaceResult:
+        """A crop's result: its box is the whole crop; the detector's confidence, the face's tilt
+        and its landmarks (in the crop's pixels) where reframing found the face."""
+        whole = (0, 0, shape[1], shape[0])
+        if det is None:
+            return FaceResult.from_proba(whole, proba, self.labels)
+        tilt = None if det.eyes is None else det.roll
+        return FaceResult.from_proba(whole, proba, self.labels, det.confidence, tilt=tilt, landmarks=det.landmarks)
 
     def _reframed(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray | None, Detection | None]:
         """The face of a crop, cut as photos' faces are, and its detection; (None, None) when the

@@ -70,8 +70,8 @@ class FaceResult:
     face_id: int | None = None  # stable track id in videos and streams
     # The face's in-plane tilt in degrees, positive when turned clockwise as seen (`Detection.roll`;
     # in video the track's moving average), by which its crop is turned upright unless align is
-    # off; None from a detector that finds no landmarks (Haar, dlib) and for faces given as crops
-    # (`predict_crops`), 0 where the landmarks disagree (a profile).
+    # off; None from a detector that finds no landmarks (Haar, dlib) and for a crop in which no face
+    # was found (`predict_crops`), 0 where the landmarks disagree (a profile).
     tilt: float | None = None
     # Eyes and mouth centre in pixels of the original image, from detectors that find landmarks:
     # {"right_eye": (x, y), "left_eye": (x, y), "mouth": (x, y)}, the person's right eye first
