@@ -183,11 +183,15 @@ def test_big_photo_is_detected_downscaled_and_boxes_come_back_in_its_pixels(reco
             body = r.json()
             assert body["image"] == {"width": 3000, "height": 2000}
             assert max(rec.shapes[-1][:2]) <= 1000  # the detector saw at most max_side
-            box = max(body["faces"], key=lambda f: f["box"]["w"])["box"]
+            face = max(body["faces"], key=lambda f: f["box"]["w"])
+            box = face["box"]
             cx, cy = box["x"] + box["w"] / 2, box["y"] + box["h"] / 2
             # The astronaut's face (about x 174-272, y 64-162 in the 512 photo) scaled 4x, shifted by 500.
             assert 500 + 4 * 150 < cx < 500 + 4 * 300 and 4 * 40 < cy < 4 * 190, box
             assert box["w"] > 250
+            if face["landmarks"] is not None:  # the detector finds landmarks: they come back in the photo's pixels too
+                for x, y in face["landmarks"].values():
+                    assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"], face
 
 
 def test_jpeg_is_decoded_reduced_and_exif_rotation_kept(recognizer):

@@ -54,13 +54,15 @@ def check_finite(faces: list[dict[str, Any]], what: str) -> None:
 
 
 def scale_boxes(faces: list[dict[str, Any]], sx: float, sy: float, width: int, height: int) -> None:
-    """Boxes found in a downscaled image, in place, onto the original's pixels."""
+    """Boxes and landmarks found in a downscaled image, in place, onto the original's pixels."""
     for face in faces:
         box = face.get("box")
         if not isinstance(box, dict):
             continue
         x, y = min(width, round(box["x"] * sx)), min(height, round(box["y"] * sy))
         face["box"] = {"x": x, "y": y, "w": min(width - x, round(box["w"] * sx)), "h": min(height - y, round(box["h"] * sy))}
+        if isinstance(face.get("landmarks"), dict):
+            face["landmarks"] = {k: [round(px * sx, 1), round(py * sy, 1)] for k, (px, py) in face["landmarks"].items()}
 
 
 class Runner:
