@@ -22,8 +22,9 @@ _RELOOK_TILT = 20.0
 # the face is at most this many pixels, so that MTCNN's pyramid does not climb from 20 px through a
 # large face's window. `benchmarks/detection.py --follow --detectors mtcnn` (WIDER FACE faces of
 # 40 px and up), whole windows against 48/64/80/96 px: 85.7% followed against 84.7/85.6/85.5/85.6%,
-# 7 windows beside faces taken against 13/10/6/8, 19.4 ms a follow against 7.5-9.4; 96 keeps the
-# most. With `--turn 30` the second look now costs 318 ms a photo against 307 without it (436 before).
+# 7 windows beside faces taken against 13/10/6/8, 19.4 ms a follow against 7.5-9.4; 96 follows the
+# most of the faces WIDER flags hard. With `--turn 30` the second look now costs 318 ms a photo
+# against 307 without it (436 before).
 _TRACK_PX = 96
 
 
