@@ -95,8 +95,8 @@ _FOLLOW_THRESHOLD = 0.2
 # An underexposed photo or frame is brightened before the search until its brightest 1% of values
 # reach this level, at most _MAX_GAIN times: int8's activation ranges were fitted on well-lit
 # photos, and a dark one's small values fall between their steps. WIDER FACE photos 7 stops
-# underexposed: 91.8% of the faces of 40 px and up found in int8 against 67.0% without
-# (fp32: 92.1% against 87.7%); as they are, no change (benchmarks/detection.py --stops-under 7
+# underexposed: 91.6% of the faces of 40 px and up found in int8 against 67.0% without
+# (fp32: 92.0% against 87.6%); as they are, no change (benchmarks/detection.py --stops-under 7
 # --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0

@@ -234,12 +234,19 @@ class EmotionRecognizer:
             rolls = [d.roll for d in detections]
         proba = self.classify(self.crop(gray, detections, rolls))
         return [
-            FaceResult.from_proba(
-                d.box, p, self.labels, d.confidence, None if ids is None else ids[i],
-                tilt=None if d.eyes is None else roll, landmarks=d.landmarks,
-            )
+            self._face_result(d.box, p, d, roll, None if ids is None else ids[i])
             for i, (d, p, roll) in enumerate(zip(detections, proba, rolls, strict=True))
         ]
+
+    def _face_result(
+        self, box: tuple[int, int, int, int], proba: np.ndarray, det: Detection | None, roll: float | None = None, face_id: int | None = None,
+    ) -> FaceResult:
+        """One face's result: its box and scores, and where a detector found it, its confidence, its
+        tilt (`roll`, else the detection's own; None without landmarks) and its landmarks."""
+        if det is None:
+            return FaceResult.from_proba(box, proba, self.labels, face_id=face_id)
+        tilt = None if det.eyes is None else (det.roll if roll is None else roll)
+        return FaceResult.from_proba(box, proba, self.labels, det.confidence, face_id, tilt=tilt, landmarks=det.landmarks)
 
     def predict(
         self, images: Any, *, color_order: ColorOrder = "bgr", name: str | None = None, recursive: bool = False, crops: bool = False,
@@ -302,7 +309,8 @@ class EmotionRecognizer:
         if crops:
             crop, det = self._crop_of(bgr, gray, reframe=True)
             t2 = time.perf_counter()
-            faces = [self._crop_result(gray.shape, self.classify(crop[None])[0], det)]
+            whole = (0, 0, gray.shape[1], gray.shape[0])
+            faces = [self._face_result(whole, self.classify(crop[None])[0], det)]
         else:
             detections = self.find_faces(bgr, gray)
             t2 = time.perf_counter()
@@ -326,7 +334,7 @@ class EmotionRecognizer:
         found the face, else None. Raises DataError naming the item that cannot be read.
         """
         check_color_order(color_order)
-        crops, shapes, found = [], [], []
+        crops, boxes, found = [], [], []
         for i, img in enumerate(images):
             try:
                 arr, order, _ = _as_array(img, color_order)
@@ -335,12 +343,12 @@ class EmotionRecognizer:
                 raise DataError(f"crop {i}: {exc}") from None
             crop, det = self._crop_of(_drawable(arr, gray, order), gray, reframe)
             crops.append(crop)
-            shapes.append(gray.shape)
+            boxes.append((0, 0, gray.shape[1], gray.shape[0]))
             found.append(det)
         if not crops:
             return []
         proba = self.classify(np.stack(crops))
-        return [self._crop_result(shape, p, det) for shape, p, det in zip(shapes, proba, found, strict=True)]
+        return [self._face_result(box, p, det) for box, p, det in zip(boxes, proba, found, strict=True)]
 
     def _crop_of(self, bgr: np.ndarray, gray: np.ndarray, reframe: bool) -> tuple[np.ndarray, Detection | None]:
         """An already-cropped face as the network reads it, and the face reframing found in it
@@ -349,15 +357,6 @@ class EmotionRecognizer:
         if face is None:
             return prepare_face(gray, self.config.preprocess), None
         return face, det
-
-    def _crop_result(self, shape: tuple[int, ...], proba: np.ndarray, det: Detection | None) -> FaceResult:
-        """A crop's result: its box is the whole crop; the detector's confidence, the face's tilt
-        and its landmarks (in the crop's pixels) where reframing found the face."""
-        whole = (0, 0, shape[1], shape[0])
-        if det is None:
-            return FaceResult.from_proba(whole, proba, self.labels)
-        tilt = None if det.eyes is None else det.roll
-        return FaceResult.from_proba(whole, proba, self.labels, det.confidence, tilt=tilt, landmarks=det.landmarks)
 
     def _reframed(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray | None, Detection | None]:
         """The face of a crop, cut as photos' faces are, and its detection; (None, None) when the
