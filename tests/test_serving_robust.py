@@ -314,8 +314,8 @@ def test_stream_count_is_bounded(recognizer):
 # ---------------------------------------------------------------- real uvicorn on loopback
 
 
-def live(app):
-    return _live(app, log_level="info", log_config=None)  # INFO: the disconnect test reads the log
+def live(app, **config):
+    return _live(app, log_level="info", log_config=None, **config)  # INFO: the disconnect test reads the log
 
 
 def held_for(sock: socket.socket, trickle: bytes, limit: float) -> tuple[float, bytes]:
@@ -434,7 +434,11 @@ def test_websocket_client_that_never_reads_is_dropped(caplog):
     # A fake recognizer answers at once, so replies pile up faster than a test can wait for.
     app = create_app(Fake(), read_timeout=1.0)
     frame = ws_frame(encode(np.full((8, 8), 7, np.uint8), "PNG"))
-    with caplog.at_level(logging.INFO), live(app) as port:
+    # Without uvicorn's keepalive: this client answers no pings either, and on a loaded machine the
+    # backlog outlasts the ping interval and timeout (20 + 20 s), so the keepalive closed the
+    # connection before the read timeout this test is about (seen once in `make test`; with both
+    # at 0.5 s it fails every time).
+    with caplog.at_level(logging.INFO), live(app, ws_ping_interval=None) as port:
         s = ws_open(port, origin=f"http://127.0.0.1:{port}")  # the page's own origin
         s.settimeout(0.5)
         sent, t0 = 0, time.monotonic()
