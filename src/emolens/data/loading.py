@@ -123,6 +123,25 @@ def _read_cached(reader: Reader, source_sha256: str, options: ReadOptions, *, ca
     return raw
 
 
+def _check_label_options(reader: Reader, ferplus_path: Path | None, soft_labels: bool, fer2013_share: float) -> None:
+    """The FER+ options fit the source: the label file exists, votes exist for soft labels, and
+    fer2013_share has FER-2013 labels to mix in."""
+    if ferplus_path is not None and not ferplus_path.is_file():
+        raise DataError(f"{ferplus_path}: FER+ label file not found; expected fer2013new.csv from github.com/microsoft/FERPlus")
+    if soft_labels and ferplus_path is None and not reader.has_votes:
+        raise ConfigError(
+            "soft_labels=True needs FER+ votes: pass ferplus='path/to/fer2013new.csv' with the fer2013.csv source, "
+            "or load the FER+ image folders (FER2013Train/ ... with label.csv)"
+        )
+    if fer2013_share and not (soft_labels and ferplus_path is not None and reader.format in KAGGLE_FORMATS):
+        raise ConfigError(
+            "fer2013_share mixes a face's FER-2013 label into its FER+ vote shares: it needs the Kaggle FER-2013 download "
+            "with ferplus='fer2013new.csv' and soft_labels=True"
+        )
+    if not 0.0 <= fer2013_share <= 1.0:
+        raise ConfigError(f"fer2013_share must be in [0, 1], got {fer2013_share}")
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -156,20 +175,7 @@ def load_dataset(
     _validate(image_size, label_map, val_fraction, test_fraction)
     reader = detect_reader(path)
     ferplus_path = Path(ferplus).expanduser() if ferplus is not None else None
-    if ferplus_path is not None and not ferplus_path.is_file():
-        raise DataError(f"{ferplus_path}: FER+ label file not found; expected fer2013new.csv from github.com/microsoft/FERPlus")
-    if soft_labels and ferplus_path is None and not reader.has_votes:
-        raise ConfigError(
-            "soft_labels=True needs FER+ votes: pass ferplus='path/to/fer2013new.csv' with the fer2013.csv source, "
-            "or load the FER+ image folders (FER2013Train/ ... with label.csv)"
-        )
-    if fer2013_share and not (soft_labels and ferplus_path is not None and reader.format in KAGGLE_FORMATS):
-        raise ConfigError(
-            "fer2013_share mixes a face's FER-2013 label into its FER+ vote shares: it needs the Kaggle FER-2013 download "
-            "with ferplus='fer2013new.csv' and soft_labels=True"
-        )
-    if not 0.0 <= fer2013_share <= 1.0:
-        raise ConfigError(f"fer2013_share must be in [0, 1], got {fer2013_share}")
+    _check_label_options(reader, ferplus_path, soft_labels, fer2013_share)
     options = ReadOptions(
         image_size=image_size, label_map=dict(label_map) if label_map else None, ferplus=ferplus_path,
         ferplus_sha256=hash_file(ferplus_path) if ferplus_path else "", soft_labels=soft_labels,

@@ -257,6 +257,24 @@ def _new_model_path(out_path: str | Path) -> Path:
     return out
 
 
+def _fold_class_bias(net: nn.Module, logits: np.ndarray, y_val: np.ndarray, min_recall: float) -> tuple[nn.Module, np.ndarray, dict[str, Any]]:
+    """A copy of `net` with per-class logit offsets fitted on validation folded into its bias, the
+    shifted logits, and what the offsets did to validation accuracy and macro-F1."""
+    from emolens.evaluation.calibration import fit_class_bias
+    from emolens.evaluation.metrics import macro_f1_score
+    from emolens.models import add_class_bias
+
+    bias = fit_class_bias(logits, y_val, min_recall=min_recall)
+    n = logits.shape[1]
+    before, after = logits.argmax(1), (logits + bias).argmax(1)
+    info = {
+        "class_bias": [round(float(b), 4) for b in bias], "min_recall": min_recall,
+        "val_acc_before": float((before == y_val).mean()), "val_acc_after": float((after == y_val).mean()),
+        "val_f1_before": macro_f1_score(y_val, before, n), "val_f1_after": macro_f1_score(y_val, after, n),
+    }
+    return add_class_bias(copy.deepcopy(net), bias), logits + bias, info  # the caller's module is left as it was
+
+
 def calibrate_model(
     model: nn.Module | str | Path | None,
     dataset: FaceDataset | str | Path,
@@ -298,20 +316,7 @@ def calibrate_model(
     t_before = float(cfg.temperature)
     bias_info: dict[str, Any] = {}
     if class_bias:
-        from emolens.evaluation.calibration import fit_class_bias
-        from emolens.evaluation.metrics import macro_f1_score
-        from emolens.models import add_class_bias
-
-        bias = fit_class_bias(logits, y_val, min_recall=min_recall)
-        n = logits.shape[1]
-        before, after = logits.argmax(1), (logits + bias).argmax(1)
-        bias_info = {
-            "class_bias": [round(float(b), 4) for b in bias], "min_recall": min_recall,
-            "val_acc_before": float((before == y_val).mean()), "val_acc_after": float((after == y_val).mean()),
-            "val_f1_before": macro_f1_score(y_val, before, n), "val_f1_after": macro_f1_score(y_val, after, n),
-        }
-        net = add_class_bias(copy.deepcopy(net), bias)  # the caller's module is left as it was
-        logits = logits + bias
+        net, logits, bias_info = _fold_class_bias(net, logits, y_val, min_recall)
     t_new = fit_temperature(logits, y_val)
     result = CalibrationResult(
         path=out,

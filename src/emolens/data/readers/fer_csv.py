@@ -9,7 +9,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -115,82 +115,107 @@ class FerCsvReader(Reader):
             raise ConfigError("label_map cannot be combined with soft_labels=True: FER+ vote distributions are kept as voted")
 
     def read(self, options: ReadOptions, *, progress: bool = True) -> RawData:
-        cfg = options.preprocess
         ferplus: list[FerPlusRow] | None = read_ferplus(options.ferplus) if options.ferplus else None
-        # Class index in the csv -> index into EMOTIONS (None: dropped by label_map).
-        csv_to_label = [canonical_label(name, options.label_map) for name in FER2013_CSV_ORDER]
         out = RawBuilder(options.image_size, layout="fer2013.csv" + (" + FER+ votes" if ferplus else ""))
         n_rows = 0
         # surrogateescape: one row with a stray byte is skipped (see _records), not the whole file.
         with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f, warnings.catch_warnings():
-            header = [h.strip() for h in next(csv.reader([f.readline()]), [])]
-            missing = [c for c in CSV_COLUMNS if c not in header]
-            if missing:
-                raise DataError(f"{self.path}: missing columns {missing}; found {header}, expected {','.join(CSV_COLUMNS)}")
+            header = self._checked_header(f)
             col = {c: header.index(c) for c in CSV_COLUMNS}
             rows = tqdm(_records(f), desc=f"decoding {self.path.name}", unit="row", disable=not progress, mininterval=0.5)
             warnings.simplefilter("error", DeprecationWarning)  # see _parse_pixels
             for i, (line_no, rec) in enumerate(rows):
                 n_rows += 1
-                where = f"{self.path.name} row {i} (line {line_no})"
-                name = f"row {i}"
-                if isinstance(rec, str):
-                    out.skip(f"{where}: {rec}; skipped")
-                    continue
-                if len(rec) != len(header):
-                    out.skip(f"{where}: {len(rec)} fields, expected {len(header)} ({','.join(header)}); skipped")
-                    continue
-                usage = rec[col["Usage"]].strip()
-                split = FER_PREFIXES.get(usage.lower())
-                if split is None:
-                    out.skip(f"{where}: Usage {usage!r} is not Training, PublicTest or PrivateTest; skipped")
-                    continue
-                emotion = rec[col["emotion"]].strip()
-                # isascii: str.isdigit accepts '²', which int() rejects, and '٣', which it reads as 3.
-                if not (emotion.isascii() and emotion.isdigit()) or int(emotion) >= len(FER2013_CSV_ORDER):
-                    out.skip(f"{where}: unknown emotion label {emotion!r}; expected 0-{len(FER2013_CSV_ORDER) - 1} ({', '.join(FER2013_CSV_ORDER)}); skipped")
-                    continue
-                pixels, problem = _row_pixels(rec[col["pixels"]])
-                if problem:
-                    out.skip(f"{where}: {problem}; skipped")
-                    continue
-                soft = None
-                label = csv_to_label[int(emotion)]
-                label_idx = EMOTIONS.index(label) if label is not None else None
-                if ferplus is not None:
-                    if i >= len(ferplus):
-                        out.skip(f"{where}: no matching row in {options.ferplus.name} ({len(ferplus)} rows); skipped")
-                        continue
-                    fp = ferplus[i]
-                    if fp.votes is None:
-                        out.skip(f"{fp.error}; skipped")
-                        continue
-                    if fp.usage != usage:
-                        raise DataError(
-                            f"{options.ferplus.name} row {i} says Usage {fp.usage!r} but {where} says {usage!r}: the files are "
-                            "not aligned; use the fer2013new.csv that belongs to this fer2013.csv, unsorted and unfiltered"
-                        )
-                    label_idx, soft, reason = ferplus_label(fp.votes, soft=options.soft_labels)
-                    if label_idx is None:
-                        out.skip(f"{options.ferplus.name} row {i}: {reason}; skipped")
-                        continue
-                    # label_map applies to the FER+ label, as it does to the csv's own.
-                    mapped = canonical_label(EMOTIONS[label_idx], options.label_map)
-                    if mapped is None:
-                        out.ignore_class(EMOTIONS[label_idx], where)
-                        continue
-                    label_idx = EMOTIONS.index(mapped)
-                elif label_idx is None:
-                    out.ignore_class(FER2013_CSV_ORDER[int(emotion)], where)
-                    continue
-                face = prepare_face(pixels.astype(np.uint8).reshape(NATIVE_SIZE, NATIVE_SIZE), cfg)
-                out.add(face, label_idx, SPLITS.index(split), name, soft)
+                row = _Row(i, f"{self.path.name} row {i} (line {line_no})", rec)
+                self._add_row(out, row, header, col, ferplus, options)
         if ferplus is not None and len(ferplus) != n_rows:
             raise DataError(
                 f"{options.ferplus} has {len(ferplus)} rows but {self.path} has {n_rows}: the files are not aligned; "
                 "use the fer2013new.csv that belongs to this fer2013.csv"
             )
         return out.build()
+
+    def _checked_header(self, f: TextIO) -> list[str]:
+        """The csv's column names; an error naming the missing ones."""
+        header = [h.strip() for h in next(csv.reader([f.readline()]), [])]
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        if missing:
+            raise DataError(f"{self.path}: missing columns {missing}; found {header}, expected {','.join(CSV_COLUMNS)}")
+        return header
+
+    def _add_row(
+        self,
+        out: RawBuilder,
+        row: _Row,
+        header: list[str],
+        col: dict[str, int],
+        ferplus: list[FerPlusRow] | None,
+        options: ReadOptions,
+    ) -> None:
+        """One row's face into `out`, or the reason it is skipped."""
+        rec = row.fields
+        if isinstance(rec, str):
+            return out.skip(f"{row.where}: {rec}; skipped")
+        if len(rec) != len(header):
+            return out.skip(f"{row.where}: {len(rec)} fields, expected {len(header)} ({','.join(header)}); skipped")
+        usage = rec[col["Usage"]].strip()
+        split = FER_PREFIXES.get(usage.lower())
+        if split is None:
+            return out.skip(f"{row.where}: Usage {usage!r} is not Training, PublicTest or PrivateTest; skipped")
+        emotion = rec[col["emotion"]].strip()
+        # isascii: str.isdigit accepts '²', which int() rejects, and '٣', which it reads as 3.
+        if not (emotion.isascii() and emotion.isdigit()) or int(emotion) >= len(FER2013_CSV_ORDER):
+            return out.skip(
+                f"{row.where}: unknown emotion label {emotion!r}; expected 0-{len(FER2013_CSV_ORDER) - 1} ({', '.join(FER2013_CSV_ORDER)}); skipped"
+            )
+        pixels, problem = _row_pixels(rec[col["pixels"]])
+        if problem:
+            return out.skip(f"{row.where}: {problem}; skipped")
+        if ferplus is None:
+            target = _csv_target(out, row, FER2013_CSV_ORDER[int(emotion)], options)
+        else:
+            target = self._ferplus_target(out, row, usage, ferplus, options)
+        if target is not None:
+            face = prepare_face(pixels.astype(np.uint8).reshape(NATIVE_SIZE, NATIVE_SIZE), options.preprocess)
+            out.add(face, target[0], SPLITS.index(split), f"row {row.index}", target[1])
+
+    def _ferplus_target(
+        self, out: RawBuilder, row: _Row, usage: str, ferplus: list[FerPlusRow], options: ReadOptions
+    ) -> tuple[int, np.ndarray | None] | None:
+        """The row's FER+ label index and vote shares, or None when FER+ drops the face (recorded in `out`)."""
+        name = options.ferplus.name
+        if row.index >= len(ferplus):
+            return out.skip(f"{row.where}: no matching row in {name} ({len(ferplus)} rows); skipped")
+        fp = ferplus[row.index]
+        if fp.votes is None:
+            return out.skip(f"{fp.error}; skipped")
+        if fp.usage != usage:
+            raise DataError(
+                f"{name} row {row.index} says Usage {fp.usage!r} but {row.where} says {usage!r}: the files are "
+                "not aligned; use the fer2013new.csv that belongs to this fer2013.csv, unsorted and unfiltered"
+            )
+        label_idx, soft, reason = ferplus_label(fp.votes, soft=options.soft_labels)
+        if label_idx is None:
+            return out.skip(f"{name} row {row.index}: {reason}; skipped")
+        # label_map applies to the FER+ label, as it does to the csv's own.
+        mapped = canonical_label(EMOTIONS[label_idx], options.label_map)
+        if mapped is None:
+            return out.ignore_class(EMOTIONS[label_idx], row.where)
+        return EMOTIONS.index(mapped), soft
+
+
+class _Row(NamedTuple):
+    index: int  # among the data rows, counting skipped ones: FER+'s rows align by it
+    where: str  # "fer2013.csv row 12 (line 14)", for messages
+    fields: list[str] | str  # the fields, or why the line could not be split
+
+
+def _csv_target(out: RawBuilder, row: _Row, csv_name: str, options: ReadOptions) -> tuple[int, None] | None:
+    """The csv's own label as an index into EMOTIONS, or None when label_map drops it (recorded in `out`)."""
+    label = canonical_label(csv_name, options.label_map)
+    if label is None:
+        return out.ignore_class(csv_name, row.where)
+    return EMOTIONS.index(label), None
 
 
 def _row_pixels(text: str) -> tuple[np.ndarray | None, str | None]:
