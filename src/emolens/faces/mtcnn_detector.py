@@ -13,7 +13,7 @@ from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, sort_la
 _SCALE_FACTOR = 0.709  # step between pyramid levels, MTCNN's own
 _STAGE_THRESHOLDS = (0.6, 0.7)  # of the proposal and refinement networks (MTCNN's); the last stage uses `threshold`
 # MTCNN reads a strong tilt as much less than it is (a face turned by 60 degrees as about 40), so
-# its faces are looked at again upright from 20 degrees on, where CenterFace's are from 45
+# its faces are looked at again upright from 20 degrees on, where CenterFace's are from 30
 # (`base.RELOOK_TILT`). Chosen on 1,200 FER+ validation faces turned by 0-90 degrees among 0, 20,
 # 30 and 45: median tilt error at 30/45/60/75 degrees 5.4/6.2/7.2/21.9 against 6.2/11.2/21.5/43.2
 # without (`benchmarks/alignment.py --split val --limit 1200 --angles 0 30 45 60 75 90`; README, "Tilted faces").

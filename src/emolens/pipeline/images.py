@@ -17,7 +17,7 @@ from emolens.labels import EMOTIONS
 from emolens.paths import free_stem
 from emolens.pipeline.inputs import IMAGE_SUFFIXES, expand_inputs
 from emolens.pipeline.recognizer import EmotionRecognizer
-from emolens.pipeline.results import flat_row, table_columns
+from emolens.pipeline.results import ImageResult, flat_row, table_columns
 from emolens.preprocessing import printable_path
 
 __all__ = ["FORMATS", "IMAGE_SUFFIXES", "PredictReport", "expand_inputs", "predict_images"]
@@ -89,19 +89,29 @@ def predict_images(
             report.no_face.append(shown)
         report.rows += [{"path": shown, **row} for row in result.summary()]
         if save:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
-            stem = free_stem(out_dir, printable_path(path.stem), [suffix], overwrite=overwrite, taken=taken)
-            report.annotated.append(result.save(out_dir / f"{stem}{suffix}", overwrite=True))
+            report.annotated.append(_save_annotated(result, path, out_dir, overwrite=overwrite, taken=taken))
         if on_image:
             on_image(path, result, None)
     if report.images == 0:
         raise DataError(f"no image could be read ({len(report.errors)} failed): " + "; ".join(report.errors[:5]))
+    report.table = _write_table(report, out_dir, format, overwrite=overwrite, taken=taken)
+    return report
+
+
+def _save_annotated(result: ImageResult, path: Path, out_dir: Path, *, overwrite: bool, taken: set[Path]) -> Path:
+    """The annotated copy of the image at `path`, under a name free in `out_dir` (JPEG unless it was a PNG)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
+    stem = free_stem(out_dir, printable_path(path.stem), [suffix], overwrite=overwrite, taken=taken)
+    return result.save(out_dir / f"{stem}{suffix}", overwrite=True)
+
+
+def _write_table(report: PredictReport, out_dir: Path, format: str, *, overwrite: bool, taken: set[Path]) -> Path:
+    """Every face's row as predictions.json (a list of face dicts) or predictions.csv, under a free name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / f"{free_stem(out_dir, 'predictions', ['.' + format], overwrite=overwrite, taken=taken)}.{format}"
     if format == "json":
         table.write_text(json.dumps(report.rows, indent=2) + "\n")
     else:
         report.to_df().to_csv(table, index=False)
-    report.table = table
-    return report
+    return table

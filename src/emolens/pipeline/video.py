@@ -131,6 +131,15 @@ def _label_frames(
     return counts
 
 
+def _output_paths(out_dir: Path, stem: str, *, save_video: bool, plot: bool, overwrite: bool) -> dict[str, Path]:
+    """Where a video's table, annotated copy and timeline go: names no existing file has (unless
+    `overwrite`), all sharing one stem."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffixes = {"csv": ".csv"} | ({"video": ".annotated.mp4"} if save_video else {}) | ({"plot": ".emotions.png"} if plot else {})
+    free = free_stem(out_dir, stem, list(suffixes.values()), overwrite=overwrite)
+    return {key: out_dir / f"{free}{suffix}" for key, suffix in suffixes.items()}
+
+
 def process_video(
     source: str | Path, recognizer: Any = None, *, stream: StreamOptions | None = None, output: str | Path = "runs/video",
     every: int = 1, save_video: bool = True, plot: bool = True, max_frames: int | None = None, overwrite: bool = False,
@@ -155,13 +164,7 @@ def process_video(
     options = stream if stream is not None else StreamOptions()
     src = open_source(str(source))
     name = Path(str(source)).name or "video"
-    out_dir = Path(output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffixes = [".csv"] + ([".annotated.mp4"] if save_video else []) + ([".emotions.png"] if plot else [])
-    stem = free_stem(out_dir, Path(str(source)).stem or "video", suffixes, overwrite=overwrite)
-    outputs = {"csv": out_dir / f"{stem}.csv"}
-    if save_video:
-        outputs["video"] = out_dir / f"{stem}.annotated.mp4"
+    outputs = _output_paths(Path(output), Path(str(source)).stem or "video", save_video=save_video, plot=plot, overwrite=overwrite)
     # Sound only when the frames keep their timing: every-N-th frame or a cut still spans the same time.
     writer = VideoWriter(outputs["video"], src.fps / every, audio_from=src.path) if save_video else None
     rows: list[dict[str, Any]] = []
@@ -188,7 +191,7 @@ def process_video(
             path.unlink(missing_ok=True)
         raise DataError(f"{source}: no frame could be read; the file may be truncated or use a codec OpenCV lacks")
     if plot:
-        outputs["plot"] = plot_timeline(rows, rec.labels, out_dir / f"{stem}.emotions.png", title=name)
+        outputs["plot"] = plot_timeline(rows, rec.labels, outputs["plot"], title=name)
     return VideoResult(
         source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=len(rows),
         tracks=len({r["face_id"] for r in rows}), video_fps=src.fps, processing_fps=counts.frames / max(seconds, 1e-9),

@@ -28,6 +28,20 @@ PAGE_CSP = (
 
 
 
+def _public_model_info(recognizer: Any) -> dict[str, Any]:
+    """What /v1/model tells clients: the recognizer's model info as JSON, its file by name only, and
+    the colour of each label (the page draws in the colours of images and videos)."""
+    from emolens.pipeline.colors import colors_for
+    from emolens.serving.jobs import jsonable
+
+    info = jsonable(dict(recognizer.model_info()))
+    if isinstance(info.get("source"), str):
+        # The file name identifies the model; the server's folders are nobody's business.
+        info["source"] = Path(info["source"]).name
+    info["colors"] = colors_for(info.get("labels", ()))
+    return info
+
+
 def create_app(
     recognizer: Any = None,
     *,
@@ -56,7 +70,7 @@ def create_app(
     from emolens import __version__
     from emolens.serving import routes, stream
     from emolens.serving.errors import install_handlers
-    from emolens.serving.jobs import Runner, jsonable
+    from emolens.serving.jobs import Runner
     from emolens.serving.pool import InferencePool
     from emolens.serving.security import LOCAL_HOSTS, OriginGuardMiddleware, SecurityHeadersMiddleware
 
@@ -65,13 +79,7 @@ def create_app(
         from emolens.serving.server import serving_recognizer
 
         recognizer = serving_recognizer(limits=limits)
-    model_info = jsonable(dict(recognizer.model_info()))
-    if isinstance(model_info.get("source"), str):
-        # The file name identifies the model; the server's folders are nobody's business.
-        model_info["source"] = Path(model_info["source"]).name
-    from emolens.pipeline.colors import colors_for
-
-    model_info["colors"] = colors_for(model_info.get("labels", ()))  # the page draws in the colours of images and videos
+    model_info = _public_model_info(recognizer)
     pool = InferencePool(limits.workers, limits.max_queue)
 
     @asynccontextmanager
