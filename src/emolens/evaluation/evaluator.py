@@ -161,6 +161,21 @@ def evaluate(
     )
 
 
+def _unseen_faces_figures(dataset: FaceDataset, split: str, y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any] | None:
+    """Accuracy and macro-F1 on the faces of `split` whose pixels are not in train, or None without a train split.
+
+    FER-2013 holds byte-identical faces in train and test: accuracy on those measures memory, not
+    recognition, so the report also gives the figures without them."""
+    if split == "train" or not dataset.has_split("train"):
+        return None
+    from emolens.data.stats import duplicate_mask
+    from emolens.evaluation.metrics import accuracy_and_macro_f1
+
+    keep = ~duplicate_mask(dataset, split=split, against="train")
+    acc, f1 = accuracy_and_macro_f1(y_true[keep], probs[keep].argmax(axis=1), probs.shape[1])
+    return {"n_images": int(keep.sum()), "n_duplicates": int((~keep).sum()), "accuracy": acc, "macro_f1": f1}
+
+
 def report_from_logits(
     dataset: FaceDataset,
     split: str,
@@ -187,7 +202,7 @@ def report_from_logits(
     """
     from emolens import __version__
     from emolens.evaluation.calibration import ece_from_bins, reliability_bins, temperature_nll
-    from emolens.evaluation.metrics import accuracy_and_macro_f1, classification_metrics
+    from emolens.evaluation.metrics import classification_metrics
     from emolens.evaluation.report import EvaluationReport
     from emolens.inference import softmax_with_temperature
 
@@ -199,15 +214,7 @@ def report_from_logits(
     probs = softmax_with_temperature(logits, temperature)
     metrics = classification_metrics(y_true, probs, classes)
     bins = reliability_bins(probs, y_true, n_bins)
-    dedup = None
-    if split != "train" and dataset.has_split("train"):
-        # FER-2013 holds byte-identical faces in train and test: accuracy on those measures
-        # memory, not recognition, so the report also gives the figures without them.
-        from emolens.data.stats import duplicate_mask
-
-        keep = ~duplicate_mask(dataset, split=split, against="train")
-        acc, f1 = accuracy_and_macro_f1(y_true[keep], probs[keep].argmax(axis=1), len(classes))
-        dedup = {"n_images": int(keep.sum()), "n_duplicates": int((~keep).sum()), "accuracy": acc, "macro_f1": f1}
+    dedup = _unseen_faces_figures(dataset, split, y_true, probs)
     return EvaluationReport(
         model_name=model_name, model_path=model_path, arch=arch, dataset=dataset.source, dataset_sha256=dataset.source_sha256,
         split=split, tta=tta, classes=tuple(classes), n_images=len(rows),

@@ -10,6 +10,22 @@ import numpy as np
 from emolens.errors import DataError
 
 
+def _write_cell_values(ax: Any, cm: np.ndarray, shown: np.ndarray, *, normalize: bool, vmax: float) -> None:
+    """Each cell's share of its row (or its count) written in it; empty rows (NaN) stay blank."""
+    n = len(cm)
+    for i in range(n):
+        for j in range(n):
+            if np.isnan(shown[i, j]):
+                continue
+            if normalize:  # "<1%" keeps a rare confusion from reading as none at all
+                text = "<1%" if 0 < shown[i, j] < 0.005 else f"{100 * shown[i, j]:.0f}%"
+            else:
+                text = f"{int(cm[i, j])}"
+            # White text on dark cells, dark text on light ones: readable at any value.
+            color = "white" if shown[i, j] > 0.55 * vmax else "#1a1a1a"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9 if n <= 10 else 7)
+
+
 def plot_confusion_matrix(
     confusion: Any, classes: tuple[str, ...] | list[str], path: str | Path, *, normalize: bool = True, title: str = ""
 ) -> Path:
@@ -44,18 +60,7 @@ def plot_confusion_matrix(
         cbar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     cbar.set_label("share of the true class" if normalize else "images")
 
-    for i in range(n):
-        for j in range(n):
-            if np.isnan(shown[i, j]):
-                continue
-            if normalize:  # "<1%" keeps a rare confusion from reading as none at all
-                text = "<1%" if 0 < shown[i, j] < 0.005 else f"{100 * shown[i, j]:.0f}%"
-            else:
-                text = f"{int(cm[i, j])}"
-            # White text on dark cells, dark text on light ones: readable at any value.
-            color = "white" if shown[i, j] > 0.55 * vmax else "#1a1a1a"
-            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9 if n <= 10 else 7)
-
+    _write_cell_values(ax, cm, shown, normalize=normalize, vmax=vmax)
     row_labels = [f"{c} ({int(s)})" for c, s in zip(classes, support[:, 0], strict=True)]
     ax.set_xticks(range(n), labels=list(classes), rotation=35, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), labels=row_labels)

@@ -498,6 +498,24 @@ def _model_record(
     })
 
 
+def _epoch_row(epoch: int, lr: float, stats: torch.Tensor, val: dict[str, float], *, seconds: float, train_seconds: float) -> dict[str, Any]:
+    """One epoch's line of history.csv. stats: the epoch's summed loss, correct count and image count."""
+    return {
+        "epoch": epoch, "lr": lr,
+        "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]), **val,
+        "seconds": round(seconds, 3), "images_per_s": round(float(stats[2]) / max(train_seconds, 1e-9), 1),
+    }
+
+
+def _epoch_line(row: dict[str, Any], epochs: int, is_best: bool) -> str:
+    """The log line of one epoch's row."""
+    return (
+        f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_f1']:.4f}  "
+        f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *best*" if is_best else "")
+    )
+
+
 def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset: FaceDataset | None, ckpt: _ResumePoint | None) -> TrainResult:
     amp = resolve_amp(cfg.run.amp, device)
     cfg, run_dir = _run_folder(cfg, info, device, ckpt)
@@ -527,15 +545,9 @@ def _train(cfg: TrainConfig, info: dist_.DistInfo, device: torch.device, dataset
         value = val[cfg.schedule.monitor]
         is_best = stopper.update(value, progress.epoch)
         parts.schedule.epoch_end(value)
-        row = {
-            "epoch": progress.epoch, "lr": lr,
-            "train_loss": float(stats[0] / stats[2]), "train_acc": float(stats[1] / stats[2]), **val,
-            "seconds": round(time.perf_counter() - t0, 3), "images_per_s": round(float(stats[2]) / max(train_secs, 1e-9), 1),
-        }
+        row = _epoch_row(progress.epoch, lr, stats, val, seconds=time.perf_counter() - t0, train_seconds=train_secs)
         progress.history.append(row)
-        dist_.log_main(info, f"epoch {progress.epoch}/{cfg.schedule.epochs}  lr {lr:.2e}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-             f"val loss {val['val_loss']:.4f} acc {val['val_acc']:.4f} f1 {val['val_f1']:.4f}  "
-             f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s" + ("  *best*" if is_best else ""))
+        dist_.log_main(info, _epoch_line(row, cfg.schedule.epochs, is_best))
         if info.is_main:
             seconds = progress.seconds_before + time.perf_counter() - t_start
             _write_epoch(run_dir, cfg, parts, record, progress, is_best, seconds, info)
