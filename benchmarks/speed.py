@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def _model_file(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
@@ -37,8 +38,6 @@ def _model_file(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
         return Path(args.model), Path(args.model).name
     if args.arch is None and default_model_path().exists():
         return default_model_path(), "shipped default"
-    import torch
-
     arch = args.arch or "vgg_fer_small"
     torch.manual_seed(0)
     return save_model(build_model(ModelConfig(arch=arch)), tmp / f"random-{arch}.safetensors"), f"randomly initialised {arch} (no trained weights)"
@@ -140,6 +139,67 @@ def int8_accuracy(model: Path, fer2013: Path) -> dict[str, float]:
     return out
 
 
+def end_to_end_section(model: Path, int8_file: Path, videos: dict, tmp: Path, detector_args: list[str], repeat: int) -> dict[str, dict]:
+    """`emolens video` on the 1- and 4-face videos with the model and its int8 copy: frames/s, whole-process seconds, peak memory."""
+    print("\nend to end, 640x480, `emolens video` (decode, detect, track, classify, draw, write CSV + annotated video):")
+    e2e = {}
+    for label, model_arg in (("default backend (auto: onnx fp32)", model), ("int8 ONNX model", int8_file)):
+        print(f"  {label}:")
+        for n, v in videos.items():
+            runs = [end_to_end(model_arg, v.path, tmp / "out", detector_args) for _ in range(repeat)]
+            fps = sorted(r[0] for r in runs)
+            peak = max(r[1] for r in runs)
+            wall = sorted(r[2] for r in runs)
+            e2e[f"{n}_face{'_int8' if model_arg == int8_file else ''}"] = {
+                "fps_best": fps[-1], "fps_median": fps[len(fps) // 2], "peak_rss_mb": round(peak, 1),
+                "process_s_best": round(wall[0], 2), "process_s_median": round(wall[len(wall) // 2], 2),
+            }
+            print(f"    {n} face{'s' if n > 1 else ' '}: {fps[-1]:7.1f} frames/s best of {repeat} (median {fps[len(fps) // 2]:.1f})   "
+                  f"whole process {wall[0]:.2f} s (median {wall[len(wall) // 2]:.2f})   peak memory {peak:.0f} MB")
+    return e2e
+
+
+def crop_throughput_section(net: torch.nn.Module, fp32: bytes, int8: bytes, faces: np.ndarray) -> dict[str, dict]:
+    """Crops classified per second by each backend, one at a time and in batches of 64."""
+    from emolens.runtime import OnnxBackend, TorchBackend
+
+    backends = {"torch": TorchBackend(net), "torch 1 thread": None, "onnx fp32": OnnxBackend(fp32), "onnx int8": OnnxBackend(int8)}
+    print("\ncrop classification, faces/s:")
+    tp = {}
+    for name, backend in backends.items():
+        if backend is None:  # after the default-thread run: set_num_threads is process-wide
+            torch.set_num_threads(1)
+            backend = TorchBackend(net)
+        b1, b64 = throughput(backend, faces, 1), throughput(backend, faces, 64)
+        tp[name] = {"batch1": round(b1, 1), "batch64": round(b64, 1)}
+        print(f"  {name:<15} batch 1: {b1:8.1f}   batch 64: {b64:8.1f}")
+    return tp
+
+
+def fer_section(video: Path, frames: int, fer_python: str | None, repeat: int, ours: dict) -> dict | None:
+    """`fer`'s video pipeline on the same 1-face video, and emolens's speed over it (`ours`: emolens's
+    1-face end-to-end figures); None when `fer` is not installed."""
+    fer_runs = [fer_fps(video, frames, fer_python) for _ in range(repeat)]
+    if fer_runs[0] is None:
+        print("\nfer: not installed, comparison skipped (pip install fer, or --fer-python)")
+        return None
+    fps, n = max(r[0] for r in fer_runs), fer_runs[0][1]
+    walls = sorted(r[2] for r in fer_runs)
+    ratio = ours["fps_best"] / fps
+    # Whole process, start to exit, best against best and median against median: what a user waits for.
+    whole = walls[0] / ours["process_s_best"]
+    whole_median = walls[len(walls) // 2] / ours["process_s_median"]
+    print(f"\nfer's video pipeline on the same 1-face video ({n} frames, no output files): {fps:.1f} frames/s best of {repeat}; "
+          f"emolens (with its CSV and annotated video) is {ratio:.2f}x as fast")
+    print(f"whole process (start-up, imports, models, the video): fer {walls[0]:.2f} s, emolens {ours['process_s_best']:.2f} s "
+          f"best of {repeat}: emolens is {whole:.2f}x as fast ({whole_median:.2f}x median against median)")
+    return {
+        "fps_best": round(fps, 1), "frames": n, "emolens_over_fer": round(ratio, 2),
+        "process_s_best": round(walls[0], 2), "process_s_median": round(walls[len(walls) // 2], 2),
+        "emolens_over_fer_whole_process": round(whole, 2), "emolens_over_fer_whole_process_median": round(whole_median, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: the shipped model)")
@@ -155,7 +215,6 @@ def main() -> None:
     from emolens.models import load_model
     from emolens.pipeline.samples import make_video
     from emolens.preprocessing import PreprocessConfig, prepare_face
-    from emolens.runtime import OnnxBackend, TorchBackend
     from emolens.runtime.onnx import export_onnx_bytes, quantize_int8
 
     tmp = Path(tempfile.mkdtemp(prefix="emolens-speed-"))
@@ -176,36 +235,9 @@ def main() -> None:
     detector_args = ["--detector", args.detector] if args.detector else []
     report["detector"] = args.detector or "pipeline default"
     videos = {n: make_video(tmp / f"faces{n}.mp4", faces=n, frames=args.frames) for n in (1, 4)}
-    print("\nend to end, 640x480, `emolens video` (decode, detect, track, classify, draw, write CSV + annotated video):")
-    e2e = {}
-    for label, model_arg in (("default backend (auto: onnx fp32)", model), ("int8 ONNX model", int8_file)):
-        print(f"  {label}:")
-        for n, v in videos.items():
-            runs = [end_to_end(model_arg, v.path, tmp / "out", detector_args) for _ in range(args.repeat)]
-            fps = sorted(r[0] for r in runs)
-            peak = max(r[1] for r in runs)
-            wall = sorted(r[2] for r in runs)
-            e2e[f"{n}_face{'_int8' if model_arg == int8_file else ''}"] = {
-                "fps_best": fps[-1], "fps_median": fps[len(fps) // 2], "peak_rss_mb": round(peak, 1),
-                "process_s_best": round(wall[0], 2), "process_s_median": round(wall[len(wall) // 2], 2),
-            }
-            print(f"    {n} face{'s' if n > 1 else ' '}: {fps[-1]:7.1f} frames/s best of {args.repeat} (median {fps[len(fps) // 2]:.1f})   "
-                  f"whole process {wall[0]:.2f} s (median {wall[len(wall) // 2]:.2f})   peak memory {peak:.0f} MB")
-    report["end_to_end"] = e2e
+    report["end_to_end"] = e2e = end_to_end_section(model, int8_file, videos, tmp, detector_args, args.repeat)
 
-    backends = {"torch": TorchBackend(net), "torch 1 thread": None, "onnx fp32": OnnxBackend(fp32), "onnx int8": OnnxBackend(int8)}
-    print("\ncrop classification, faces/s:")
-    tp = {}
-    for name, backend in backends.items():
-        if backend is None:  # after the default-thread run: set_num_threads is process-wide
-            import torch
-
-            torch.set_num_threads(1)
-            backend = TorchBackend(net)
-        b1, b64 = throughput(backend, faces, 1), throughput(backend, faces, 64)
-        tp[name] = {"batch1": round(b1, 1), "batch64": round(b64, 1)}
-        print(f"  {name:<15} batch 1: {b1:8.1f}   batch 64: {b64:8.1f}")
-    report["crop_throughput"] = tp
+    report["crop_throughput"] = crop_throughput_section(net, fp32, int8, faces)
     report["peak_rss_mb_benchmark_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     if args.fer2013:
@@ -214,23 +246,9 @@ def main() -> None:
         print(f"\nPrivateTest accuracy ({acc['test_images']} faces): torch {acc['torch_accuracy']}%, onnx fp32 {acc['onnx_fp32_accuracy']}%, "
               f"onnx int8 {acc['onnx_int8_accuracy']}% ({acc['int8_method']}); int8 - fp32 = {acc['int8_minus_fp32_points']} points")
 
-    fer_runs = [fer_fps(videos[1].path, args.frames, args.fer_python) for _ in range(args.repeat)]
-    if fer_runs[0] is None:
-        print("\nfer: not installed, comparison skipped (pip install fer, or --fer-python)")
-    else:
-        fps, n = max(r[0] for r in fer_runs), fer_runs[0][1]
-        walls = sorted(r[2] for r in fer_runs)
-        ratio = e2e["1_face"]["fps_best"] / fps
-        # Whole process, start to exit, best against best and median against median: what a user waits for.
-        whole = walls[0] / e2e["1_face"]["process_s_best"]
-        whole_median = walls[len(walls) // 2] / e2e["1_face"]["process_s_median"]
-        report["fer"] = {"fps_best": round(fps, 1), "frames": n, "emolens_over_fer": round(ratio, 2),
-                         "process_s_best": round(walls[0], 2), "process_s_median": round(walls[len(walls) // 2], 2),
-                         "emolens_over_fer_whole_process": round(whole, 2), "emolens_over_fer_whole_process_median": round(whole_median, 2)}
-        print(f"\nfer's video pipeline on the same 1-face video ({n} frames, no output files): {fps:.1f} frames/s best of {args.repeat}; "
-              f"emolens (with its CSV and annotated video) is {ratio:.2f}x as fast")
-        print(f"whole process (start-up, imports, models, the video): fer {walls[0]:.2f} s, emolens {e2e['1_face']['process_s_best']:.2f} s "
-              f"best of {args.repeat}: emolens is {whole:.2f}x as fast ({whole_median:.2f}x median against median)")
+    fer = fer_section(videos[1].path, args.frames, args.fer_python, args.repeat, e2e["1_face"])
+    if fer is not None:
+        report["fer"] = fer
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
