@@ -256,6 +256,30 @@ def _open_study(out: str | Path, plan: dict[str, Any], resume: bool) -> Path:
     return out_dir
 
 
+def _checked_settings(
+    path: str, model: str, budget_epochs: int, patience: int, strategies: list[str] | tuple[str, ...],
+    config: str | Path | None, overrides: list[str] | None, seed: int,
+) -> tuple[list[str], TrainConfig]:
+    """The study's strategies and the training config every strategy starts from, checked before any
+    data is read: a typo fails in seconds, and is reported as a typo, not as an extra to install."""
+    from emolens.models import create_model, list_models
+    from emolens.studies.resampling import require_resamplers
+    from emolens.training import load_config
+
+    if budget_epochs < 1:
+        raise ConfigError(f"budget_epochs must be >= 1, got {budget_epochs}")
+    if patience < 0:
+        raise ConfigError(f"patience must be >= 0 (0 = every strategy trains the whole budget), got {patience}")
+    strategies = _check_strategies(strategies)
+    fixed = [f"data.path={_q(path)}", f"model.arch={_q(model)}", f"schedule.epochs={budget_epochs}", f"run.seed={seed}",
+             f"schedule.early_stop_patience={patience}"]
+    base = load_config(config, [*fixed, *_check_overrides(overrides)])
+    if model not in list_models() and ":" not in model:
+        create_model(model)  # close-match suggestions
+    require_resamplers(strategies)
+    return strategies, base
+
+
 def run_imbalance_study(
     data: str | Path | FaceDataset,
     *,
@@ -280,27 +304,12 @@ def run_imbalance_study(
         `resume`: then `out` must be a study started with the same settings, and it continues.
     """
     from emolens.data import FaceDataset
-    from emolens.training import load_config, load_training_data
+    from emolens.training import load_training_data
 
-    if budget_epochs < 1:
-        raise ConfigError(f"budget_epochs must be >= 1, got {budget_epochs}")
-    if patience < 0:
-        raise ConfigError(f"patience must be >= 0 (0 = every strategy trains the whole budget), got {patience}")
-    strategies = _check_strategies(strategies)
     path = "synthetic" if isinstance(data, FaceDataset) else str(data)
-    fixed = [f"data.path={_q(path)}", f"model.arch={_q(model)}", f"schedule.epochs={budget_epochs}", f"run.seed={seed}",
-             f"schedule.early_stop_patience={patience}"]
-    base = load_config(config, [*fixed, *_check_overrides(overrides)])
-    from emolens.models import create_model, list_models
-
-    if model not in list_models() and ":" not in model:
-        create_model(model)  # fails before the data is read, with close-match suggestions
+    strategies, base = _checked_settings(path, model, budget_epochs, patience, strategies, config, overrides, seed)
     if resume and not (Path(out) / PLAN).is_file():
         _open_study(out, {}, resume=True)  # the missing plan fails before the data is read
-    # After the settings: a typo is reported as a typo, not as an extra to install.
-    from emolens.studies.resampling import require_resamplers
-
-    require_resamplers(strategies)
 
     ds = data if isinstance(data, FaceDataset) else load_training_data(base, progress=base.run.progress)
     if not ds.has_split("test"):
