@@ -241,7 +241,7 @@ def test_a_strongly_tilted_face_is_looked_at_again_upright(clockwise):
 # (detector, turn) where the one search reads the astronaut's tilt far off: measured 14.4, 28.4 and
 # 16.2 degrees off for MTCNN, 18.9 and 21.8 for MediaPipe. (MTCNN at 75 degrees is left out: its
 # second look there reads this photo within 4 degrees or 30 off depending on the window's scale,
-# and its median error at 75 degrees on FER+ test is 22: README, "Tilted faces".)
+# and its median error at 75 degrees on FER+ test is 22: docs/faces.md, "Tilted faces".)
 UNDER_READ = [("mtcnn", 45.0), ("mtcnn", 60.0), ("mtcnn", -60.0), ("mediapipe", 60.0), ("mediapipe", 75.0)]
 
 

@@ -33,7 +33,7 @@ ROLL_AGREEMENT = 25.0
 NEAR_SIZES = (0.7, 1.45)
 # A face found tilted by this many degrees or more is looked at again in its window turned upright
 # by the tilt read (`detect_near_turned`), where it stands nearly upright and its box, landmarks and
-# tilt are read better (detectors that find landmarks; README, "Tilted faces"). CenterFace's value:
+# tilt are read better (detectors that find landmarks; docs/faces.md, "Tilted faces"). CenterFace's value:
 # chosen among 20, 30 and 45 on 1,200 FER+ validation faces (median tilt error at 45 degrees 5.0
 # at 30 against 7.5 at 45), then checked on WIDER FACE photos as they come (unchanged) and turned
 # by 30 degrees (83.3% of faces of 40 px and up against 83.1%, at 57 ms a photo against 47).

@@ -71,7 +71,7 @@ _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one fu
 # pixels) are taken from there, and finds of the other passes lying mostly inside them are dropped
 # (and not searched again at full size). Smaller faces keep the full-size search's finer box and
 # landmarks: it boxed the astronaut's face whole at 527 and 791 px and in part at 1,055 (a 4,000-px
-# enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: README, "Face detectors".
+# enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: docs/detection.md, "Camera-sized photos".
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
 _LARGE_FACE_PX = 512
@@ -82,7 +82,7 @@ _LARGE_FACE_PX = 512
 _TRACK_PX = 64
 # "auto" runs int8 only where it is clearly faster: measured on this machine once, since int8
 # is 1.5x fp32 on some CPUs without VNNI and 0.85x on others (AMD Zen 1: 201 against 174 ms a
-# WIDER FACE photo, benchmarks/detection.py), and fp32 finds a little more (README, Face detectors).
+# WIDER FACE photo, benchmarks/detection.py), and fp32 finds a little more (docs/detection.md).
 _INT8_MIN_SPEEDUP = 1.15
 _TIMING_BLOB = (1, 3, 256, 320)
 _THRESHOLD = 0.5
@@ -97,7 +97,7 @@ _FOLLOW_THRESHOLD = 0.2
 # photos, and a dark one's small values fall between their steps. WIDER FACE photos 7 stops
 # underexposed: 91.6% of the faces of 40 px and up found in int8 against 67.0% without
 # (fp32: 92.0% against 87.6%); as they are, no change (benchmarks/detection.py --stops-under 7
-# --detectors centerface "centerface,max_gain=1"; README, "Face detectors").
+# --detectors centerface "centerface,max_gain=1"; docs/detection.md, "Dark photos").
 _BRIGHT_LEVEL = 200.0
 _MAX_GAIN = 8.0
 _NMS_IOU = 0.3
@@ -411,13 +411,13 @@ class CenterFaceDetector(FaceDetector):
     Runs on onnxruntime when `onnx` and `onnxruntime` are installed (`backend="auto"`), else on
     OpenCV's DNN. precision (onnxruntime only): "int8" quantises the file once per machine with
     the shipped activation ranges (cached in the cache folder; within a point of fp32's recall
-    on WIDER FACE, 1.5x its speed on some CPUs and 0.85x on others: README "Face detectors"),
+    on WIDER FACE, 1.5x its speed on some CPUs and 0.85x on others: docs/detection.md),
     "fp32" runs it as it is, "auto" times both at the first start on this machine and runs int8
     where it is at least 1.15x faster (`faster_precision`). threads: onnxruntime's intra-op
     threads, None for the process's plan (`emolens.runtime.devices`: all cores, or a server
     worker's share). coarse_px: the first of two passes searches the photo shrunk until a face of
     `min_face_size` is this many pixels, the second only windows around its weak or small finds, at
-    the `work_px` scale; 0 searches once, at that scale (README, "Two passes"). follow_threshold:
+    the `work_px` scale; 0 searches once, at that scale (docs/detection.md, "Two passes"). follow_threshold:
     the least score of a find near a face the video pipeline follows (`detect_near`); the tracker
     takes such weak finds only to continue that face's track. None: 0.2, or `threshold` if lower.
     max_gain: an underexposed image is brightened up to this many times for the search

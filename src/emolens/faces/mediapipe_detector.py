@@ -21,7 +21,7 @@ from emolens.faces.base import Detection, FaceDetector, as_bgr_and_gray, merge_o
 # about 40), so its faces are looked at again upright from 20 degrees on. Chosen on 1,200 FER+
 # validation faces turned by 0-90 degrees among 0, 20, 30 and 45: median tilt error at 30/45/60/75
 # degrees 4.4/5.6/10.5/24.6 at 20, 4.9/6.7/12.5/25.7 at 30, 4.7/10.0/23.0/37.4 at 45 and without
-# (`benchmarks/alignment.py --split val --limit 1200 --angles 0 30 45 60 75 90`; README, "Tilted faces").
+# (`benchmarks/alignment.py --split val --limit 1200 --angles 0 30 45 60 75 90`; docs/faces.md, "Tilted faces").
 _RELOOK_TILT = 20.0
 
 

@@ -16,7 +16,7 @@ _STAGE_THRESHOLDS = (0.6, 0.7)  # of the proposal and refinement networks (MTCNN
 # its faces are looked at again upright from 20 degrees on, where CenterFace's are from 30
 # (`base.RELOOK_TILT`). Chosen on 1,200 FER+ validation faces turned by 0-90 degrees among 0, 20,
 # 30 and 45: median tilt error at 30/45/60/75 degrees 5.4/6.2/7.2/21.9 against 6.2/11.2/21.5/43.2
-# without (`benchmarks/alignment.py --split val --limit 1200 --angles 0 30 45 60 75 90`; README, "Tilted faces").
+# without (`benchmarks/alignment.py --split val --limit 1200 --angles 0 30 45 60 75 90`; docs/faces.md, "Tilted faces").
 _RELOOK_TILT = 20.0
 # A known face's window (a video track's, or a tilted face's second look) is searched shrunk until
 # the face is at most this many pixels, so that MTCNN's pyramid does not climb from 20 px through a

@@ -49,13 +49,13 @@ class PipelineDefaults:
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
     # network learned upright faces. On FER+ validation faces tilted by 15, 30 and 45 degrees,
     # CenterFace's crops scored 0.8, 3.4 and 9.8 points higher turned, the same upright
-    # (benchmarks/alignment.py --split val; README "Tilted faces"). False (--no-align): the box as it lies.
+    # (benchmarks/alignment.py --split val; docs/faces.md, "Tilted faces"). False (--no-align): the box as it lies.
     align: bool = True
     # Search an image or frame in which the detector finds no face once more, for one face filling
     # it (`EmotionRecognizer.find_faces`): faces cropped elsewhere, close selfies, portrait video.
     # FER+ test faces cropped six ways at 64-448 px and given to `predict` as photos: the face found
     # in 94.8% of them against 78.1%; face-free pieces of WIDER FACE photos with a face reported:
-    # 2 of 393 against 1 (benchmarks/crops.py --photo-path; README, "Close-ups").
+    # 2 of 393 against 1 (benchmarks/crops.py --photo-path; docs/faces.md, "Close-ups").
     close_up: bool = True
 
 
