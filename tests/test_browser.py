@@ -145,6 +145,7 @@ def test_webcam_page_shows_face_box_and_label(server, browser, tmp_path):
     # Several frames go round the WebSocket, one at a time, and the timeline fills.
     wait_for(browser, "return Number(document.body.dataset.frames) >= 3")
     assert "fps" in browser.find_element("id", "rate").text
+    assert browser.find_element("id", "timeline-panel").is_displayed()
     check_face(browser, 640, 480)
     screenshot(browser, tmp_path, "webcam.png")
     browser.find_element("id", "stop").click()
@@ -163,7 +164,8 @@ def test_photo_upload_mode(server, browser, tmp_path):
     browser.find_element("id", "file").send_keys(str(photo))
     wait_for(browser, "return document.body.dataset.state === 'photo'")
     check_face(browser, 512, 512)
-    assert "1 face" in browser.find_element("id", "message").text
+    assert "1 face in" in browser.find_element("id", "message").text
+    assert not browser.find_element("id", "timeline-panel").is_displayed()  # a photo has no timeline
     screenshot(browser, tmp_path, "photo.png")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors

@@ -65,6 +65,7 @@ function setMode(mode) {
   $("photo-controls").hidden = mode !== "photo";
   $("video").hidden = mode !== "camera";
   $("photo").hidden = mode !== "photo";
+  $("timeline-panel").hidden = mode !== "camera";  // a photo is one moment: nothing to plot over time
   if (mode === "photo") stopCamera();
   clearOverlay();
   $("placeholder").hidden = false;
@@ -220,7 +221,9 @@ async function predictPhoto(file) {
     const t0 = performance.now();
     const result = await getJSON("/v1/predict", { method: "POST", body: form });
     showResult(result.faces, result.image, false);
-    showMessage(`${file.name}: ${result.faces.length} face(s) in ${Math.round(performance.now() - t0)} ms.`, false);
+    const n = result.faces.length;
+    const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
+    showMessage(`${file.name}: ${found} in ${Math.round(performance.now() - t0)} ms.`, false);
     document.body.dataset.state = "photo";
   } catch (err) {
     showMessage(`${file.name}: ${err.message}`, true);
