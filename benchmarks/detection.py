@@ -42,6 +42,12 @@ half turned away, blurred or hidden are where a face in a video is lost). False 
 started on windows the size of a face beside it (below it, either side, twice as far below) that
 overlap no labelled face, in which the tracker took a find for a face.
 
+Photos as `emolens predict` searches them: `--photo` scores `EmotionRecognizer.find_photo_faces`
+instead of `detect`: the detector, followed by the close-up search where it finds nothing, then
+the search of photos the wrong way round (`turned_photos`), each detector without ("photo-plain")
+and with it ("photo"). With `--turn 90` (every other photo turned the other way) or `--turn 180` it measures
+photos taken sideways or upside down.
+
 A detector spec is `NAME[:MODEL_FILE][,option=value...]`, the options going to its
 constructor (`emolens.faces.create_detector` parses it), e.g. `haar,min_face_size=20` or `mediapipe,tile=1`.
 """
@@ -115,14 +121,27 @@ def underexpose(bgr: np.ndarray, stops: float) -> np.ndarray:
     return np.round(bgr.astype(np.float32) * np.float32(2.0 ** (-stops / 2.2))).astype(np.uint8)
 
 
-def run_detector(spec: str, images: list, scale: float = 1.0, stops: float = 0.0) -> dict[str, object]:
+def photo_search(spec: str, turned_photos: bool):
+    """What `emolens predict` searches a photo with: the detector, the close-up search and, with
+    `turned_photos`, the search of photos the wrong way round (`EmotionRecognizer.find_photo_faces`)."""
+    from emolens import EmotionRecognizer
+
+    rec = EmotionRecognizer(detector=spec, turned_photos=turned_photos)
+    return rec.detector, rec.find_photo_faces
+
+
+def run_detector(spec: str, images: list, scale: float = 1.0, stops: float = 0.0, photo: str = "") -> dict[str, object]:
     from emolens.faces import create_detector
     from emolens.faces.widerface import HEIGHTS, DetectionTally
 
     start = time.perf_counter()
-    detector = create_detector(spec)
+    if photo:
+        detector, search = photo_search(spec, turned_photos=photo == "photo")
+    else:
+        detector = create_detector(spec)
+        search = detector.detect
     build_ms = 1000 * (time.perf_counter() - start)  # what one detector per server thread costs
-    detector.detect(underexpose(scale_photo(*images[0][1:], scale)[0], stops))  # warm-up: first-call allocations and lazy initialisation
+    search(underexpose(scale_photo(*images[0][1:], scale)[0], stops))  # warm-up: first-call allocations and lazy initialisation
     heights = HEIGHTS if scale == 1.0 else (*HEIGHTS, BIG_FACE_PX)
     tally = DetectionTally(min_height=int(round(20 * scale)), heights=tuple(int(round(h * scale)) for h in heights))
     seconds = []
@@ -131,13 +150,13 @@ def run_detector(spec: str, images: list, scale: float = 1.0, stops: float = 0.0
             bgr, faces = scale_photo(bgr, faces, scale)
         bgr = underexpose(bgr, stops)
         start = time.perf_counter()
-        dets = detector.detect(bgr)
+        dets = search(bgr)
         seconds.append(time.perf_counter() - start)
         tally.add(faces, dets)
     summary = tally.summary()
     summary["recall"] = dict(zip(map(str, heights), summary["recall"].values(), strict=True))  # in the original's pixels
     summary["faces"] = dict(zip(map(str, heights), summary["faces"].values(), strict=True))
-    summary.update(spec=spec, detector=repr(detector), ms_per_image=1000 * float(np.mean(seconds)),
+    summary.update(spec=spec + (f" ({photo})" if photo else ""), detector=repr(detector), ms_per_image=1000 * float(np.mean(seconds)),
                    ms_median=1000 * float(np.median(seconds)), build_ms=build_ms)
     return summary
 
@@ -252,6 +271,7 @@ def main() -> None:
     ap.add_argument("--turn", type=float, default=0.0, help="turn every photo by this many degrees, alternately clockwise and back (tilted faces)")
     ap.add_argument("--stops-under", type=float, default=0.0, help="underexpose every photo by this many stops (low light)")
     ap.add_argument("--follow", action="store_true", help="score following known faces (the video pipeline between whole-frame searches) instead of detect")
+    ap.add_argument("--photo", action="store_true", help="score the search `emolens predict` makes of a photo, without and with the search of photos the wrong way round")
     ap.add_argument("--scale", type=float, default=1.0, help="enlarge every photo this many times, as a camera's full-size photo (heights stay in the original's pixels)")
     args = ap.parse_args()
     if args.follow and (args.scale != 1.0 or args.stops_under):
@@ -272,7 +292,8 @@ def main() -> None:
     rows = []
     for spec in args.detectors:
         try:
-            rows.append(run_detector(spec, images, args.scale, args.stops_under))
+            for photo in ("photo-plain", "photo") if args.photo else ("",):
+                rows.append(run_detector(spec, images, args.scale, args.stops_under, photo))
         except EmolensError as exc:
             print(f"{spec}: skipped: {exc}", file=sys.stderr)
             continue

@@ -57,6 +57,12 @@ class PipelineDefaults:
     # in 94.8% of them against 78.1%; face-free pieces of WIDER FACE photos with a face reported:
     # 2 of 393 against 1 (benchmarks/crops.py --photo-path; docs/faces.md, "Close-ups").
     close_up: bool = True
+    # Search a photo again turned a quarter or half turn where its faces lie that way, or where none
+    # was found (`faces.base.find_in_turned_photo`): photos taken sideways or upside down whose EXIF
+    # rotation was lost. Still images only (`predict`, the HTTP API), never video frames. WIDER FACE
+    # photos turned sideways: 80.2% of the faces of 40 px and up found against 35.5%; upright, 92.1%
+    # against 92.0% (benchmarks/detection.py --photo [--turn 90]; docs/faces.md, "Photos the wrong way round").
+    turned_photos: bool = True
 
 
 PIPELINE = PipelineDefaults()

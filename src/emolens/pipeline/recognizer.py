@@ -26,7 +26,7 @@ import numpy as np
 
 from emolens.errors import ConfigError, DataError
 from emolens.faces import Detection, FaceDetector, create_detector
-from emolens.faces.base import find_close_up
+from emolens.faces.base import find_close_up, find_in_turned_photo
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.inputs import InputProblem, is_many, iter_inputs
 from emolens.pipeline.results import FaceResult, ImageResult
@@ -121,7 +121,8 @@ class EmotionRecognizer:
         (min_neighbors, scale_factor). tta: "none", "flip" or "tencrop". align: turn each face
         upright by its landmarks before classifying it, where the detector finds them (`crop`).
         close_up: search an image in which the detector finds no face once more for one face
-        filling it (`find_faces`).
+        filling it (`find_faces`). turned_photos: search a still image again turned a quarter or
+        half turn where its faces lie that way or none was found (`find_photo_faces`).
     threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
     compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
     Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
@@ -135,7 +136,7 @@ class EmotionRecognizer:
         device: str = "auto", tta: str = "none", min_face_size: int | None = PIPELINE.min_face_size,
         detector_threshold: float | None = None, detector_options: dict[str, Any] | None = None,
         threads: int | None = None, compile: bool = False, align: bool = PIPELINE.align,
-        close_up: bool = PIPELINE.close_up,
+        close_up: bool = PIPELINE.close_up, turned_photos: bool = PIPELINE.turned_photos,
     ):
         from emolens.runtime import create_backend
 
@@ -147,6 +148,7 @@ class EmotionRecognizer:
         self.detector = create_detector(detector, **options)
         self.align = bool(align)
         self.close_up = bool(close_up)
+        self.turned_photos = bool(turned_photos)
 
     @classmethod
     def of(cls, recognizer: Any = None, **options: Any) -> EmotionRecognizer:
@@ -197,6 +199,13 @@ class EmotionRecognizer:
         if found or not self.close_up:
             return found
         return find_close_up(self.detector, bgr, gray, side=_CLOSE_UP_PX, border=_CLOSE_UP_BORDER)[:1]
+
+    def find_photo_faces(self, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
+        """`find_faces` for a still image, which may be the wrong way round: with `turned_photos`,
+        searched again turned where its faces lie a quarter or half turn from upright or none was
+        found (`find_in_turned_photo`). Video frames use `find_faces`: a camera films upright."""
+        found = self.find_faces(bgr, gray)
+        return find_in_turned_photo(self.detector, bgr, found) if self.turned_photos else found
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (B, C) for uint8 face crops (B, S, S) made by crop_face/prepare_face."""
@@ -312,7 +321,7 @@ class EmotionRecognizer:
             whole = (0, 0, gray.shape[1], gray.shape[0])
             faces = [self._face_result(whole, self.classify(crop[None])[0], det)]
         else:
-            detections = self.find_faces(bgr, gray)
+            detections = self.find_photo_faces(bgr, gray)
             t2 = time.perf_counter()
             faces = self.classify_detections(gray, detections)
         t3 = time.perf_counter()
