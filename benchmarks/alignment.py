@@ -47,8 +47,9 @@ def nearest_detection(detections: list, frame: tuple[int, int, int, int]):
     return best
 
 
-def score_angle(rec, faces: np.ndarray, labels: np.ndarray, angle: float) -> dict[str, float]:
-    """Accuracy of the three crops, and how well the landmarks tell the turn, at one angle."""
+def score_angle(rec, faces: np.ndarray, labels: np.ndarray, angle: float, photo: bool = False) -> dict[str, float]:
+    """Accuracy of the three crops, and how well the landmarks tell the turn, at one angle. photo:
+    search as `predict` searches a photo (`find_photo_faces`: close-ups, photos the wrong way round)."""
     from emolens.faces.base import wrap_degrees
     from emolens.preprocessing import crop_face
 
@@ -58,7 +59,7 @@ def score_angle(rec, faces: np.ndarray, labels: np.ndarray, angle: float) -> dic
     for i, face in enumerate(faces):
         turn = angle if i % 2 == 0 else -angle
         canvas, frame = turned_canvas(face, turn)
-        det = nearest_detection(rec.detector.detect(canvas), frame)
+        det = nearest_detection(rec.find_photo_faces(canvas) if photo else rec.detector.detect(canvas), frame)
         if det is None:
             continue
         kept.append(i)
@@ -88,6 +89,7 @@ def main() -> None:
     ap.add_argument("--detectors", nargs="+", default=["centerface"], help="detectors that find eyes: centerface, mtcnn, ...")
     ap.add_argument("--angles", nargs="+", type=float, default=[0, 15, 30, 45], help="turns in degrees")
     ap.add_argument("--limit", type=int, default=0, help="score only the first N faces of the split (0 = all)")
+    ap.add_argument("--photo", action="store_true", help="search each canvas as `predict` searches a photo, turned photos included (angles past 90)")
     ap.add_argument("--min-face-size", type=int, default=None, help="the detectors' smallest face (default: each detector's own)")
     args = ap.parse_args()
 
@@ -98,12 +100,12 @@ def main() -> None:
     print(f"Data: {args.data}, split {args.split} ({len(faces)} faces); faces shown at {FACE_PX} px\n")
     for name in args.detectors:
         rec = EmotionRecognizer(args.model, detector=name, min_face_size=args.min_face_size)
-        print(f"### {rec!r}\n")
+        print(f"### {rec!r}{', searched as photos' if args.photo else ''}\n")
         print("| turn (degrees) | faces found | as the box lies (`--no-align`) | turned upright (default) | gain | "
               "median tilt error | the FER frame turned back exactly |")
         print("|---|---|---|---|---|---|---|")
         for angle in args.angles:
-            r = score_angle(rec, faces, labels, angle)
+            r = score_angle(rec, faces, labels, angle, photo=args.photo)
             gain = 100 * (r["turned upright"] - r["as the box lies"])
             print(f"| {angle:g} | {r['found']} of {len(faces)} | {100 * r['as the box lies']:.2f}% | {100 * r['turned upright']:.2f}% | "
                   f"{gain:+.2f} | {r['tilt error']:.1f} | {100 * r['FER frame']:.2f}% |", flush=True)
