@@ -60,7 +60,7 @@ class PipelineDefaults:
     # Search a photo again turned a quarter or half turn where its faces lie that way, or where none
     # was found (`faces.base.find_in_turned_photo`): photos taken sideways or upside down whose EXIF
     # rotation was lost. Still images only (`predict`, the HTTP API), never video frames. WIDER FACE
-    # photos turned sideways: 80.2% of the faces of 40 px and up found against 35.5%; upright, 92.1%
+    # photos turned sideways: 87.6% of the faces of 40 px and up found against 35.5%; upright, 92.1%
     # against 92.0% (benchmarks/detection.py --photo [--turn 90]; docs/faces.md, "Photos the wrong way round").
     turned_photos: bool = True
 
