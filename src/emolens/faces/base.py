@@ -422,8 +422,8 @@ def find_in_turned_photo(detector: FaceDetector, image: np.ndarray, found: list[
             votes[k] += 1
     k = max((1, 2, 3), key=lambda q: votes[q])
     if votes[k]:
-        kept = [] if votes[k] > votes[0] else found
         again = turned_search(detector.detect, image, 90.0 * k)
+        kept = [] if votes[k] > votes[0] and again else found  # the first finds stay if the turned search finds nothing
         return sort_largest_first(merge_overlapping(kept + again, RELOOK_SAME_FACE_IOU))
     if found and max(d.confidence for d in found) >= TURNED_PHOTO_UNSURE:
         return found

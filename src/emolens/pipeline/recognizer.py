@@ -122,7 +122,7 @@ class EmotionRecognizer:
         upright by its landmarks before classifying it, where the detector finds them (`crop`).
         close_up: search an image in which the detector finds no face once more for one face
         filling it (`find_faces`). turned_photos: search a still image again turned a quarter or
-        half turn where its faces lie that way or none was found (`find_photo_faces`).
+        half turn where its faces lie that way, or none was found, or none is sure (`find_photo_faces`).
     threads: CPU threads for the classifier (PyTorch: process-wide); None keeps the default.
     compile: torch backend through torch.compile, for large batches (about 2x after 10-40 s).
     Defaults not given here come from `emolens.pipeline.defaults.PIPELINE`.
@@ -202,8 +202,8 @@ class EmotionRecognizer:
 
     def find_photo_faces(self, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Detection]:
         """`find_faces` for a still image, which may be the wrong way round: with `turned_photos`,
-        searched again turned where its faces lie a quarter or half turn from upright or none was
-        found (`find_in_turned_photo`). Video frames use `find_faces`: a camera films upright."""
+        searched again turned where its faces lie a quarter or half turn from upright, or none was
+        found, or none is sure (`find_in_turned_photo`). Video frames use `find_faces`: a camera films upright."""
         found = self.find_faces(bgr, gray)
         return find_in_turned_photo(self.detector, bgr, found) if self.turned_photos else found
 
