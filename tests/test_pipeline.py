@@ -288,10 +288,11 @@ def test_cli_predict_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "EmotionRecognizer", lambda *a, **k: seen.update(rec_args=a, rec_kw=k) or built)
     monkeypatch.setattr(api, "predict_images", lambda *a, **k: seen.update(args=a, kw=k) or PredictReport(images=1, table=tmp_path / "t.csv"))
     assert main(["predict", "a.jpg", "photos/", "--format", "csv", "--no-save", "--min-face-size", "30", "--tta", "flip",
-                 "--detector", "yunet:y.onnx", "-r", "--overwrite", "--no-align", "--crops", "-o", str(tmp_path)]) == 0
+                 "--detector", "yunet:y.onnx", "-r", "--overwrite", "--no-align", "--crops", "--no-close-up", "--no-turned", "-o", str(tmp_path)]) == 0
     # The options of the model and detector build one recognizer; predict_images gets it.
     assert seen["rec_args"] == (None,)
-    assert seen["rec_kw"] == {"detector": "yunet:y.onnx", "backend": "auto", "tta": "flip", "min_face_size": 30, "detector_threshold": None, "align": False}
+    assert seen["rec_kw"] == {"detector": "yunet:y.onnx", "backend": "auto", "tta": "flip", "min_face_size": 30, "detector_threshold": None, "align": False,
+                              "close_up": False, "turned_photos": False}
     assert seen["args"] == (["a.jpg", "photos/"], built)
     kw = {k: v for k, v in seen["kw"].items() if k != "on_image"}
     assert kw == {"output": tmp_path, "format": "csv", "save": False, "recursive": True, "overwrite": True, "crops": True}

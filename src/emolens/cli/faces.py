@@ -54,6 +54,10 @@ def predict_cmd(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also search subfolders of folder arguments.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same name in --output instead of adding -2, -3, ...")] = False,
     crops: Annotated[bool, typer.Option("--crops", help="Each image is one face, already cropped (a dataset's faces, another tool's crops): every image gets a label.")] = False,
+    close_up: Annotated[bool, typer.Option("--close-up/--no-close-up", help="Where no face is found, search the image once more for one face filling it.")] = PIPELINE.close_up,
+    turned: Annotated[
+        bool, typer.Option("--turned/--no-turned", help="Search a photo again turned a quarter or half turn where its faces lie that way or none is found (photos whose EXIF rotation was lost).")
+    ] = PIPELINE.turned_photos,
 ) -> None:
     """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
     from emolens.pipeline import EmotionRecognizer, predict_images
@@ -71,7 +75,7 @@ def predict_cmd(
 
     recognizer = EmotionRecognizer(
         model, detector=detector, backend=Backend(backend).value, tta=tta, min_face_size=min_face_size,
-        detector_threshold=detector_threshold, align=align,
+        detector_threshold=detector_threshold, align=align, close_up=close_up, turned_photos=turned,
     )
     report = predict_images(
         paths, recognizer, output=output, format=TableFormat(format).value, save=save, recursive=recursive,
