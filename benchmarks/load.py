@@ -251,7 +251,7 @@ async def run_load(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="target a running server (loopback only), e.g. http://127.0.0.1:8000")
     p.add_argument("--model", type=Path, help="model for the server this script starts (default: shipped, else random)")
@@ -270,7 +270,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall", type=Path, metavar="GT_FILE", help="instead of a load test: recall on WIDER FACE (its *_bbx_gt.txt)")
     p.add_argument("--recall-images", type=Path, help="WIDER FACE images: the zip or the WIDER_val/images folder")
     p.add_argument("--recall-side", type=int, default=640, help="photos shrunk to this longer side first (default 640)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _target(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen | None, str]:
+    """The server to load: the running one `--url` names (loopback only), or one started here (and its process)."""
+    if args.url:
+        host = urlsplit(args.url).hostname or ""
+        if not is_loopback(host):
+            raise SystemExit(f"--url host {host!r} is not a loopback address; this benchmark only targets this machine")
+        return None, args.url.rstrip("/")
+    model = args.model
+    if model is None:
+        from emolens.models import default_model_path
+
+        model = None if default_model_path().exists() else random_model(tmp)
+    extra = [arg for flag, value in (
+        ("--backend", args.backend), ("--detector", args.detector), ("--min-face-size", args.min_face_size)) if value for arg in (flag, str(value))]
+    return start_server(model, args.workers, args.max_queue, extra)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     if args.json is not None and args.json.exists():
         raise SystemExit(f"{args.json} exists; choose another --json path")
@@ -290,30 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     tmp = tempfile.TemporaryDirectory(prefix="emolens-load-")
     try:
-        if args.url:
-            host = urlsplit(args.url).hostname or ""
-            if not is_loopback(host):
-                raise SystemExit(f"--url host {host!r} is not a loopback address; this benchmark only targets this machine")
-            url = args.url.rstrip("/")
-        else:
-            model = args.model
-            if model is None:
-                from emolens.models import default_model_path
-
-                model = None if default_model_path().exists() else random_model(Path(tmp.name))
-            extra = [arg for flag, value in (
-                ("--backend", args.backend), ("--detector", args.detector), ("--min-face-size", args.min_face_size)) if value for arg in (flag, str(value))]
-            proc, url = start_server(model, args.workers, args.max_queue, extra)
+        proc, url = _target(args, Path(tmp.name))
         report = asyncio.run(run_load(
             url, body, content_type, args.requests, args.concurrency, args.max_seconds, args.warmup, proc.pid if proc else None,
         ))
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
         tmp.cleanup()
     report["image_bytes"] = len(body)
     text = json.dumps(report, indent=2)
