@@ -245,23 +245,23 @@ def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "process_video", lambda *a, **k: seen.update(video=(a, k)) or VideoResult("v", 1, 1, 1, 1, 30.0, 10.0, 0.1))
     monkeypatch.setattr(api, "run_webcam", lambda *a, **k: seen.update(webcam=(a, k)) or WebcamReport(frames=3, seconds=1.0))
     assert main(["video", "clip.mp4", "-m", "m.safetensors", "--every", "2", "--smooth", "0.4", "--detect-every", "7", "--bars", "all",
-                 "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "-o", str(tmp_path)]) == 0
+                 "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "--rotate", "270", "-o", str(tmp_path)]) == 0
     (args, kw), = seen.pop("recognizer")
     assert args == ("m.safetensors",)
     assert kw == {"detector": PIPELINE.detector, "backend": "onnx", "min_face_size": 60, "detector_threshold": 0.6, "threads": PIPELINE.stream_threads,
                   "align": PIPELINE.align}
     args, kw = seen["video"]
     assert args[0] == "clip.mp4" and isinstance(args[1], Recognizer)
-    assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all"), "output": tmp_path, "every": 2, "save_video": False,
+    assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all", rotate=270), "output": tmp_path, "every": 2, "save_video": False,
                   "plot": True, "max_frames": None, "overwrite": False, "progress": True}
-    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0", "--no-align"]) == 0
+    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0", "--no-align", "--rotate", "90"]) == 0
     (args, kw), = seen.pop("recognizer")
     assert args == (None,) and kw["min_face_size"] is None and kw["backend"] == PIPELINE.backend and kw["align"] is False
     args, kw = seen["webcam"]
     assert args[0] is None and isinstance(args[1], Recognizer)
     assert kw["camera"] == 2 and kw["window"] is False and kw["record"].name == "r.mp4"
     # Whatever is not given comes from PIPELINE: the same defaults as the Python API.
-    assert kw["stream"] == StreamOptions(smooth=0.0) and kw["stream"].detect_every == PIPELINE.detect_every
+    assert kw["stream"] == StreamOptions(smooth=0.0, rotate=90) and kw["stream"].detect_every == PIPELINE.detect_every
     main(["video", "clip.mp4"])
     assert seen["video"][1]["stream"] == StreamOptions() == StreamOptions(PIPELINE.detect_every, PIPELINE.smooth, PIPELINE.bars)
 

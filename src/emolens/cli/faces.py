@@ -104,6 +104,9 @@ SmoothOpt = Annotated[
 ]
 DetectEveryOpt = Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")]
 BarsOpt = Annotated[Bars, typer.Option(help="Score bars: for the largest face, all faces, or none. They never cover another face.")]
+RotateOpt = Annotated[
+    int, typer.Option(help="Turn every frame clockwise by 90, 180 or 270 degrees first: a video filmed sideways whose file lost its rotation, a camera on its side.")
+]
 
 
 def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: int | None, detector_threshold: float | None, align: bool):
@@ -116,10 +119,10 @@ def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: in
     )
 
 
-def _stream_options(detect_every: int, smooth: float, bars: Bars):
+def _stream_options(detect_every: int, smooth: float, bars: Bars, rotate: int = 0):
     from emolens.pipeline import StreamOptions
 
-    return StreamOptions(detect_every=detect_every, smooth=smooth, bars=Bars(bars).value)
+    return StreamOptions(detect_every=detect_every, smooth=smooth, bars=Bars(bars).value, rotate=rotate)
 
 
 @app.command("video")
@@ -133,6 +136,7 @@ def video_cmd(
     smooth: SmoothOpt = PIPELINE.smooth,
     detect_every: DetectEveryOpt = PIPELINE.detect_every,
     bars: BarsOpt = Bars(PIPELINE.bars),
+    rotate: RotateOpt = 0,
     min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
     align: AlignOpt = PIPELINE.align,
@@ -147,7 +151,7 @@ def video_cmd(
 
     result = process_video(
         source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align),
-        stream=_stream_options(detect_every, smooth, bars), output=output, every=every, save_video=save_video, plot=plot,
+        stream=_stream_options(detect_every, smooth, bars, rotate), output=output, every=every, save_video=save_video, plot=plot,
         max_frames=max_frames, overwrite=overwrite, progress=progress,
     )
     typer.echo(
@@ -168,6 +172,7 @@ def webcam_cmd(
     smooth: SmoothOpt = PIPELINE.smooth,
     detect_every: DetectEveryOpt = PIPELINE.detect_every,
     bars: BarsOpt = Bars(PIPELINE.bars),
+    rotate: RotateOpt = 0,
     min_face_size: MinFaceOpt = None,
     detector_threshold: ThresholdOpt = None,
     align: AlignOpt = PIPELINE.align,
@@ -181,7 +186,7 @@ def webcam_cmd(
 
     report = run_webcam(
         source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align), camera=camera,
-        stream=_stream_options(detect_every, smooth, bars), snapshot_dir=snapshot_dir, window=window, record=record,
+        stream=_stream_options(detect_every, smooth, bars, rotate), snapshot_dir=snapshot_dir, window=window, record=record,
         max_frames=max_frames,
     )
     typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))

@@ -43,6 +43,19 @@ def new_tracker(detect_every: int) -> ByteTracker:
     return ByteTracker(max_missed=max(30, 3 * detect_every))
 
 
+ROTATIONS = (0, 90, 180, 270)
+
+
+def turn_frame(frame: np.ndarray, clockwise: int) -> np.ndarray:
+    """`frame` turned clockwise by a multiple of 90 degrees (`StreamOptions.rotate`); 0: itself."""
+    if not clockwise:
+        return frame
+    import cv2
+
+    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return cv2.rotate(frame, codes[clockwise])
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """How a stream of frames is followed and drawn; video files and the webcam share it.
@@ -52,12 +65,15 @@ class StreamOptions:
         the background: `FaceDetector.reentrant`). smooth: weight of the past in each tracked
         face's moving averages of scores and of tilt (by which its crop is turned upright), in
         [0, 1); 0 turns smoothing off. bars: score bars on the drawn frames for "none", the
-        "largest" face or "all" faces.
+        "largest" face or "all" faces. rotate: turn every frame clockwise by 90, 180 or 270 degrees
+        before anything else (0: as it comes), for a video filmed sideways whose file lost its
+        rotation (OpenCV applies the rotation a file records) or a camera mounted on its side.
     """
 
     detect_every: int = PIPELINE.detect_every
     smooth: float = PIPELINE.smooth
     bars: str = PIPELINE.bars
+    rotate: int = 0
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -65,6 +81,8 @@ class StreamOptions:
         if not 0.0 <= self.smooth < 1.0:
             raise ConfigError(f"smooth must be in [0, 1), got {self.smooth}")
         bar_choice(self.bars)  # the drawing's one list of choices and its message
+        if self.rotate not in ROTATIONS:
+            raise ConfigError(f"rotate must be one of {', '.join(map(str, ROTATIONS))} degrees clockwise, got {self.rotate}")
 
 
 class FaceStream:
@@ -210,6 +228,7 @@ class FaceStream:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
             raise DataError(f"frames must be uint8 numpy images in BGR order, got {type(frame).__name__} {getattr(frame, 'shape', '')}")
         t0 = time.perf_counter()
+        frame = turn_frame(frame, self.options.rotate)
         # Faces are cut from the colour frame (crop_face makes only the crop gray) unless the detector searches gray.
         gray = to_gray(frame, color_order="bgr") if frame.ndim == 2 or self.recognizer.detector.uses_gray else None
         t1 = time.perf_counter()
