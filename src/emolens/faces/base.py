@@ -299,15 +299,34 @@ def _differs(value: object, default: object) -> bool:
 
 def turn_whole(image: np.ndarray, clockwise: float) -> tuple[np.ndarray, np.ndarray]:
     """`image` turned clockwise by `clockwise` degrees about its centre on a canvas grown to hold
-    it whole (black outside it), and the 2x3 affine matrix from its pixels to the canvas's."""
+    it whole (black outside it), and the 2x3 affine matrix from its pixels to the canvas's. A
+    quarter or half turn moves whole pixels (`cv2.rotate`): no interpolation, no border."""
     import cv2
 
     h, w = image.shape[:2]
+    quarters = clockwise / 90.0
+    if quarters == round(quarters):
+        return _quarter_turned(image, int(round(quarters)) % 4)
     turn = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -clockwise, 1.0)  # OpenCV's positive angle is anticlockwise
     c, s = abs(turn[0, 0]), abs(turn[0, 1])
     new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
     turn[:, 2] += (new_w - w) / 2.0, (new_h - h) / 2.0
     return cv2.warpAffine(image, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), turn
+
+
+def _quarter_turned(image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`turn_whole` for `k` quarter turns clockwise: the pixels moved whole, and their exact matrix."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if k == 0:
+        return image, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    code, turn = {
+        1: (cv2.ROTATE_90_CLOCKWISE, [[0.0, -1.0, h - 1.0], [1.0, 0.0, 0.0]]),
+        2: (cv2.ROTATE_180, [[-1.0, 0.0, w - 1.0], [0.0, -1.0, h - 1.0]]),
+        3: (cv2.ROTATE_90_COUNTERCLOCKWISE, [[0.0, 1.0, 0.0], [-1.0, 0.0, w - 1.0]]),
+    }[k]
+    return cv2.rotate(image, code), np.array(turn)
 
 
 def turned_search(search: Callable[[np.ndarray], list[Detection]], image: np.ndarray, clockwise: float) -> list[Detection]:
@@ -385,15 +404,17 @@ QUARTER_TURN_TOLERANCE = 30.0
 # A photo in which nothing was found is taken to be the wrong way round only if a turned copy shows
 # a face at least this sure: on the WIDER FACE photos turned sideways or upside down, 0.6 keeps all
 # but 0.1-0.2 points of the recall of no bar, and it turns away the one find (0.50) that scikit-image's
-# face-free photos gave (`benchmarks/detection.py --photo --turn 90`, `--turn 180`; `tests/test_close_up.py`).
+# face-free photos gave (`benchmarks/detection.py --photo --turn 90`, `--turn 180`, before quarter turns
+# moved whole pixels; `tests/test_close_up.py`).
 TURNED_PHOTO_SURE = 0.6
 # A photo none of whose finds is this sure, all of them lying upright, may still be the wrong way
 # round: a detector searching a sideways photo takes a few wrong things for upright faces. It is
 # searched turned too, and a turn is taken where its finds carry more confidence than the first
 # search's. Photos turned sideways: 87.6% of the faces of 40 px and up found against 80.2% without
 # this step; upside down 86.3% against 75.9%; upright photos, the same faces and false detections,
-# at 40 ms a photo against 32 (`benchmarks/detection.py --photo`, with and without `--turn 90`, `--turn 180`;
-# a later run of the whole: 44 ms against 29 without any turned search).
+# at 40 ms a photo against 32 (`benchmarks/detection.py --photo`, with and without `--turn 90`, `--turn 180`,
+# measured before quarter turns moved whole pixels; after it, the whole: 88.5% and 88.2%, and 40 ms
+# against 29 without any turned search: docs/faces.md, "Photos the wrong way round").
 TURNED_PHOTO_UNSURE = 0.75
 
 
@@ -412,7 +433,7 @@ def find_in_turned_photo(detector: FaceDetector, image: np.ndarray, found: list[
     round and the turned search's finds alone are kept (it finds the lying faces again, and a
     search of a photo the wrong way round takes more of the wrong things for faces: on WIDER FACE
     photos turned sideways, 136 detections matching no face against 172 when merged, at the same
-    recall). Where none was found, or none of the upright finds is `TURNED_PHOTO_UNSURE` sure, the
+    recall, before quarter turns moved whole pixels). Where none was found, or none of the upright finds is `TURNED_PHOTO_UNSURE` sure, the
     photo is searched turned each of the three ways, and of those showing a face at least
     `TURNED_PHOTO_SURE` sure, the way whose upright finds carry the most confidence is taken, if
     they carry more than the first search's finds. A photo with a sure upright face costs nothing more."""

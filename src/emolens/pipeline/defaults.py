@@ -55,13 +55,14 @@ class PipelineDefaults:
     # it (`EmotionRecognizer.find_faces`): faces cropped elsewhere, close selfies, portrait video.
     # FER+ test faces cropped six ways at 64-448 px and given to `predict` as photos: the face found
     # in 94.8% of them against 78.1%; face-free pieces of WIDER FACE photos with a face reported:
-    # 2 of 393 against 1 (benchmarks/crops.py --photo-path; docs/faces.md, "Close-ups").
+    # 2 of 393 against 1, and 3 against 1 after the second look at tilted faces moved to 30 degrees
+    # (benchmarks/crops.py --photo-path; docs/faces.md, "Close-ups").
     close_up: bool = True
-    # Search a photo again turned a quarter or half turn where its faces lie that way, or where none
-    # was found (`faces.base.find_in_turned_photo`): photos taken sideways or upside down whose EXIF
+    # Search a photo again turned a quarter or half turn where its faces lie that way, or none was
+    # found, or none is sure (`faces.base.find_in_turned_photo`): photos taken sideways or upside down whose EXIF
     # rotation was lost. Still images only (`predict`, the HTTP API), never video frames. WIDER FACE
-    # photos turned sideways: 87.6% of the faces of 40 px and up found against 35.5%; upright, 92.1%
-    # against 92.0% (benchmarks/detection.py --photo [--turn 90]; docs/faces.md, "Photos the wrong way round").
+    # photos turned sideways: 88.5% of the faces of 40 px and up found against 35.9%; upright, 92.0%
+    # either way (benchmarks/detection.py --photo [--turn 90]; docs/faces.md, "Photos the wrong way round").
     turned_photos: bool = True
 
 

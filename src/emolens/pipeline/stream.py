@@ -25,7 +25,7 @@ import numpy as np
 
 from emolens.errors import ConfigError, DataError
 from emolens.faces import ByteTracker, Detection, iou
-from emolens.faces.base import wrap_degrees
+from emolens.faces.base import turn_whole, wrap_degrees
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.draw import bar_choice
 from emolens.pipeline.recognizer import EmotionRecognizer
@@ -44,16 +44,6 @@ def new_tracker(detect_every: int) -> ByteTracker:
 
 
 ROTATIONS = (0, 90, 180, 270)
-
-
-def turn_frame(frame: np.ndarray, clockwise: int) -> np.ndarray:
-    """`frame` turned clockwise by a multiple of 90 degrees (`StreamOptions.rotate`); 0: itself."""
-    if not clockwise:
-        return frame
-    import cv2
-
-    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
-    return cv2.rotate(frame, codes[clockwise])
 
 
 @dataclass(frozen=True)
@@ -228,7 +218,7 @@ class FaceStream:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3):
             raise DataError(f"frames must be uint8 numpy images in BGR order, got {type(frame).__name__} {getattr(frame, 'shape', '')}")
         t0 = time.perf_counter()
-        frame = turn_frame(frame, self.options.rotate)
+        frame = turn_whole(frame, self.options.rotate)[0]  # a quarter turn moves whole pixels; 0 returns the frame
         # Faces are cut from the colour frame (crop_face makes only the crop gray) unless the detector searches gray.
         gray = to_gray(frame, color_order="bgr") if frame.ndim == 2 or self.recognizer.detector.uses_gray else None
         t1 = time.perf_counter()
