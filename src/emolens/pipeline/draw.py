@@ -12,6 +12,7 @@ plain OpenCV drawing, cheap enough for 60 frames/s.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,51 +172,40 @@ def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[R
     return min((_inside(r, shape) for r in spots), key=lambda r: sum(_overlap(r, t) for t in taken))
 
 
-def _place_bars(img: np.ndarray, faces: Sequence[FaceResult], which: str, labels: Sequence[str], u: float, taken: list[Rect]) -> None:
-    """Score bars for the largest face or for all, each where it covers no face, tag or panel:
-    beside the face (the largest may also go to a corner of the image), as a named panel or,
-    where that does not fit, a narrow column chart; the largest face, where neither fits, in a
-    corner over its own edge (a close-up); a face with no free spot goes without."""
-    chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
-    pw = int(round(172 * u))
-    ph = int(round(15 * u)) * len(labels) + int(6 * u)
-    for face in chosen:
-        spots = _beside(face.box, pw, ph) + (_corners(img.shape, pw, ph) if which == "largest" else [])
-        spot = _free_spot(spots, img.shape, taken)
-        if spot is not None:
-            draw_bars(img, face.scores, spot[0], spot[1], u, labels, width=pw)
-            taken.append(spot)
-            continue
-        h = face.box[3]
-        mw = len(labels) * (max(3, h // 12) + 1) + 3
-        spot = _free_spot(_beside(face.box, mw, h), img.shape, taken)
-        if spot is not None:
-            draw_mini_bars(img, face.scores, spot[0], spot[1], h, labels)
-            taken.append(spot)
-            continue
-        # A close-up (a face filling the picture) leaves no room beside it: its panel may go in a
-        # corner over the face's own edge, if small beside the picture and over no other face or label.
-        if which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * img.shape[0] * img.shape[1]:
-            spot = _free_spot(_corners(img.shape, pw, ph), img.shape, [t for t in taken if t != tuple(face.box)])
-            if spot is not None:
-                draw_bars(img, face.scores, spot[0], spot[1], u, labels, width=pw)
-                taken.append(spot)
+@dataclass(frozen=True)
+class Tag:
+    """A face's label: its text on a filled tag at `rect`, drawn at text scale `unit`."""
+
+    face: FaceResult
+    text: str
+    rect: Rect
+    unit: float
 
 
-def draw_faces(
-    image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None,
-) -> np.ndarray:
-    """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
-    "largest" (default), "all" or "none" (True / False: all / none). No label or bar covers
-    another face."""
-    import cv2
+@dataclass(frozen=True)
+class ScoreBars:
+    """A face's scores at `rect`: the named panel ("panel") or a narrow column chart ("columns")."""
 
-    which = bar_choice(bars)
-    img = to_bgr(image)
-    u = _unit(img.shape)
-    show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
-    taken: list[Rect] = [tuple(f.box) for f in faces]  # type: ignore[misc]
+    face: FaceResult
+    rect: Rect
+    kind: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of `draw_faces` goes, decided before anything is drawn (and testable alone)."""
+
+    unit: float
+    tags: list[Tag]
+    bars: list[ScoreBars]
+
+
+def _panel_size(u: float, labels: Sequence[str]) -> tuple[int, int]:
+    return int(round(172 * u)), int(round(15 * u)) * len(labels) + int(6 * u)
+
+
+def _plan_tags(faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, show_ids: bool, taken: list[Rect]) -> list[Tag]:
+    """A tag per face, largest first, each where it covers no face and no earlier tag."""
     tags = []
     for face in sorted(faces, key=lambda f: -f.box[2] * f.box[3]):
         text = f"{face.label} {face.score:.0%}"
@@ -224,16 +214,80 @@ def draw_faces(
         tu = min(u, max(0.45, face.box[2] / 110.0))  # no wider than about the face: group photos stay readable
         tw, th = _tag_size(text, tu)[:2]
         others = [t for t in taken if t != tuple(face.box)]
-        spot = _tag_spot(face.box, tw, th, img.shape, others)
+        spot = _tag_spot(face.box, tw, th, shape, others)
         taken.append(spot)
-        tags.append((face, text, spot, tu))
-    for face, text, (x, y, _, _), tu in tags:
-        bx, by, bw, bh = face.box
-        color = color_of(face.label, labels)
-        cv2.rectangle(img, (bx, by), (bx + bw, by + bh), color, max(2, int(round(2 * u))))
-        _label_box(img, text, x, y, color, tu)
-    if which != "none" and faces:  # last: a close-up's panel lies over its own box
-        _place_bars(img, faces, which, labels, u, taken)
+        tags.append(Tag(face, text, spot, tu))
+    return tags
+
+
+def _bars_spot(face: FaceResult, which: str, shape: tuple[int, ...], u: float, labels: Sequence[str], taken: list[Rect]) -> ScoreBars | None:
+    """Where one face's bars go, covering no face, tag or panel: beside the face (the largest may
+    also go to a corner of the image) as a named panel or, where that does not fit, a narrow
+    column chart; the largest face, where neither fits, in a corner over its own edge (a
+    close-up); None where nothing fits."""
+    pw, ph = _panel_size(u, labels)
+    spots = _beside(face.box, pw, ph) + (_corners(shape, pw, ph) if which == "largest" else [])
+    spot = _free_spot(spots, shape, taken)
+    if spot is not None:
+        return ScoreBars(face, spot, "panel")
+    h = face.box[3]
+    mw = len(labels) * (max(3, h // 12) + 1) + 3
+    spot = _free_spot(_beside(face.box, mw, h), shape, taken)
+    if spot is not None:
+        return ScoreBars(face, spot, "columns")
+    # A close-up (a face filling the picture) leaves no room beside it: its panel may go in a
+    # corner over the face's own edge, if small beside the picture and over no other face or label.
+    if which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
+        spot = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
+        if spot is not None:
+            return ScoreBars(face, spot, "panel")
+    return None
+
+
+def plan_layout(
+    faces: Sequence[FaceResult], shape: tuple[int, ...], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
+    ids: bool | None = None,
+) -> Layout:
+    """Where `draw_faces` puts each face's tag and score bars on an image of `shape`: no tag or
+    bars over another face, tag or bars."""
+    which = bar_choice(bars)
+    u = _unit(shape)
+    show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
+    taken: list[Rect] = [tuple(f.box) for f in faces]  # type: ignore[misc]
+    tags = _plan_tags(faces, shape, u, show_ids, taken)
+    placed = []
+    if which != "none" and faces:
+        chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
+        for face in chosen:
+            spot = _bars_spot(face, which, shape, u, labels, taken)
+            if spot is not None:
+                taken.append(spot.rect)
+                placed.append(spot)
+    return Layout(u, tags, placed)
+
+
+def draw_faces(
+    image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
+    ids: bool | None = None,
+) -> np.ndarray:
+    """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
+    "largest" (default), "all" or "none" (True / False: all / none). No label or bar covers
+    another face (`plan_layout` decides where each goes)."""
+    import cv2
+
+    img = to_bgr(image)
+    layout = plan_layout(faces, img.shape, labels=labels, bars=bars, ids=ids)
+    for tag in layout.tags:
+        bx, by, bw, bh = tag.face.box
+        color = color_of(tag.face.label, labels)
+        cv2.rectangle(img, (bx, by), (bx + bw, by + bh), color, max(2, int(round(2 * layout.unit))))
+        _label_box(img, tag.text, tag.rect[0], tag.rect[1], color, tag.unit)
+    for spot in layout.bars:  # last: a close-up's panel lies over its own box
+        x, y, w, h = spot.rect
+        if spot.kind == "panel":
+            draw_bars(img, spot.face.scores, x, y, layout.unit, labels, width=w)
+        else:
+            draw_mini_bars(img, spot.face.scores, x, y, h, labels)
     return img
 
 
