@@ -132,10 +132,41 @@ def _free_spot(candidates: list[Rect], shape: tuple[int, ...], taken: list[Rect]
     return None
 
 
+def _union(a: Rect, b: Rect) -> Rect:
+    x, y = min(a[0], b[0]), min(a[1], b[1])
+    return x, y, max(a[0] + a[2], b[0] + b[2]) - x, max(a[1] + a[3], b[1] + b[3]) - y
+
+
 def _beside(box: Rect, w: int, h: int, gap: int = 4) -> list[Rect]:
-    """Spots for a w x h panel right of, left of, below and above a face box."""
+    """Spots for a w x h panel touching a box: right of it, left of it (each level with its top,
+    then with its bottom), below it and above it (each level with its left edge, then its right)."""
     x, y, bw, bh = box
-    return [(x + bw + gap, y, w, h), (x - gap - w, y, w, h), (x, y + bh + gap, w, h), (x, y - gap - h, w, h)]
+    right, left, below, above = x + bw + gap, x - gap - w, y + bh + gap, y - gap - h
+    return [(right, y, w, h), (left, y, w, h), (right, y + bh - h, w, h), (left, y + bh - h, w, h),
+            (x, below, w, h), (x + bw - w, below, w, h), (x, above, w, h), (x + bw - w, above, w, h)]
+
+
+def _nearest_free(region: Rect, w: int, h: int, shape: tuple[int, ...], taken: list[Rect]) -> Rect | None:
+    """The free w x h spot inside the image closest to `region` (a face and its tag), searched on a
+    grid of a quarter of the spot's size: where nothing beside the face is free, the panel goes as
+    near it as the other faces allow, not to a fixed corner."""
+    H, W = shape[:2]
+    if w > W or h > H:
+        return None
+    step_x, step_y = max(4, w // 4), max(4, h // 4)
+    xs = np.unique(np.append(np.arange(0, W - w + 1, step_x), W - w))
+    ys = np.unique(np.append(np.arange(0, H - h + 1, step_y), H - h))
+    cx, cy = (a.ravel() for a in np.meshgrid(xs, ys))
+    free = np.ones(cx.shape, bool)
+    for tx, ty, tw, th in taken:
+        free &= (cx >= tx + tw) | (cx + w <= tx) | (cy >= ty + th) | (cy + h <= ty)
+    if not free.any():
+        return None
+    rx, ry, rw, rh = region
+    dx = np.maximum(0, np.maximum(rx - (cx + w), cx - (rx + rw)))
+    dy = np.maximum(0, np.maximum(ry - (cy + h), cy - (ry + rh)))
+    best = int(np.argmin(np.where(free, np.hypot(dx, dy), np.inf)))
+    return int(cx[best]), int(cy[best]), w, h
 
 
 def _corners(shape: tuple[int, ...], w: int, h: int, margin: int = 4) -> list[Rect]:
@@ -162,14 +193,17 @@ def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h:
 
 
 def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[Rect]) -> Rect:
-    """Above the face, else below it, else inside its top edge: the first that covers nothing
-    else; when all do, the one that covers least."""
-    x, y, _, h = box
-    spots = [(x, y - th, tw, th), (x, y + h, tw, th), (x, y, tw, th)]
+    """Above the face, else below it (level with its left edge, then its right, then centred: a
+    small face's tag is wider than the face), else inside its top edge: the first that covers
+    nothing else; when all do, the one that covers least."""
+    x, y, w, h = box
+    lefts = (x, x + w - tw, x + (w - tw) // 2)
+    spots = [(left, y - th, tw, th) for left in lefts] + [(left, y + h, tw, th) for left in lefts] + [(x, y, tw, th)]
+    spots = [_inside(r, shape) for r in spots]  # a tag is drawn inside the image: judge it where it will be
     free = _free_spot(spots, shape, taken)
     if free is not None:
         return free
-    return min((_inside(r, shape) for r in spots), key=lambda r: sum(_overlap(r, t) for t in taken))
+    return min(spots, key=lambda r: sum(_overlap(r, t) for t in taken))
 
 
 @dataclass(frozen=True)
@@ -220,28 +254,28 @@ def _plan_tags(faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, sh
     return tags
 
 
-def _bars_spot(face: FaceResult, which: str, shape: tuple[int, ...], u: float, labels: Sequence[str], taken: list[Rect]) -> ScoreBars | None:
-    """Where one face's bars go, covering no face, tag or panel: beside the face (the largest may
-    also go to a corner of the image) as a named panel or, where that does not fit, a narrow
-    column chart; the largest face, where neither fits, in a corner over its own edge (a
-    close-up); None where nothing fits."""
+def _bars_spot(
+    face: FaceResult, tag: Rect, which: str, shape: tuple[int, ...], u: float, labels: Sequence[str], taken: list[Rect]
+) -> ScoreBars | None:
+    """Where one face's bars go, covering no face, tag or panel; None where nothing fits.
+
+    The named panel goes beside the face and its tag. Else the largest face's panel goes to the
+    free spot nearest it (the one face whose scores are shown: its named bars a little way off
+    read better than a column chart beside it), and a close-up's (a face filling the picture) to
+    a corner over its own edge; any other face's bars become a narrow column chart beside it."""
     pw, ph = _panel_size(u, labels)
-    spots = _beside(face.box, pw, ph) + (_corners(shape, pw, ph) if which == "largest" else [])
-    spot = _free_spot(spots, shape, taken)
+    region = _union(tuple(face.box), tag)  # type: ignore[arg-type]
+    spot = _free_spot([_inside(r, shape) for r in _beside(region, pw, ph)], shape, taken)
+    if spot is None and which == "largest":
+        spot = _nearest_free(region, pw, ph, shape, taken)
+    if spot is None and which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
+        spot = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
     if spot is not None:
         return ScoreBars(face, spot, "panel")
     h = face.box[3]
     mw = len(labels) * (max(3, h // 12) + 1) + 3
-    spot = _free_spot(_beside(face.box, mw, h), shape, taken)
-    if spot is not None:
-        return ScoreBars(face, spot, "columns")
-    # A close-up (a face filling the picture) leaves no room beside it: its panel may go in a
-    # corner over the face's own edge, if small beside the picture and over no other face or label.
-    if which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
-        spot = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
-        if spot is not None:
-            return ScoreBars(face, spot, "panel")
-    return None
+    spot = _free_spot([_inside(r, shape) for r in _beside(tuple(face.box), mw, h)], shape, taken)  # type: ignore[arg-type]
+    return None if spot is None else ScoreBars(face, spot, "columns")
 
 
 def plan_layout(
@@ -258,8 +292,9 @@ def plan_layout(
     placed = []
     if which != "none" and faces:
         chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
+        tag_of = {id(tag.face): tag.rect for tag in tags}
         for face in chosen:
-            spot = _bars_spot(face, which, shape, u, labels, taken)
+            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken)
             if spot is not None:
                 taken.append(spot.rect)
                 placed.append(spot)
