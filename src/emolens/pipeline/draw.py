@@ -2,9 +2,11 @@
 
 Sizes scale with the image (`_unit`), so labels stay readable on a 4K photo and a webcam
 frame alike, and each label also shrinks to its face's width, so on a group photo it does not
-spill over the neighbours. Labels and bars are placed where they overlap no other face (nor
-each other): bars beside the largest face (`bars="largest"`, the default), beside every face
-(`"all"`, as narrow column charts where the named panel does not fit) or nowhere (`"none"`).
+spill over the neighbours. `plan_layout` places labels and bars where they overlap no other
+face (nor each other; a label does only where the faces leave it no room): bars beside the
+largest face and its label, else as near it as is free (`bars="largest"`, the default), beside
+every face (`"all"`, as narrow column charts where the named panel does not fit) or nowhere
+(`"none"`).
 Colours come from `emolens.pipeline.colors`, the table the web page uses too. Everything is
 plain OpenCV drawing, cheap enough for 60 frames/s.
 """
