@@ -15,6 +15,15 @@ and `--bars all`:
 - tags and bars that cover another face (they should never), and tags that cover each other.
 
 Faces are those the detector found, so a photo's layout is what a user of `emolens predict` sees.
+
+Videos of two people: `--video N` also films N WIDER FACE photos of two people of about the same
+size (Interview and Couple events, both faces valid and 80 px high or more, the larger no more
+than 1.3 times the other's area) the way `benchmarks/smoothing.py` films one person sitting still
+(a slow random walk, breathing zoom, roll, drifting light, sensor noise, H.264), the view framed
+round both faces, and runs each through `FaceStream` as `emolens video` does. Reported: how many
+times a second the face whose bars `--bars largest` shows changes from one person to the other,
+choosing the largest face in every frame ("largest each frame") and as the video writer chooses
+(`emolens.pipeline.draw.MainFace`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import sys
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +100,87 @@ def run(images, bars: str) -> dict:
     }
 
 
+def two_person_photos(folder: Path, count: int) -> list[tuple[str, np.ndarray, tuple[int, int, int, int]]]:
+    """(name, BGR photo, box round both faces) for the first `count` photos of two people of about the same size."""
+    import zipfile
+
+    import cv2
+    from smoothing import EVENTS
+
+    from emolens.faces.widerface import read_ground_truth
+
+    out = []
+    with zipfile.ZipFile(folder / "widerface-val5.zip") as zf:
+        for image in read_ground_truth(folder / "wider_face_val5_bbx_gt.txt"):
+            faces = [f.box for f in image.faces if not f.invalid]
+            areas = sorted(w * h for _, _, w, h in faces)
+            if image.path.split("/")[0] not in EVENTS or len(faces) != 2 or min(h for *_, h in faces) < 80 or areas[1] > 1.3 * areas[0]:
+                continue
+            (ax, ay, aw, ah), (bx, by, bw, bh) = faces
+            x, y = min(ax, bx), min(ay, by)
+            both = (x, y, max(ax + aw, bx + bw) - x, max(ay + ah, by + bh) - y)
+            data = np.frombuffer(zf.read(f"WIDER_val/images/{image.path}"), np.uint8)
+            out.append((Path(image.path).stem, cv2.imdecode(data, cv2.IMREAD_COLOR), both))
+            if len(out) == count:
+                break
+    return out
+
+
+def framed_pair(photo: np.ndarray, both: tuple[int, int, int, int], size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A 4:3 view of the photo round both faces: they fill 70% of its width or half its height."""
+    import cv2
+
+    x, y, w, h = both
+    scale = min(0.7 * size[0] / w, 0.5 * size[1] / h)
+    cx, cy = x + w / 2, y + h / 2
+    m = np.array([[scale, 0, size[0] / 2 - scale * cx], [0, scale, size[1] / 2 - scale * cy]])
+    return cv2.warpAffine(photo, m, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def bar_switches(video: Path, recognizer) -> dict[str, float]:
+    """Changes a second of the face whose bars are shown: the largest in each frame, and MainFace's choice."""
+    from emolens.pipeline.draw import MainFace
+    from emolens.pipeline.stream import FaceStream, StreamOptions
+    from emolens.pipeline.video_io import iter_frames, open_source
+
+    src = open_source(str(video))
+    chooser = MainFace()
+    shown: dict[str, list] = {"largest each frame": [], "as the video shows": []}
+    frames = 0
+    try:
+        for result in FaceStream(recognizer, StreamOptions()).run(iter_frames(src)):
+            frames += 1
+            largest = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
+            main = chooser(result.faces)
+            shown["largest each frame"].append(None if largest is None else largest.face_id)
+            shown["as the video shows"].append(None if main is None else main.face_id)
+    finally:
+        src.release()
+    seconds = frames / src.fps
+    # frames without a face are skipped: bars leaving one person and coming back on the other still count
+    return {k: sum(a != b for a, b in pairwise(i for i in v if i is not None)) / seconds for k, v in shown.items()}
+
+
+def video_section(folder: Path, clips: int, seconds: float) -> dict:
+    import tempfile
+
+    from smoothing import film
+
+    from emolens.pipeline.defaults import PIPELINE
+    from emolens.pipeline.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(threads=PIPELINE.stream_threads)
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="emolens-drawing-") as tmp:
+        for k, (name, photo, both) in enumerate(two_person_photos(folder, clips)):
+            clip = film(framed_pair(photo, both), Path(tmp) / f"{k}.mp4", seconds, 30.0, seed=k)
+            rows[name] = bar_switches(clip, recognizer)
+            print(name, {n: round(v, 2) for n, v in rows[name].items()})
+    means = {n: round(float(np.mean([r[n] for r in rows.values()])), 3) for n in next(iter(rows.values()))} if rows else {}
+    print(f"{len(rows)} two-person clips of {seconds:g} s: the face with bars changes per second, mean: {means}")
+    return {"clips": rows, "mean changes per second": means}
+
+
 def main() -> None:
     from detection import DEFAULT_DATA, load_images
 
@@ -99,6 +190,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with widerface-val5.zip and wider_face_val5_bbx_gt.txt")
     ap.add_argument("--limit", type=int, default=None, help="first N photos only")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--video", type=int, default=0, metavar="N", help="also film N two-person photos (see above)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each --video clip")
     args = ap.parse_args()
     recognizer = EmotionRecognizer()
     start = time.perf_counter()
@@ -108,6 +201,8 @@ def main() -> None:
     results = [run(images, bars) for bars in ("largest", "all")]
     for r in results:
         print(json.dumps(r, indent=2))
+    if args.video:
+        results.append(video_section(args.data, args.video, args.seconds))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

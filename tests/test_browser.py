@@ -38,11 +38,20 @@ def write_y4m(path: Path, rgb: np.ndarray, frames: int = 10, size: tuple[int, in
     width, height = size
     side = height - 40
     face = Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR)
+    canvases = []
+    for i in range(frames):
+        canvas = Image.new("RGB", (width, height), (90, 90, 90))
+        canvas.paste(face, ((width - side) // 2 + (i % 5) * 2, 20))
+        canvases.append(canvas)
+    return y4m_of(path, canvases)
+
+
+def y4m_of(path: Path, canvases: list) -> Path:
+    """A 4:2:0 Y4M video (10 frames/s) of PIL images, for Chromium's fake camera."""
+    width, height = canvases[0].size
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(frames):
-            canvas = Image.new("RGB", (width, height), (90, 90, 90))
-            canvas.paste(face, ((width - side) // 2 + (i % 5) * 2, 20))
+        for canvas in canvases:
             y, cb, cr = (np.asarray(c) for c in canvas.convert("YCbCr").split())
             f.write(b"FRAME\n")
             f.write(y.tobytes())
@@ -67,13 +76,11 @@ def server(tmp_path_factory):
         yield f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def chromium(tmp: Path, video: Path):
+    """Headless Chromium whose fake camera plays `video`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    tmp = tmp_path_factory.mktemp("chromium")
-    video = write_y4m(tmp / "face.y4m", skimage_data.astronaut())
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -87,6 +94,13 @@ def browser(tmp_path_factory):
     # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)  # generous: the CI machine may be busy; a normal run takes seconds
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chromium")
+    driver = chromium(tmp, write_y4m(tmp / "face.y4m", skimage_data.astronaut()))
     yield driver
     driver.quit()
 
@@ -169,3 +183,44 @@ def test_photo_upload_mode(server, browser, tmp_path):
     screenshot(browser, tmp_path, "photo.png")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):
+    """A camera on two people of about one size, each the larger in turn every half second (by 14%
+    of the area): the page keeps the bars and timeline on one of them (the server's
+    `main_face_switch`, as in videos) and draws that face's box thicker."""
+    from PIL import Image
+
+    head = Image.fromarray(skimage_data.astronaut()[30:230, 140:320])
+    canvases = []
+    for i in range(20):
+        canvas = Image.new("RGB", (640, 480), (90, 90, 90))
+        small, large = (head.resize((s * 180 // 200, s)) for s in (200, 214))
+        left, right = (large, small) if (i // 5) % 2 else (small, large)
+        canvas.paste(left, (40, 120))
+        canvas.paste(right.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (400, 120))
+        canvases.append(canvas)
+    driver = chromium(tmp_path, y4m_of(tmp_path / "two.y4m", canvases))
+    try:
+        driver.get(server + "/")
+        wait_for(driver, "return document.body.dataset.state === 'ready'")
+        driver.find_element("id", "start").click()
+        largest_sides, main_sides, seen = set(), set(), 0
+        while seen < 16:
+            wait_for(driver, f"return Number(document.body.dataset.frames) > {seen}")
+            seen, boxes, main = driver.execute_script(  # one script: all from the same frame
+                "return [Number(document.body.dataset.frames), [...document.querySelectorAll('#faces li')].map(li => li.dataset.box),"
+                " document.body.dataset.mainBox];"
+            )
+            faces = [tuple(map(int, box.split(","))) for box in boxes]
+            if len(faces) != 2 or not main:
+                continue
+            largest = max(faces, key=lambda b: b[2] * b[3])
+            largest_sides.add(largest[0] < 320)
+            main_sides.add(int(main.split(",")[0]) < 320)
+        driver.find_element("id", "stop").click()
+        assert largest_sides == {True, False}  # the premise: each was the larger at times
+        assert len(main_sides) == 1
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -404,3 +405,48 @@ def test_a_face_that_enters_joins_after_the_background_search_the_same_frame_eve
         assert first_with_two(FaceStream(rec, detect_every=every))[0] == 15
     finally:
         rec.detector.reentrant = True
+
+
+def test_main_face_keeps_one_persons_bars_until_another_is_clearly_larger():
+    from emolens.pipeline.draw import MainFace
+    from emolens.pipeline.results import FaceResult
+
+    def face(face_id, side):
+        return FaceResult.from_proba((10 * (face_id or 0), 0, side, side), np.full(len(EMOTIONS), 1 / len(EMOTIONS)), EMOTIONS, 0.9, face_id)
+
+    choose = MainFace()
+    assert choose([face(1, 100), face(2, 105)]).face_id == 2  # the largest first
+    assert choose([face(1, 110), face(2, 100)]).face_id == 2  # 1.21x the area: not enough to switch (1.3x)
+    assert choose([]) is None
+    assert choose([face(1, 100), face(2, 100)]).face_id == 2  # back after a frame without faces
+    assert choose([face(1, 120), face(2, 100)]).face_id == 1  # 1.44x: the other person now
+    assert choose([face(3, 90), face(4, 80)]).face_id == 3  # the chosen face gone: the largest again
+    assert choose([face(None, 50), face(None, 60)]).box[2] == 60  # faces without ids: the largest each frame
+
+
+def test_the_bars_stay_on_one_of_two_faces_of_about_one_size(rec, tmp_path, monkeypatch):
+    """Two people of about one size, each the larger in turn (by 14% of the area): the annotated
+    video keeps the bars on one of them instead of moving them every frame."""
+    from emolens.pipeline import draw
+    from emolens.pipeline.samples import _background, _paste, astronaut_head
+
+    clip = tmp_path / "two.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    for i in range(20):
+        canvas = _background(640, 480)
+        _paste(canvas, astronaut_head(), 170, 240, 200 if i % 2 else 214, flip=False)
+        _paste(canvas, astronaut_head(), 470, 240, 214 if i % 2 else 200, flip=True)
+        writer.write(canvas)
+    writer.release()
+    shown, largest = [], []
+    draw_faces = draw.draw_faces
+
+    def spy(image, faces, **options):
+        shown.extend(b.face.face_id for b in draw.plan_layout(faces, image.shape, bars=options["bars"], main=options["main"]).bars)
+        largest.extend(b.face.face_id for b in draw.plan_layout(faces, image.shape, bars=options["bars"]).bars)
+        return draw_faces(image, faces, **options)
+
+    monkeypatch.setattr(draw, "draw_faces", spy)
+    process_video(clip, rec, output=tmp_path / "out", progress=False, plot=False)
+    assert len(shown) == 20 and sum(a != b for a, b in pairwise(largest)) >= 10  # the premise
+    assert len(set(shown)) == 1

@@ -45,6 +45,9 @@ class PipelineDefaults:
     stream_threads: int = 1
     # Score bars on annotated images and videos: "none", "largest" (the largest face) or "all".
     bars: str = "largest"
+    # In video and live views the bars stay on one face while no other grows this many times as
+    # large (box area): two people of one size would trade them with every jitter of the boxes.
+    main_face_switch: float = 1.3
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
     # network learned upright faces. On FER+ validation faces tilted by 15, 30 and 45 degrees,

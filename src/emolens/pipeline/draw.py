@@ -280,12 +280,38 @@ def _bars_spot(
     return None if spot is None else ScoreBars(face, spot, "columns")
 
 
+def _area(face: FaceResult) -> int:
+    return face.box[2] * face.box[3]
+
+
+class MainFace:
+    """Whose bars a video or live view shows under bars="largest": the largest face, kept while it
+    is in view and no other face grows `switch` times as large (box area). Two people of about one
+    size would otherwise trade the bars back and forth with the detector's box jitter
+    (`benchmarks/drawing.py --video`). Faces without a track id are chosen afresh each frame."""
+
+    def __init__(self, switch: float = PIPELINE.main_face_switch) -> None:
+        self.switch = switch
+        self.face_id: int | None = None
+
+    def __call__(self, faces: Sequence[FaceResult]) -> FaceResult | None:
+        largest = max(faces, key=_area, default=None)
+        if largest is None:
+            return None  # the id is kept: a face missed for a frame gets its bars back
+        current = next((f for f in faces if f.face_id is not None and f.face_id == self.face_id), None)
+        if current is None or _area(largest) > self.switch * _area(current):
+            current = largest
+        self.face_id = current.face_id
+        return current
+
+
 def plan_layout(
     faces: Sequence[FaceResult], shape: tuple[int, ...], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None,
+    ids: bool | None = None, main: FaceResult | None = None,
 ) -> Layout:
     """Where `draw_faces` puts each face's tag and score bars on an image of `shape`: no tag or
-    bars over another face, tag or bars."""
+    bars over another face, tag or bars. `main`: the face whose bars "largest" shows, where not
+    the largest (video and live views keep one face's bars through a shot: `MainFace`)."""
     which = bar_choice(bars)
     u = _unit(shape)
     show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
@@ -293,7 +319,8 @@ def plan_layout(
     tags = _plan_tags(faces, shape, u, show_ids, taken)
     placed = []
     if which != "none" and faces:
-        chosen = [max(faces, key=lambda f: f.box[2] * f.box[3])] if which == "largest" else list(faces)
+        main = main if main is not None and any(f is main for f in faces) else max(faces, key=_area)
+        chosen = [main] if which == "largest" else list(faces)
         tag_of = {id(tag.face): tag.rect for tag in tags}
         for face in chosen:
             spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken)
@@ -305,15 +332,15 @@ def plan_layout(
 
 def draw_faces(
     image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None,
+    ids: bool | None = None, main: FaceResult | None = None,
 ) -> np.ndarray:
     """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
-    "largest" (default), "all" or "none" (True / False: all / none). No label or bar covers
-    another face (`plan_layout` decides where each goes)."""
+    "largest" (default; `main` names another face to show instead), "all" or "none" (True /
+    False: all / none). No label or bar covers another face (`plan_layout` decides where each goes)."""
     import cv2
 
     img = to_bgr(image)
-    layout = plan_layout(faces, img.shape, labels=labels, bars=bars, ids=ids)
+    layout = plan_layout(faces, img.shape, labels=labels, bars=bars, ids=ids, main=main)
     for tag in layout.tags:
         bx, by, bw, bh = tag.face.box
         color = color_of(tag.face.label, labels)

@@ -197,9 +197,12 @@ class ImageResult:
         if self.error is not None:
             raise DataError(f"{self.name}: nothing to {what}, the image could not be read ({self.error})")
 
-    def plot(self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, color_order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
+    def plot(
+        self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, color_order: Literal["rgb", "bgr"] = "rgb",
+        main: FaceResult | None = None,
+    ) -> np.ndarray:
         """A copy of the image with each face boxed and labelled, and score bars: bars="largest"
-        (the largest face), "all" or "none".
+        (the largest face, or `main`, one of `faces`: a video's `MainFace` choice), "all" or "none".
 
         Returns (H, W, 3) uint8 in RGB, ready for matplotlib (`plt.imshow(result.plot())`) and
         PIL (`Image.fromarray`); color_order="bgr" gives OpenCV's order (cv2.imshow, cv2.imwrite).
@@ -209,7 +212,7 @@ class ImageResult:
         if color_order not in ("rgb", "bgr"):
             raise ConfigError(f"color_order must be 'rgb' (matplotlib, PIL) or 'bgr' (OpenCV), got {color_order!r}")
         self._drawable("plot")
-        drawn = draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids)  # OpenCV draws BGR
+        drawn = draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids, main=main)  # OpenCV draws BGR
         return drawn if color_order == "bgr" else np.ascontiguousarray(drawn[:, :, ::-1])
 
     def show(self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, block: bool | None = None) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from emolens.errors import ConfigError, DataError
 from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
+from emolens.pipeline.draw import MainFace
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import table_columns
 from emolens.pipeline.stream import FaceStream, StreamOptions
@@ -118,6 +119,7 @@ def _label_frames(
 ) -> _Counts:
     """Write each frame's faces to the CSV (ImageResult.rows()) and its drawing to the video."""
     counts = _Counts()
+    main_face = MainFace()  # "largest": one person's bars through a shot, not a jitter's
     for result in results:
         counts.frames += 1
         counts.with_faces += bool(result.faces)
@@ -125,7 +127,7 @@ def _label_frames(
             table.writerow(row)
             rows.append(row)
         if writer is not None:
-            writer.write(result.plot(bars=bars, color_order="bgr"))
+            writer.write(result.plot(bars=bars, color_order="bgr", main=main_face(result.faces)))
         if bar is not None:
             bar.update(1)
     return counts

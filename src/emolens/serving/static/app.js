@@ -14,6 +14,7 @@ const state = {
   labels: [], colors: {}, model: null,
   mode: "camera", stream: null, socket: null, running: false, waiting: false,
   lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
+  mainBox: null, mainSwitch: 1.3,
 };
 
 // ---------------------------------------------------------------- start-up
@@ -34,6 +35,7 @@ async function init() {
     state.labels = info.labels;
     // The server's colour table (emolens.pipeline.colors): the same colours as annotated images and videos.
     state.labels.forEach((label, i) => { state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length]; });
+    if (info.main_face_switch) state.mainSwitch = info.main_face_switch;
     $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
     buildBars();
     buildLegend();
@@ -83,6 +85,7 @@ function showMessage(text, isError) {
 
 async function startCamera() {
   if (state.running) return;
+  state.mainBox = null;
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
   } catch (err) {
@@ -145,8 +148,9 @@ function onStreamMessage(msg) {
     while (state.rateWindow.length && now - state.rateWindow[0] > 2000) state.rateWindow.shift();
     const fps = state.rateWindow.length / 2;
     $("rate").textContent = `${fps.toFixed(1)} fps · ${Math.round(now - state.sentAt)} ms round trip · ${msg.timings.predict_ms.toFixed(0)} ms model`;
-    showResult(msg.faces, msg.image, $("mirror").checked);
-    pushHistory(largestFace(msg.faces));
+    const main = mainFace(msg.faces);
+    showResult(msg.faces, msg.image, $("mirror").checked, main);
+    pushHistory(main);
     scheduleFrame();
   } else if (msg.type === "error") {
     showMessage(`Frame ${msg.seq}: ${msg.detail}`, true);
@@ -220,7 +224,7 @@ async function predictPhoto(file) {
   try {
     const t0 = performance.now();
     const result = await getJSON("/v1/predict", { method: "POST", body: form });
-    showResult(result.faces, result.image, false);
+    showResult(result.faces, result.image, false, largestFace(result.faces));
     const n = result.faces.length;
     const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
     showMessage(`${file.name}: ${found} in ${Math.round(performance.now() - t0)} ms.`, false);
@@ -238,15 +242,42 @@ function boxOf(face) {
   return Array.isArray(b) ? b : [b.x, b.y, b.w ?? b.width, b.h ?? b.height];
 }
 
+function areaOf(face) {
+  const b = boxOf(face);
+  return b ? b[2] * b[3] : 0;
+}
+
 function largestFace(faces) {
   let best = null;
-  let bestArea = -1;
+  for (const face of faces) if (best === null || areaOf(face) > areaOf(best)) best = face;
+  return best;
+}
+
+function overlapShare(a, b) {
+  const w = Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]);
+  const h = Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]);
+  if (w <= 0 || h <= 0) return 0;
+  return (w * h) / (a[2] * a[3] + b[2] * b[3] - w * h);
+}
+
+// The face whose bars and timeline the camera view shows: the largest, kept while it is in view
+// (the face overlapping its last box most) and no other grows state.mainSwitch times as large, as
+// the server's videos choose (emolens.pipeline.draw.MainFace); two people of one size would
+// otherwise trade the bars with every jitter of the boxes. A frame without faces keeps the choice.
+function mainFace(faces) {
+  const largest = largestFace(faces);
+  if (largest === null) return null;
+  let current = null;
+  let best = 0.3;
   for (const face of faces) {
     const b = boxOf(face);
-    const area = b ? b[2] * b[3] : 0;
-    if (area > bestArea) { best = face; bestArea = area; }
+    const share = b && state.mainBox ? overlapShare(b, state.mainBox) : 0;
+    if (share > best) { current = face; best = share; }
   }
-  return best;
+  if (current === null || areaOf(largest) > state.mainSwitch * areaOf(current)) current = largest;
+  state.mainBox = boxOf(current);
+  document.body.dataset.mainBox = state.mainBox.map((v) => Math.round(v)).join(",");
+  return current;
 }
 
 function clearOverlay() {
@@ -256,7 +287,7 @@ function clearOverlay() {
   document.body.dataset.faces = "0";
 }
 
-function showResult(faces, image, mirrored) {
+function showResult(faces, image, mirrored, main) {
   const overlay = $("overlay");
   overlay.width = image.width;   // the overlay has the frame's own pixels; CSS scales both alike
   overlay.height = image.height;
@@ -276,6 +307,7 @@ function showResult(faces, image, mirrored) {
     const score = face.scores ? face.scores[face.label] : undefined;
     const text = score === undefined ? face.label : `${face.label} ${Math.round(score * 100)}%`;
     ctx.strokeStyle = color;
+    ctx.lineWidth = face === main && faces.length > 1 ? 2 * line : line;  // whose scores the bars show
     ctx.strokeRect(x, y, w, h);
     const tw = ctx.measureText(text).width + 2 * line;
     const th = parseInt(ctx.font, 10) + line;
@@ -292,7 +324,6 @@ function showResult(faces, image, mirrored) {
   }
   $("faces").replaceChildren(...items);
   document.body.dataset.faces = String(items.length);
-  const main = largestFace(faces);
   updateBars(main);
 }
 
