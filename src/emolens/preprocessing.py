@@ -168,6 +168,26 @@ def printable_path(path: str | Path) -> str:
     return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
+# HEIF's ISO-BMFF brands (bytes 8-12 of the file): HEIC is the iPhone camera's format since iOS 11.
+# AVIF, the same container around AV1, Pillow reads itself (11.3 and later).
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+
+
+def read_heif_when_needed(header: bytes, label: str) -> None:
+    """Teach Pillow to open HEIF/HEIC when `header` (a file's first 12 bytes or more) is one:
+    pillow-heif, the `heif` extra, registers its opener once. DataError naming the extra when it
+    is missing, so a batch reports the photo and goes on."""
+    if header[4:8] != b"ftyp" or header[8:12] not in _HEIF_BRANDS:
+        return
+    from emolens.extras import import_extra
+
+    try:
+        pillow_heif = import_extra("pillow_heif", "heif", "reading HEIF/HEIC photos (the iPhone camera's format)")
+    except ConfigError as exc:
+        raise DataError(f"{label}: {exc}") from None
+    pillow_heif.register_heif_opener()  # idempotent: a second call changes nothing
+
+
 def _open_image(source: str | Path | bytes, label: str) -> Any:
     """PIL image, header read only: the pixels are decoded by `load()` after the size check."""
     from PIL import Image
@@ -175,6 +195,7 @@ def _open_image(source: str | Path | bytes, label: str) -> Any:
     if isinstance(source, bytes):
         if not source:
             raise DataError(f"{label}: empty data (0 bytes); expected an image file")
+        read_heif_when_needed(source[:12], label)
         return Image.open(io.BytesIO(source))
     path = Path(source)
     if not path.exists():
@@ -186,6 +207,8 @@ def _open_image(source: str | Path | bytes, label: str) -> Any:
         raise DataError(f"{label}: not a regular file (a pipe, socket or device); expected an image file")
     if path.stat().st_size == 0:
         raise DataError(f"{label}: empty file (0 bytes); expected an image")
+    with open(path, "rb") as f:
+        read_heif_when_needed(f.read(12), label)
     return Image.open(path)
 
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from emolens.preprocessing import printable_path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
+# HEIC/HEIF (iPhone photos) need the `heif` extra; a folder's are still listed without it, so each
+# is reported with the install line instead of being passed over in silence.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".heic", ".heif", ".avif")
 _GLOB_CHARS = "*?["
 
 

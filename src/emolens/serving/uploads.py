@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from emolens.errors import DataError
-from emolens.preprocessing import load_image
+from emolens.preprocessing import load_image, read_heif_when_needed
 
 # Raster formats Pillow decodes; octet-stream (or no type at all) is sniffed from the bytes.
 IMAGE_TYPES = (
     "image/jpeg", "image/pjpeg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp", "image/gif",
     "image/tiff", "image/x-portable-graymap", "image/x-portable-pixmap", "image/x-portable-anymap",
+    "image/avif", "image/heic", "image/heif",  # HEIC/HEIF with the heif extra (else a 422 naming it)
 )
 RAW_TYPES = (*IMAGE_TYPES, "application/octet-stream")
 FILE_FIELD = "file"
@@ -108,6 +109,7 @@ def open_header(upload: Upload, max_pixels: int, what: str = "image") -> Any:
     """
     from PIL import Image
 
+    read_heif_when_needed(upload.data[:12], upload.name)  # an iPhone's HEIC: its header read too, when the extra is there
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
