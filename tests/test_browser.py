@@ -224,3 +224,23 @@ def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
+
+
+def test_a_photo_the_browser_cannot_open_is_read_by_the_server(server, browser, tmp_path):
+    """An iPhone's HEIC: Chromium cannot decode it, so the page sends the file as it is and the
+    server (with the heif extra) reads it; the faces are drawn on a blank picture of its size."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif (the heif extra) is not installed")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photo = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(skimage_data.astronaut()).save(photo, "HEIF", quality=90)
+    browser.get(server + "/")
+    wait_for(browser, "return document.body.dataset.state === 'ready'")
+    browser.find_element("id", "tab-photo").click()
+    browser.find_element("id", "file").send_keys(str(photo))
+    wait_for(browser, "return document.body.dataset.state === 'photo'")
+    check_face(browser, 512, 512)
+    assert "1 face (this browser cannot show the photo; the server read it)" in browser.find_element("id", "message").text
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

@@ -208,7 +208,7 @@ async function predictPhoto(file) {
     // The browser applies the EXIF rotation here, so phone photos arrive upright.
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch (err) {
-    showMessage(`${file.name}: this browser cannot open it as an image.`, true);
+    await predictUnshown(file);  // HEIC in most browsers: the server may read it (its heif extra)
     return;
   }
   const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
@@ -231,6 +231,31 @@ async function predictPhoto(file) {
     document.body.dataset.state = "photo";
   } catch (err) {
     showMessage(`${file.name}: ${err.message}`, true);
+  }
+}
+
+// A photo this browser cannot open (an iPhone's HEIC outside Safari) goes to the server as it
+// is; the faces are drawn where they lie on a blank picture of the photo's size.
+async function predictUnshown(file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  try {
+    const result = await getJSON("/v1/predict", { method: "POST", body: form });
+    const photo = $("photo");
+    photo.width = result.image.width;
+    photo.height = result.image.height;
+    const ctx = photo.getContext("2d");
+    ctx.fillStyle = "#333";
+    ctx.fillRect(0, 0, photo.width, photo.height);
+    $("placeholder").hidden = true;
+    clearOverlay();
+    showResult(result.faces, result.image, false, largestFace(result.faces));
+    const n = result.faces.length;
+    const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
+    showMessage(`${file.name}: ${found} (this browser cannot show the photo; the server read it).`, false);
+    document.body.dataset.state = "photo";
+  } catch (err) {
+    showMessage(`${file.name}: neither this browser nor the server can read it (${err.message}).`, true);
   }
 }
 
