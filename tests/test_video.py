@@ -450,3 +450,38 @@ def test_the_bars_stay_on_one_of_two_faces_of_about_one_size(rec, tmp_path, monk
     process_video(clip, rec, output=tmp_path / "out", progress=False, plot=False)
     assert len(shown) == 20 and sum(a != b for a, b in pairwise(largest)) >= 10  # the premise
     assert len(set(shown)) == 1
+
+
+def test_a_long_video_is_labelled_in_bounded_memory(tmp_path):
+    """A 17-minute video with two faces (30,000 frames at 30/s, synthetic results): the CSV gets
+    every row, the plot's timeline keeps at most 2,048 points a face spanning the whole video, and
+    memory does not grow with its length (kept as dicts, as before, the rows took 45 MB)."""
+    import tracemalloc
+
+    from emolens.pipeline.results import FaceResult, ImageResult
+    from emolens.pipeline.video import Timeline, _label_frames
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    proba = np.full(len(EMOTIONS), 1 / len(EMOTIONS))
+
+    def frames(n):
+        for i in range(n):
+            faces = [FaceResult.from_proba((0, 0, 4, 4), proba, EMOTIONS, 0.9, k, tilt=0.0) for k in (1, 2)]
+            yield ImageResult(image, faces, name="long.mp4", frame=i, time=i / 30)
+
+    timeline = Timeline(EMOTIONS)
+    with open(tmp_path / "long.csv", "w", newline="") as fh:
+        table = csv.DictWriter(fh, fieldnames=csv_columns(EMOTIONS))
+        table.writeheader()
+        tracemalloc.start()
+        counts = _label_frames(frames(30_000), table, timeline, None, "largest", None)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert counts.frames == 30_000 and counts.faces == 60_000
+    assert peak < 2_000_000, peak
+    for face_id in (1, 2):
+        t, scores = timeline.series(face_id)
+        assert 1_000 <= len(t) <= 2_048 and t[0] == 0.0 and t[-1] > 990.0 and np.all(np.diff(t) > 0)
+        assert scores.shape == (len(t), len(EMOTIONS))
+    with open(tmp_path / "long.csv") as fh:
+        assert sum(1 for _ in fh) == 60_001

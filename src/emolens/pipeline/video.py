@@ -37,13 +37,19 @@ class VideoResult:
     processing_fps: float  # frames processed per second of wall time, all outputs included
     seconds: float
     outputs: dict[str, Path] = field(default_factory=dict)  # "csv", "video", "plot" -> path
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the CSV rows (ImageResult.rows() of each frame)
     audio: bool = False  # whether the annotated video carries the source's sound
 
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The CSV's rows (ImageResult.rows() of each frame), read back from the file: a long video
+        is never held in memory (about 900 bytes a face a frame as dicts)."""
+        return [] if "csv" not in self.outputs else self.to_df().to_dict("records")
+
     def to_df(self):
+        """The CSV as a pandas DataFrame (empty cells, such as a tilt without landmarks, are NaN)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows)
+        return pd.read_csv(self.outputs["csv"])
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -54,24 +60,57 @@ class VideoResult:
         }
 
 
+class Timeline:
+    """Each face's scores over time for the plot, in bounded memory: at most `max_points` a face
+    (when full, every other point goes and later points are taken half as often), so an hour of
+    video costs what a minute does. 64 KB a face at the default."""
+
+    def __init__(self, labels: tuple[str, ...], max_points: int = 2048) -> None:
+        self.labels, self.max_points = labels, max_points
+        self.points: dict[int, np.ndarray] = {}  # face id -> (max_points, 1 + len(labels)): time, scores
+        self.count: dict[int, int] = {}  # points held
+        self.seen: dict[int, int] = {}  # frames the face was in
+        self.stride: dict[int, int] = {}  # one point kept every `stride` frames of the face
+
+    def add(self, face_id: int, time: float, scores: dict[str, float]) -> None:
+        seen = self.seen.get(face_id, 0)
+        self.seen[face_id] = seen + 1
+        if face_id not in self.points:
+            self.points[face_id] = np.empty((self.max_points, 1 + len(self.labels)), np.float32)
+            self.count[face_id], self.stride[face_id] = 0, 1
+        if seen % self.stride[face_id]:
+            return
+        n = self.count[face_id]
+        if n == self.max_points:  # full: keep every other point, and take points half as often
+            kept = self.points[face_id][0:n:2]
+            self.points[face_id][: len(kept)] = kept
+            n = self.count[face_id] = len(kept)
+            self.stride[face_id] *= 2
+            if seen % self.stride[face_id]:
+                return
+        self.points[face_id][n] = (time, *(scores[k] for k in self.labels))
+        self.count[face_id] = n + 1
+
+    def series(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(times, scores (n, labels)) of one face, in time order."""
+        held = self.points[face_id][: self.count[face_id]].astype(np.float64)
+        return held[:, 0], held[:, 1:]
+
+
 def csv_columns(labels: tuple[str, ...]) -> list[str]:
     """The video CSV's header: `ImageResult.rows()` of a video frame, the layout of every emolens table."""
     return table_columns(labels, frames=True)
 
 
-def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Path, title: str = "", max_faces: int = 4) -> Path:
+def plot_timeline(timeline: Timeline, path: Path, title: str = "", max_faces: int = 4) -> Path:
     """Emotion scores over time, one panel per face id (the `max_faces` seen longest)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    from emolens.pipeline.colors import rgb01_of
-
-    by_id: dict[int, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_id.setdefault(int(r["face_id"]), []).append(r)
-    ids = sorted(by_id, key=lambda i: -len(by_id[i]))[:max_faces]
+    labels = timeline.labels
+    ids = sorted(timeline.seen, key=lambda i: -timeline.seen[i])[:max_faces]
     n = max(1, len(ids))
     fig = Figure(figsize=(10, 2.6 * n + 0.6), layout="constrained")
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
@@ -79,24 +118,27 @@ def plot_timeline(rows: list[dict[str, Any]], labels: tuple[str, ...], path: Pat
         axes[0].text(0.5, 0.5, "no face found in this video", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].set_axis_off()
     for ax, fid in zip(axes, sorted(ids), strict=False):
-        face_rows = by_id[fid]
-        t = np.array([r["time"] for r in face_rows], float)
-        # Break the lines where the face was not seen, rather than bridging the gap.
-        step = np.median(np.diff(t)) if len(t) > 1 else 0.0
-        cut = np.flatnonzero(np.diff(t) > 2.5 * step) + 1 if step > 0 else np.array([], int)
-        t_plot = np.insert(t, cut, np.nan)
-        for name in labels:
-            values = np.insert(np.array([r[name] for r in face_rows], float), cut, np.nan)
-            ax.plot(t_plot, values, label=name, color=rgb01_of(name, labels), linewidth=1.4)
-        ax.set_ylim(0, 1)
+        _plot_face(ax, *timeline.series(fid), labels)
         ax.set_ylabel(f"face #{fid}\nprobability")
-        ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s)")
     if ids:
         axes[0].legend(ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, 1.32), frameon=False, fontsize=9)
     fig.suptitle(title or "emotions over time")
     fig.savefig(path, dpi=110)
     return path
+
+
+def _plot_face(ax: Any, t: np.ndarray, scores: np.ndarray, labels: tuple[str, ...]) -> None:
+    from emolens.pipeline.colors import rgb01_of
+
+    # Break the lines where the face was not seen, rather than bridging the gap.
+    step = np.median(np.diff(t)) if len(t) > 1 else 0.0
+    cut = np.flatnonzero(np.diff(t) > 2.5 * step) + 1 if step > 0 else np.array([], int)
+    t_plot = np.insert(t, cut, np.nan)
+    for k, name in enumerate(labels):
+        ax.plot(t_plot, np.insert(scores[:, k], cut, np.nan), label=name, color=rgb01_of(name, labels), linewidth=1.4)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
 
 
 def _progress_bar(src: VideoSource, every: int, max_frames: int | None, name: str) -> Any:
@@ -112,12 +154,13 @@ def _progress_bar(src: VideoSource, every: int, max_frames: int | None, name: st
 class _Counts:
     frames: int = 0
     with_faces: int = 0
+    faces: int = 0  # rows written
 
 
 def _label_frames(
-    results: Any, table: csv.DictWriter, rows: list[dict[str, Any]], writer: VideoWriter | None, bars: str, bar: Any,
+    results: Any, table: csv.DictWriter, timeline: Timeline, writer: VideoWriter | None, bars: str, bar: Any,
 ) -> _Counts:
-    """Write each frame's faces to the CSV (ImageResult.rows()) and its drawing to the video."""
+    """Write each frame's faces to the CSV (ImageResult.rows()) and the timeline, and its drawing to the video."""
     counts = _Counts()
     main_face = MainFace()  # "largest": one person's bars through a shot, not a jitter's
     for result in results:
@@ -125,7 +168,8 @@ def _label_frames(
         counts.with_faces += bool(result.faces)
         for row in result.rows():
             table.writerow(row)
-            rows.append(row)
+            timeline.add(int(row["face_id"]), float(row["time"]), row)
+            counts.faces += 1
         if writer is not None:
             writer.write(result.plot(bars=bars, color_order="bgr", main=main_face(result.faces)))
         if bar is not None:
@@ -169,7 +213,7 @@ def process_video(
     outputs = _output_paths(Path(output), Path(str(source)).stem or "video", save_video=save_video, plot=plot, overwrite=overwrite)
     # Sound only when the frames keep their timing: every-N-th frame or a cut still spans the same time.
     writer = VideoWriter(outputs["video"], src.fps / every, audio_from=src.path) if save_video else None
-    rows: list[dict[str, Any]] = []
+    timeline = Timeline(rec.labels)
     bar = _progress_bar(src, every, max_frames, name) if progress else None
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
     results = FaceStream(rec, options, name=name).run(frames_in)
@@ -178,7 +222,7 @@ def process_video(
         with open(outputs["csv"], "w", newline="") as fh:
             table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
-            counts = _label_frames(results, table, rows, writer, options.bars, bar)
+            counts = _label_frames(results, table, timeline, writer, options.bars, bar)
     finally:
         results.close()
         frames_in.close()  # stops the reader thread before its capture is released
@@ -193,9 +237,9 @@ def process_video(
             path.unlink(missing_ok=True)
         raise DataError(f"{source}: no frame could be read; the file may be truncated or use a codec OpenCV lacks")
     if plot:
-        outputs["plot"] = plot_timeline(rows, rec.labels, outputs["plot"], title=name)
+        outputs["plot"] = plot_timeline(timeline, outputs["plot"], title=name)
     return VideoResult(
-        source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=len(rows),
-        tracks=len({r["face_id"] for r in rows}), video_fps=src.fps, processing_fps=counts.frames / max(seconds, 1e-9),
-        seconds=seconds, outputs=outputs, rows=rows, audio=writer is not None and writer.has_audio,
+        source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=counts.faces,
+        tracks=len(timeline.seen), video_fps=src.fps, processing_fps=counts.frames / max(seconds, 1e-9),
+        seconds=seconds, outputs=outputs, audio=writer is not None and writer.has_audio,
     )
