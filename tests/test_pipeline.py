@@ -307,3 +307,60 @@ def test_one_recognizer_serves_several_threads(rec, photo_rgb):
         results = list(pool.map(lambda _: rec.predict(img), range(8)))
     assert rec.thread_safe
     assert all([(f.box, f.label) for f in r] == ref for r in results)
+
+
+def _photos(folder, count: int):
+    from PIL import Image
+
+    from emolens.pipeline.samples import astronaut
+
+    folder.mkdir()
+    for k in range(count):
+        Image.fromarray(astronaut()).save(folder / f"{k}.jpg", quality=90)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_the_table_is_written_as_images_are_read_and_survives_ctrl_c(tmp_path, fmt, capsys, monkeypatch):
+    """predictions.json|csv grows with each image (no list of every face in memory), reads as the
+    whole-list table did, and a run stopped by Ctrl-C leaves a valid table of the images done,
+    named in the message."""
+    from emolens.pipeline import predict_images
+    from emolens.pipeline.images import Interrupted
+
+    photos = _photos(tmp_path / "photos", 3)
+    report = predict_images([photos], output=tmp_path / "all", format=fmt, save=False)
+    assert report.images == 3 and len(report.rows) == 3 and len(report.to_df()) == 3
+    if fmt == "json":  # the text json.dumps gives for the whole list
+        assert report.table.read_text() == json.dumps(report.rows, indent=2) + "\n"
+
+    def stop_after_two(path, result, error):
+        if path is not None and path.name == "1.jpg":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match=rf"2 of 3 images done; their table: .*predictions.{fmt}"):
+        predict_images([photos], output=tmp_path / "stopped", format=fmt, save=False, on_image=stop_after_two)
+    table = tmp_path / "stopped" / f"predictions.{fmt}"
+    rows = json.loads(table.read_text()) if fmt == "json" else table.read_text().splitlines()[1:]
+    assert len(rows) == 2 and not list((tmp_path / "stopped").glob("*.part"))
+
+    from emolens import cli
+    from emolens.pipeline import images
+
+    monkeypatch.setattr(images.EmotionRecognizer, "predict", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(["predict", str(photos), "--out", str(tmp_path / "cli"), "--format", fmt]) == 130
+    assert "0 of 3 images done\nemolens: interrupted" in capsys.readouterr().err
+    assert not list((tmp_path / "cli").iterdir())  # nothing done, no table
+
+
+def test_a_run_that_reads_nothing_leaves_the_old_table_alone(tmp_path):
+    from emolens.pipeline import predict_images
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.json").write_text('[{"kept": true}]\n')
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="no image could be read"):
+        predict_images([tmp_path / "bad.jpg"], output=out, overwrite=True, save=False)
+    assert (out / "predictions.json").read_text() == '[{"kept": true}]\n'
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.json"]

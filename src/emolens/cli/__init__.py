@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     from emolens.errors import EmolensError
 
     try:
-        app(args=argv, standalone_mode=False, prog_name="emolens")
+        # Without standalone mode, Typer catches Ctrl-C itself and returns 130; an Exit's code comes back too.
+        code = app(args=argv, standalone_mode=False, prog_name="emolens")
+        if code == 130:
+            print("emolens: interrupted", file=sys.stderr)
+        return code if isinstance(code, int) else 0
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 1

@@ -61,6 +61,7 @@ def predict_cmd(
 ) -> None:
     """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
     from emolens.pipeline import EmotionRecognizer, predict_images
+    from emolens.pipeline.images import Interrupted
     from emolens.preprocessing import printable_path
 
     def on_image(path, result, error) -> None:
@@ -77,10 +78,14 @@ def predict_cmd(
         model, detector=detector, backend=Backend(backend).value, tta=tta, min_face_size=min_face_size,
         detector_threshold=detector_threshold, align=align, close_up=close_up, turned_photos=turned,
     )
-    report = predict_images(
-        paths, recognizer, output=output, format=TableFormat(format).value, save=save, recursive=recursive,
-        overwrite=overwrite, on_image=on_image, crops=crops,
-    )
+    try:
+        report = predict_images(
+            paths, recognizer, output=output, format=TableFormat(format).value, save=save, recursive=recursive,
+            overwrite=overwrite, on_image=on_image, crops=crops,
+        )
+    except Interrupted as stop:
+        typer.echo(str(stop), err=True)  # what was done and where its table is; main() then says "interrupted"
+        raise typer.Exit(130) from None
     typer.echo(
         f"\n{report.images} image{'s' if report.images != 1 else ''} read, {report.faces} face{'s' if report.faces != 1 else ''} found"
         + (f", {len(report.no_face)} without a face" if report.no_face else "")

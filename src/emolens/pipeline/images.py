@@ -7,7 +7,10 @@ skipped; only when no input at all could be read is the whole call an error.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +34,70 @@ class PredictReport:
     faces: int = 0
     no_face: list[str] = field(default_factory=list)  # images read, but with no face found
     errors: list[str] = field(default_factory=list)  # one message per input that could not be read
-    rows: list[dict[str, Any]] = field(default_factory=list)  # one summary dict per face, with its path first
     annotated: list[Path] = field(default_factory=list)
     table: Path | None = None
     labels: tuple[str, ...] = EMOTIONS
 
-    def table_rows(self) -> list[dict[str, Any]]:
-        """The CSV's rows: `ImageResult.rows()` of every image, with path as the leading column."""
-        return [flat_row(r) for r in self.rows]
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """One summary dict per face, with its path first: the table read back (JSON), or its flat
+        rows (CSV). The table is written as images are read, never held whole in memory."""
+        if self.table is None:
+            return []
+        if self.table.suffix == ".json":
+            return json.loads(self.table.read_text())
+        return self.to_df().to_dict("records")
 
     def to_df(self):
+        """The table as a pandas DataFrame: `ImageResult.rows()` of every image, path first."""
         import pandas as pd
 
-        return pd.DataFrame(self.table_rows(), columns=table_columns(self.labels, ["path"]))
+        if self.table is not None and self.table.suffix == ".csv":
+            return pd.read_csv(self.table)
+        return pd.DataFrame([flat_row(r) for r in self.rows], columns=table_columns(self.labels, ["path"]))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch: the table holds the images done, and the message says where."""
+
+
+class _TableWriter:
+    """predictions.json (a list of face dicts, as json.dumps(indent=2) writes it) or predictions.csv,
+    written a face at a time: a folder of any size costs no memory for its table, and a run
+    stopped part way leaves a valid table of the images done."""
+
+    def __init__(self, path: Path, format: str, labels: tuple[str, ...]) -> None:
+        self.path, self.format, self.rows = path, format, 0
+        # Written beside its name and moved there when closed: a run that reads no image leaves a
+        # file the user had under that name (--overwrite) as it was.
+        self._part = path.with_name(path.name + ".part")
+        self._file = open(self._part, "w", newline="" if format == "csv" else None)  # noqa: SIM115 - closed by close()
+        if format == "csv":
+            self._csv = csv.DictWriter(self._file, fieldnames=table_columns(labels, ["path"]))
+            self._csv.writeheader()
+        else:
+            self._file.write("[")
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if self.format == "csv":
+                self._csv.writerow(flat_row(row))
+            else:
+                self._file.write(("\n" if self.rows == 0 else ",\n") + textwrap.indent(json.dumps(row, indent=2), "  "))
+            self.rows += 1
+        self._file.flush()
+
+    def close(self, keep: bool = True) -> None:
+        """Finish the table and move it to its name (keep=False: remove it)."""
+        if self._file.closed:
+            return
+        if self.format == "json":
+            self._file.write(("\n]" if self.rows else "]") + "\n")
+        self._file.close()
+        if keep:
+            os.replace(self._part, self.path)
+        else:
+            self._part.unlink(missing_ok=True)
 
 
 def predict_images(
@@ -56,7 +110,8 @@ def predict_images(
     recognizer: an EmotionRecognizer (its model, detector and options), or a model for one
     built with the PIPELINE defaults (a path; None: the shipped model). format: "json" (a
     list of face dicts) or "csv" (`ImageResult.rows()` with a leading path column), written to
-    output/predictions.json|csv. save=False writes the table only. Existing files are never
+    output/predictions.json|csv as the images are read (Ctrl-C leaves the table of those done and
+    raises `Interrupted` naming it). save=False writes the table only. Existing files are never
     replaced unless overwrite=True: new names get -2, -3, ... on_image(path, result or None,
     error or None) is called after each input, for progress messages. crops=True: each image
     is one face, already cropped (`EmotionRecognizer.predict(crops=True)`): one row per image.
@@ -74,28 +129,44 @@ def predict_images(
     report.labels = rec.labels
     out_dir = Path(output)
     taken: set[Path] = set()
-    for path in files:
-        try:
-            result = rec.predict(path, name=printable_path(path.name), crops=crops)
-        except DataError as exc:
-            report.errors.append(str(exc))
-            if on_image:
-                on_image(path, None, str(exc))
-            continue
-        report.images += 1
-        report.faces += len(result)
-        shown = printable_path(path)  # a name that is not UTF-8 would break the JSON/CSV table
-        if not result.faces:
-            report.no_face.append(shown)
-        report.rows += [{"path": shown, **row} for row in result.summary()]
-        if save:
-            report.annotated.append(_save_annotated(result, path, out_dir, overwrite=overwrite, taken=taken))
-        if on_image:
-            on_image(path, result, None)
+    writer = _TableWriter(_table_path(out_dir, format, overwrite=overwrite, taken=taken), format, rec.labels)
+    try:
+        for path in files:
+            _predict_one_file(path, rec, report, writer, on_image, save=save, crops=crops, out_dir=out_dir, overwrite=overwrite, taken=taken)
+    except KeyboardInterrupt:
+        writer.close(keep=report.images > 0)
+        raise Interrupted(f"{report.images} of {len(files)} images done" + (f"; their table: {writer.path}" if report.images else "")) from None
+    finally:
+        writer.close(keep=report.images > 0)
     if report.images == 0:
         raise DataError(f"no image could be read ({len(report.errors)} failed): " + "; ".join(report.errors[:5]))
-    report.table = _write_table(report, out_dir, format, overwrite=overwrite, taken=taken)
+    report.table = writer.path
     return report
+
+
+def _predict_one_file(
+    path: Path, rec: EmotionRecognizer, report: PredictReport, writer: _TableWriter, on_image: Any, *, save: bool, crops: bool,
+    out_dir: Path, overwrite: bool, taken: set[Path],
+) -> None:
+    """One image of the batch: its faces to the table and the report, its annotated copy saved;
+    an image that cannot be read is reported and the batch goes on."""
+    try:
+        result = rec.predict(path, name=printable_path(path.name), crops=crops)
+    except DataError as exc:
+        report.errors.append(str(exc))
+        if on_image:
+            on_image(path, None, str(exc))
+        return
+    report.images += 1
+    report.faces += len(result)
+    shown = printable_path(path)  # a name that is not UTF-8 would break the JSON/CSV table
+    if not result.faces:
+        report.no_face.append(shown)
+    writer.write([{"path": shown, **row} for row in result.summary()])
+    if save:
+        report.annotated.append(_save_annotated(result, path, out_dir, overwrite=overwrite, taken=taken))
+    if on_image:
+        on_image(path, result, None)
 
 
 def _save_annotated(result: ImageResult, path: Path, out_dir: Path, *, overwrite: bool, taken: set[Path]) -> Path:
@@ -106,12 +177,7 @@ def _save_annotated(result: ImageResult, path: Path, out_dir: Path, *, overwrite
     return result.save(out_dir / f"{stem}{suffix}", overwrite=True)
 
 
-def _write_table(report: PredictReport, out_dir: Path, format: str, *, overwrite: bool, taken: set[Path]) -> Path:
-    """Every face's row as predictions.json (a list of face dicts) or predictions.csv, under a free name."""
+def _table_path(out_dir: Path, format: str, *, overwrite: bool, taken: set[Path]) -> Path:
+    """Where the table of faces goes: predictions.json|csv in `out_dir`, under a free name."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = out_dir / f"{free_stem(out_dir, 'predictions', ['.' + format], overwrite=overwrite, taken=taken)}.{format}"
-    if format == "json":
-        table.write_text(json.dumps(report.rows, indent=2) + "\n")
-    else:
-        report.to_df().to_csv(table, index=False)
-    return table
+    return out_dir / f"{free_stem(out_dir, 'predictions', ['.' + format], overwrite=overwrite, taken=taken)}.{format}"
