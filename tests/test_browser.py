@@ -167,16 +167,21 @@ def test_webcam_page_shows_face_box_and_label(server, browser, tmp_path):
     assert not errors, errors  # no script errors, no CSP violations, no failed requests
 
 
-def test_photo_upload_mode(server, browser, tmp_path):
-    from PIL import Image
-
-    photo = tmp_path / "astronaut.jpg"
-    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+def upload_photo(browser, server: str, photo: Path) -> None:
+    """Open the page, switch to photo mode, choose `photo` and wait for the answer."""
     browser.get(server + "/")
     wait_for(browser, "return document.body.dataset.state === 'ready'")
     browser.find_element("id", "tab-photo").click()
     browser.find_element("id", "file").send_keys(str(photo))
     wait_for(browser, "return document.body.dataset.state === 'photo'")
+
+
+def test_photo_upload_mode(server, browser, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo, quality=92)
+    upload_photo(browser, server, photo)
     check_face(browser, 512, 512)
     assert "1 face in" in browser.find_element("id", "message").text
     assert not browser.find_element("id", "timeline-panel").is_displayed()  # a photo has no timeline
@@ -235,11 +240,7 @@ def test_a_photo_the_browser_cannot_open_is_read_by_the_server(server, browser, 
     pillow_heif.register_heif_opener()
     photo = tmp_path / "IMG_0001.HEIC"
     Image.fromarray(skimage_data.astronaut()).save(photo, "HEIF", quality=90)
-    browser.get(server + "/")
-    wait_for(browser, "return document.body.dataset.state === 'ready'")
-    browser.find_element("id", "tab-photo").click()
-    browser.find_element("id", "file").send_keys(str(photo))
-    wait_for(browser, "return document.body.dataset.state === 'photo'")
+    upload_photo(browser, server, photo)
     check_face(browser, 512, 512)
     assert "1 face (this browser cannot show the photo; the server read it)" in browser.find_element("id", "message").text
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
