@@ -67,15 +67,11 @@ def create_app(
     or be a function returning a new FaceDetector.
     """
     from fastapi import FastAPI
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
 
     from emolens import __version__
-    from emolens.serving import routes, stream
-    from emolens.serving.errors import install_handlers
     from emolens.serving.jobs import Runner
     from emolens.serving.pool import InferencePool
-    from emolens.serving.security import LOCAL_HOSTS, OriginGuardMiddleware, SecurityHeadersMiddleware
+    from emolens.serving.security import LOCAL_HOSTS
 
     limits = ServerLimits.of(limits, **limit_overrides)
     if recognizer is None:
@@ -105,9 +101,22 @@ def create_app(
     app.state.model_info = model_info
     app.state.pool = pool
     app.state.limits = limits
+    _assemble(app, limits, LOCAL_HOSTS if allowed_hosts is None else allowed_hosts, allowed_origins)
+    return app
+
+
+def _assemble(app: Any, limits: ServerLimits, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> None:
+    """The app's guards, error handlers, API routes and page."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from emolens.serving import routes, stream
+    from emolens.serving.errors import install_handlers
+    from emolens.serving.security import OriginGuardMiddleware, SecurityHeadersMiddleware
+
     # Outermost last: headers on every answer, then Host/Origin, then the body's size and time.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes, read_timeout=limits.read_timeout)
-    app.add_middleware(OriginGuardMiddleware, allowed_hosts=LOCAL_HOSTS if allowed_hosts is None else allowed_hosts, allowed_origins=allowed_origins)
+    app.add_middleware(OriginGuardMiddleware, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
     app.add_middleware(SecurityHeadersMiddleware)
     install_handlers(app)
     app.include_router(routes.router)
@@ -118,4 +127,3 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
