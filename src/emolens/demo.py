@@ -1,7 +1,8 @@
 """`make demo` / `python -m emolens.demo`: find and label the faces in real photos, offline.
 
-Uses the shipped model and scikit-image's astronaut photo (a real photo of a smiling person),
-alone and as a group of four, writes the annotated images into ./emolens-demo/ and prints
+Uses the shipped model and two real photos that come with the install, offline: scikit-image's
+astronaut (Eileen Collins, smiling), alone and as a group of four, and matplotlib's portrait of
+Grace Hopper (a straight face); writes the annotated images into ./emolens-demo/ and prints
 where they went and a table of the faces.
 """
 
@@ -16,16 +17,16 @@ def run(model: str | None = None, output: str | Path = "emolens-demo") -> list[P
     """Label the demo photos with `model` (None: the shipped one); returns the written images."""
     from emolens.paths import free_stem
     from emolens.pipeline import EmotionRecognizer
-    from emolens.pipeline.samples import astronaut, group_photo
+    from emolens.pipeline.samples import astronaut, grace_hopper, group_photo
 
     rec = EmotionRecognizer(model)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    photos = [("astronaut", astronaut(), "rgb"), ("group", group_photo()[0], "bgr")]
+    photos = [("astronaut", astronaut(), "rgb"), ("grace_hopper", grace_hopper(), "rgb"), ("group", group_photo()[0], "bgr")]
     written = []
     info = rec.model_info()
     print(f"model: {info['name']} {info['version']} ({info['arch']}, {info['backend']}); detector: {info['detector']}\n")
-    print(f"{'image':<12}{'face':>5}  {'box (x, y, w, h)':<22}{'emotion':<10}{'score':>6}   runner-up")
+    print(f"{'image':<14}{'face':>5}  {'box (x, y, w, h)':<22}{'emotion':<10}{'score':>6}   runner-up")
     for name, image, order in photos:
         result = rec.predict(image, color_order=order, name=name)
         path = out / f"{free_stem(out, name, ['.jpg'])}.jpg"
@@ -33,9 +34,9 @@ def run(model: str | None = None, output: str | Path = "emolens-demo") -> list[P
         written.append(path)
         for i, face in enumerate(result):
             second = sorted(face.scores.items(), key=lambda kv: -kv[1])[1]
-            print(f"{name:<12}{i:>5}  {face.box!s:<22}{face.label:<10}{face.score:>6.0%}   {second[0]} {second[1]:.0%}")
+            print(f"{name:<14}{i:>5}  {face.box!s:<22}{face.label:<10}{face.score:>6.0%}   {second[0]} {second[1]:.0%}")
         if not result.faces:
-            print(f"{name:<12}  no face found")
+            print(f"{name:<14}  no face found")
     print("\nannotated images:")
     for path in written:
         print(f"  {path.resolve()}")

@@ -30,6 +30,16 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
+def grace_hopper() -> np.ndarray:
+    """(600, 512, 3) uint8 RGB portrait of Grace Hopper, a straight face: matplotlib's sample
+    photo, which ships with matplotlib (a core dependency), so it needs nothing more."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as photo:
+        return np.asarray(photo.convert("RGB"))
+
+
 def astronaut_head(bgr: bool = True) -> np.ndarray:
     x, y, w, h = _HEAD
     head = astronaut()[y : y + h, x : x + w]
