@@ -22,8 +22,9 @@ than 1.3 times the other's area) the way `benchmarks/smoothing.py` films one per
 (a slow random walk, breathing zoom, roll, drifting light, sensor noise, H.264), the view framed
 round both faces, and runs each through `FaceStream` as `emolens video` does. Reported: how many
 times a second the face whose bars `--bars largest` shows changes from one person to the other,
-choosing the largest face in every frame ("largest each frame") and as the video writer chooses
-(`emolens.pipeline.draw.MainFace`).
+choosing the largest face in every frame and as the video writer chooses
+(`emolens.pipeline.draw.MainFace`); and how many times a second the panel moves to another side
+of its face (right, left, below, above), placed afresh in every frame and as the writer keeps it.
 """
 
 from __future__ import annotations
@@ -137,23 +138,36 @@ def framed_pair(photo: np.ndarray, both: tuple[int, int, int, int], size: tuple[
     return cv2.warpAffine(photo, m, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def _side(panel: tuple[int, int, int, int], face: tuple[int, int, int, int]) -> str:
+    px, py, pw, ph = panel
+    fx, fy, fw, fh = face
+    return "right" if px >= fx + fw else "left" if px + pw <= fx else "below" if py >= fy + fh else "above" if py + ph <= fy else "over"
+
+
 def bar_switches(video: Path, recognizer) -> dict[str, float]:
-    """Changes a second of the face whose bars are shown: the largest in each frame, and MainFace's choice."""
-    from emolens.pipeline.draw import MainFace
+    """Changes a second of the face whose bars are shown (the largest in each frame, and MainFace's
+    choice) and of the side of that face the panel lies on (placed afresh each frame, and as
+    MainFace keeps it)."""
+    from emolens.pipeline.draw import MainFace, plan_layout
     from emolens.pipeline.stream import FaceStream, StreamOptions
     from emolens.pipeline.video_io import iter_frames, open_source
 
     src = open_source(str(video))
-    chooser = MainFace()
-    shown: dict[str, list] = {"largest each frame": [], "as the video shows": []}
+    follow = MainFace()
+    shown: dict[str, list] = {k: [] for k in ("person: largest each frame", "person: as the video shows",
+                                               "side: placed afresh", "side: as the video shows")}
     frames = 0
     try:
         for result in FaceStream(recognizer, StreamOptions()).run(iter_frames(src)):
             frames += 1
             largest = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
-            main = chooser(result.faces)
-            shown["largest each frame"].append(None if largest is None else largest.face_id)
-            shown["as the video shows"].append(None if main is None else main.face_id)
+            shown["person: largest each frame"].append(None if largest is None else largest.face_id)
+            afresh = MainFace()
+            afresh.face_id = follow.face_id  # the same person as the video, its panel placed with no memory
+            for key, chooser in (("side: placed afresh", afresh), ("side: as the video shows", follow)):
+                bars = plan_layout(result.faces, result.orig_img.shape, bars="largest", follow=chooser).bars
+                shown[key].append(_side(bars[0].rect, bars[0].face.box) if bars else None)
+            shown["person: as the video shows"].append(follow.face_id if result.faces else None)
     finally:
         src.release()
     seconds = frames / src.fps

@@ -190,3 +190,21 @@ def test_on_real_group_photos_the_panel_lies_beside_its_face():
         assert not any(_overlaps(b.rect, f.box) for b in layout.bars for f in faces if f is not b.face), path
         assert not any(_overlaps(b.rect, t.rect) for b in layout.bars for t in layout.tags), path
     assert photos >= 50 and beside >= 0.85 * photos, (beside, photos)
+
+
+def test_in_a_video_the_panel_stays_on_its_side_of_the_face():
+    """Frame 1: the space right of the face is taken by another face, so the panel goes elsewhere
+    beside it; frame 2: that face has gone. Placed afresh the panel would jump to the right; the
+    video's MainFace keeps it where it was while that spot is free."""
+    from emolens.pipeline.draw import MainFace
+
+    img = np.full((600, 800, 3), 128, np.uint8)
+    face, neighbour = (300, 150, 120, 120), (430, 140, 110, 110)
+    follow = MainFace()
+    first = plan_layout(faces_at([face, neighbour]), img.shape, bars="largest", follow=follow).bars[0]
+    assert first.face.box == face and first.rect[0] + first.rect[2] <= face[0]  # on the left: the right is taken
+    alone = faces_at([face])
+    kept = plan_layout(alone, img.shape, bars="largest", follow=follow).bars[0]
+    afresh = plan_layout(alone, img.shape, bars="largest").bars[0]
+    assert kept.side == first.side and kept.rect[0] + kept.rect[2] <= face[0]  # still left of the face
+    assert afresh.rect[0] >= face[0] + face[2]  # with no memory: the right, the first choice

@@ -442,7 +442,7 @@ def test_the_bars_stay_on_one_of_two_faces_of_about_one_size(rec, tmp_path, monk
     draw_faces = draw.draw_faces
 
     def spy(image, faces, **options):
-        shown.extend(b.face.face_id for b in draw.plan_layout(faces, image.shape, bars=options["bars"], main=options["main"]).bars)
+        shown.extend(b.face.face_id for b in draw.plan_layout(faces, image.shape, bars=options["bars"], follow=options["follow"]).bars)
         largest.extend(b.face.face_id for b in draw.plan_layout(faces, image.shape, bars=options["bars"]).bars)
         return draw_faces(image, faces, **options)
 

@@ -134,6 +134,13 @@ def _free_spot(candidates: list[Rect], shape: tuple[int, ...], taken: list[Rect]
     return None
 
 
+def _gap(a: Rect, b: Rect) -> float:
+    """Pixels between two rectangles (0 when they touch or overlap)."""
+    dx = max(0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
+    dy = max(0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
+    return float(np.hypot(dx, dy))
+
+
 def _union(a: Rect, b: Rect) -> Rect:
     x, y = min(a[0], b[0]), min(a[1], b[1])
     return x, y, max(a[0] + a[2], b[0] + b[2]) - x, max(a[1] + a[3], b[1] + b[3]) - y
@@ -220,11 +227,13 @@ class Tag:
 
 @dataclass(frozen=True)
 class ScoreBars:
-    """A face's scores at `rect`: the named panel ("panel") or a narrow column chart ("columns")."""
+    """A face's scores at `rect`: the named panel ("panel") or a narrow column chart ("columns");
+    `side`: which of the spots beside the face and its tag it took (`_beside`), None elsewhere."""
 
     face: FaceResult
     rect: Rect
     kind: str
+    side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -257,27 +266,45 @@ def _plan_tags(faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, sh
 
 
 def _bars_spot(
-    face: FaceResult, tag: Rect, which: str, shape: tuple[int, ...], u: float, labels: Sequence[str], taken: list[Rect]
+    face: FaceResult, tag: Rect, which: str, shape: tuple[int, ...], u: float, labels: Sequence[str], taken: list[Rect],
+    side: int | None = None, last: Rect | None = None,
 ) -> ScoreBars | None:
     """Where one face's bars go, covering no face, tag or panel; None where nothing fits.
 
-    The named panel goes beside the face and its tag. Else the largest face's panel goes to the
-    free spot nearest it (the one face whose scores are shown: its named bars a little way off
-    read better than a column chart beside it), and a close-up's (a face filling the picture) to
-    a corner over its own edge; any other face's bars become a narrow column chart beside it."""
+    The named panel goes beside the face and its tag (first on `side`, where it went in the last
+    frame, while that is free: a panel hopping round its face is worse than one a little lower).
+    Else the largest face's panel goes to the free spot nearest it (the one face whose scores are
+    shown: its named bars a little way off read better than a column chart beside it); a
+    close-up's (a face filling the picture) to a corner over its own edge; any other face's bars
+    become a narrow column chart beside it. A panel that was away from its face in the last frame,
+    at `last`, stays there while it is free and no spot half a panel nearer has opened."""
     pw, ph = _panel_size(u, labels)
     region = _union(tuple(face.box), tag)  # type: ignore[arg-type]
-    spot = _free_spot([_inside(r, shape) for r in _beside(region, pw, ph)], shape, taken)
+    spot = _panel_beside(face, region, pw, ph, shape, taken, side)
     if spot is None and which == "largest":
-        spot = _nearest_free(region, pw, ph, shape, taken)
+        near = _nearest_free(region, pw, ph, shape, taken)
+        spot = None if near is None else ScoreBars(face, near, "panel")
+    stay = last is not None and side is None and last[2:] == (pw, ph) and _free_spot([last], shape, taken) is not None
+    if stay and (spot is None or _gap(last, region) <= _gap(spot.rect, region) + ph / 2):  # type: ignore[arg-type]
+        return ScoreBars(face, last, "panel")  # type: ignore[arg-type]
     if spot is None and which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
-        spot = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
+        corner = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
+        spot = None if corner is None else ScoreBars(face, corner, "panel")
     if spot is not None:
-        return ScoreBars(face, spot, "panel")
+        return spot
     h = face.box[3]
     mw = len(labels) * (max(3, h // 12) + 1) + 3
-    spot = _free_spot([_inside(r, shape) for r in _beside(tuple(face.box), mw, h)], shape, taken)  # type: ignore[arg-type]
-    return None if spot is None else ScoreBars(face, spot, "columns")
+    columns = _free_spot([_inside(r, shape) for r in _beside(tuple(face.box), mw, h)], shape, taken)  # type: ignore[arg-type]
+    return None if columns is None else ScoreBars(face, columns, "columns")
+
+
+def _panel_beside(face: FaceResult, region: Rect, pw: int, ph: int, shape: tuple[int, ...], taken: list[Rect], side: int | None) -> ScoreBars | None:
+    """The named panel in the first free spot beside the face and its tag, `side` first."""
+    beside = [_inside(r, shape) for r in _beside(region, pw, ph)]
+    for k in ([side] if side is not None else []) + list(range(len(beside))):
+        if _free_spot([beside[k]], shape, taken) is not None:
+            return ScoreBars(face, beside[k], "panel", k)
+    return None
 
 
 def _area(face: FaceResult) -> int:
@@ -285,14 +312,18 @@ def _area(face: FaceResult) -> int:
 
 
 class MainFace:
-    """Whose bars a video or live view shows under bars="largest": the largest face, kept while it
-    is in view and no other face grows `switch` times as large (box area). Two people of about one
-    size would otherwise trade the bars back and forth with the detector's box jitter
-    (`benchmarks/drawing.py --video`). Faces without a track id are chosen afresh each frame."""
+    """Whose bars a video or live view shows under bars="largest", and where, carried from frame to
+    frame: the largest face, kept while it is in view and no other face grows `switch` times as
+    large (box area), its panel on the side of it where it was while that side is free. Two people
+    of about one size would otherwise trade the bars with the detector's box jitter, and a panel
+    near the picture's edge would hop round its face (`benchmarks/drawing.py --video`). Faces
+    without a track id are chosen afresh each frame."""
 
     def __init__(self, switch: float = PIPELINE.main_face_switch) -> None:
         self.switch = switch
         self.face_id: int | None = None
+        self.side: int | None = None  # where beside the chosen face its panel went last (`ScoreBars.side`)
+        self.spot: Rect | None = None  # and where it lay last
 
     def __call__(self, faces: Sequence[FaceResult]) -> FaceResult | None:
         largest = max(faces, key=_area, default=None)
@@ -301,17 +332,20 @@ class MainFace:
         current = next((f for f in faces if f.face_id is not None and f.face_id == self.face_id), None)
         if current is None or _area(largest) > self.switch * _area(current):
             current = largest
+        if current.face_id != self.face_id or current.face_id is None:
+            self.side = self.spot = None  # another face: its panel goes where it fits best
         self.face_id = current.face_id
         return current
 
 
 def plan_layout(
     faces: Sequence[FaceResult], shape: tuple[int, ...], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None, main: FaceResult | None = None,
+    ids: bool | None = None, follow: MainFace | None = None,
 ) -> Layout:
     """Where `draw_faces` puts each face's tag and score bars on an image of `shape`: no tag or
-    bars over another face, tag or bars. `main`: the face whose bars "largest" shows, where not
-    the largest (video and live views keep one face's bars through a shot: `MainFace`)."""
+    bars over another face, tag or bars. `follow`: a `MainFace` carried from frame to frame of a
+    video, which chooses whose bars "largest" shows and keeps them on one side of that face; it
+    is updated."""
     which = bar_choice(bars)
     u = _unit(shape)
     show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
@@ -319,28 +353,31 @@ def plan_layout(
     tags = _plan_tags(faces, shape, u, show_ids, taken)
     placed = []
     if which != "none" and faces:
-        main = main if main is not None and any(f is main for f in faces) else max(faces, key=_area)
+        main = (follow(faces) if follow is not None else None) or max(faces, key=_area)
         chosen = [main] if which == "largest" else list(faces)
         tag_of = {id(tag.face): tag.rect for tag in tags}
         for face in chosen:
-            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken)
+            memory = follow if follow is not None and face is main else None
+            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken, *((memory.side, memory.spot) if memory else ()))
             if spot is not None:
                 taken.append(spot.rect)
                 placed.append(spot)
+                if memory is not None:
+                    memory.spot, memory.side = spot.rect, spot.side
     return Layout(u, tags, placed)
 
 
 def draw_faces(
     image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None, main: FaceResult | None = None,
+    ids: bool | None = None, follow: MainFace | None = None,
 ) -> np.ndarray:
     """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
-    "largest" (default; `main` names another face to show instead), "all" or "none" (True /
-    False: all / none). No label or bar covers another face (`plan_layout` decides where each goes)."""
+    "largest" (default; in a video, `follow`'s choice), "all" or "none" (True / False: all /
+    none). No label or bar covers another face (`plan_layout` decides where each goes)."""
     import cv2
 
     img = to_bgr(image)
-    layout = plan_layout(faces, img.shape, labels=labels, bars=bars, ids=ids, main=main)
+    layout = plan_layout(faces, img.shape, labels=labels, bars=bars, ids=ids, follow=follow)
     for tag in layout.tags:
         bx, by, bw, bh = tag.face.box
         color = color_of(tag.face.label, labels)

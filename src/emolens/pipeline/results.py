@@ -11,13 +11,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from emolens.errors import ConfigError, DataError
 from emolens.labels import EMOTIONS
 from emolens.pipeline.defaults import PIPELINE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emolens.pipeline.draw import MainFace
 
 # The keys of FaceResult.summary(); everything else in a summary dict (frame, time, image,
 # face, a caller's path) is context that leads its table row.
@@ -199,10 +202,11 @@ class ImageResult:
 
     def plot(
         self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, color_order: Literal["rgb", "bgr"] = "rgb",
-        main: FaceResult | None = None,
+        follow: MainFace | None = None,
     ) -> np.ndarray:
         """A copy of the image with each face boxed and labelled, and score bars: bars="largest"
-        (the largest face, or `main`, one of `faces`: a video's `MainFace` choice), "all" or "none".
+        (the largest face; in a video, a `MainFace` carried from frame to frame, `follow`, keeps
+        them on one person and one side of them), "all" or "none".
 
         Returns (H, W, 3) uint8 in RGB, ready for matplotlib (`plt.imshow(result.plot())`) and
         PIL (`Image.fromarray`); color_order="bgr" gives OpenCV's order (cv2.imshow, cv2.imwrite).
@@ -212,7 +216,7 @@ class ImageResult:
         if color_order not in ("rgb", "bgr"):
             raise ConfigError(f"color_order must be 'rgb' (matplotlib, PIL) or 'bgr' (OpenCV), got {color_order!r}")
         self._drawable("plot")
-        drawn = draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids, main=main)  # OpenCV draws BGR
+        drawn = draw_faces(self.orig_img, self.faces, labels=self.labels, bars=bars, ids=ids, follow=follow)  # OpenCV draws BGR
         return drawn if color_order == "bgr" else np.ascontiguousarray(drawn[:, :, ::-1])
 
     def show(self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, block: bool | None = None) -> None:
