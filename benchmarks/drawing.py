@@ -23,8 +23,9 @@ than 1.3 times the other's area) the way `benchmarks/smoothing.py` films one per
 round both faces, and runs each through `FaceStream` as `emolens video` does. Reported: how many
 times a second the face whose bars `--bars largest` shows changes from one person to the other,
 choosing the largest face in every frame and as the video writer chooses
-(`emolens.pipeline.draw.MainFace`); and how many times a second the panel moves to another side
-of its face (right, left, below, above), placed afresh in every frame and as the writer keeps it.
+(`emolens.pipeline.draw.LayoutMemory`); how many times a second the panel moves to another side
+of its face (right, left, below, above), placed afresh in every frame and as the writer keeps it;
+and how many times a second a face's tag moves to another slot round its face, likewise.
 """
 
 from __future__ import annotations
@@ -144,35 +145,52 @@ def _side(panel: tuple[int, int, int, int], face: tuple[int, int, int, int]) -> 
     return "right" if px >= fx + fw else "left" if px + pw <= fx else "below" if py >= fy + fh else "above" if py + ph <= fy else "over"
 
 
+def _tag_place(tag) -> str:
+    """Where a tag lies round its face: above, below or inside its top edge, level with its left
+    edge, its right edge or centred."""
+    fx, fy, fw, fh = tag.face.box
+    tx, ty, tw, th = tag.rect
+    row = "above" if ty + th <= fy else "below" if ty >= fy + fh else "inside"
+    return row + ("-left" if tx == fx else "-right" if tx + tw == fx + fw else "-centre")
+
+
+def _changes(sequences: dict[int, list[str]]) -> int:
+    return sum(sum(a != b for a, b in pairwise(v)) for v in sequences.values())
+
+
 def bar_switches(video: Path, recognizer) -> dict[str, float]:
-    """Changes a second of the face whose bars are shown (the largest in each frame, and MainFace's
-    choice) and of the side of that face the panel lies on (placed afresh each frame, and as
-    MainFace keeps it)."""
-    from emolens.pipeline.draw import MainFace, plan_layout
+    """Changes a second of the face whose bars are shown (the largest in each frame, and
+    LayoutMemory's choice), of the side of that face the panel lies on, and of the slots of the
+    faces' tags (placed afresh each frame, and as LayoutMemory keeps them)."""
+    from emolens.pipeline.draw import LayoutMemory, plan_layout
     from emolens.pipeline.stream import FaceStream, StreamOptions
     from emolens.pipeline.video_io import iter_frames, open_source
 
     src = open_source(str(video))
-    follow = MainFace()
+    follow = LayoutMemory()
     shown: dict[str, list] = {k: [] for k in ("person: largest each frame", "person: as the video shows",
                                                "side: placed afresh", "side: as the video shows")}
+    tags: dict[str, dict[int, list[str]]] = {"tags: placed afresh": {}, "tags: as the video shows": {}}
     frames = 0
     try:
         for result in FaceStream(recognizer, StreamOptions()).run(iter_frames(src)):
             frames += 1
             largest = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
             shown["person: largest each frame"].append(None if largest is None else largest.face_id)
-            afresh = MainFace()
-            afresh.face_id = follow.face_id  # the same person as the video, its panel placed with no memory
-            for key, chooser in (("side: placed afresh", afresh), ("side: as the video shows", follow)):
-                bars = plan_layout(result.faces, result.orig_img.shape, bars="largest", follow=chooser).bars
-                shown[key].append(_side(bars[0].rect, bars[0].face.box) if bars else None)
+            afresh = LayoutMemory()
+            afresh.face_id = follow.face_id  # the same person as the video, its panel and tags placed with no memory
+            for how, chooser in (("placed afresh", afresh), ("as the video shows", follow)):
+                layout = plan_layout(result.faces, result.orig_img.shape, bars="largest", follow=chooser)
+                shown[f"side: {how}"].append(_side(layout.bars[0].rect, layout.bars[0].face.box) if layout.bars else None)
+                for tag in layout.tags:
+                    tags[f"tags: {how}"].setdefault(tag.face.face_id, []).append(_tag_place(tag))
             shown["person: as the video shows"].append(follow.face_id if result.faces else None)
     finally:
         src.release()
     seconds = frames / src.fps
     # frames without a face are skipped: bars leaving one person and coming back on the other still count
-    return {k: sum(a != b for a, b in pairwise(i for i in v if i is not None)) / seconds for k, v in shown.items()}
+    out = {k: sum(a != b for a, b in pairwise(i for i in v if i is not None)) / seconds for k, v in shown.items()}
+    return out | {k: _changes(v) / seconds for k, v in tags.items()}  # moves of all faces' tags
 
 
 def video_section(folder: Path, clips: int, seconds: float) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,7 @@ def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):
         driver.get(server + "/")
         wait_for(driver, "return document.body.dataset.state === 'ready'")
         driver.find_element("id", "start").click()
-        largest_sides, main_sides, seen = set(), set(), 0
+        largest_sides, main_sides, seen = [], [], 0
         while seen < 16:
             wait_for(driver, f"return Number(document.body.dataset.frames) > {seen}")
             seen, boxes, main = driver.execute_script(  # one script: all from the same frame
@@ -221,11 +222,12 @@ def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):
             if len(faces) != 2 or not main:
                 continue
             largest = max(faces, key=lambda b: b[2] * b[3])
-            largest_sides.add(largest[0] < 320)
-            main_sides.add(int(main.split(",")[0]) < 320)
+            largest_sides.append(largest[0] < 320)
+            main_sides.append(int(main.split(",")[0]) < 320)
         driver.find_element("id", "stop").click()
-        assert largest_sides == {True, False}  # the premise: each was the larger at times
-        assert len(main_sides) == 1
+        changes = [sum(a != b for a, b in pairwise(sides)) for sides in (largest_sides, main_sides)]
+        assert changes[0] >= 2, largest_sides  # the premise: each was the larger in turn
+        assert changes[1] <= 1, main_sides  # one person's bars (a frame missing that face may move them once)
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()

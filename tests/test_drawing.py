@@ -195,12 +195,12 @@ def test_on_real_group_photos_the_panel_lies_beside_its_face():
 def test_in_a_video_the_panel_stays_on_its_side_of_the_face():
     """Frame 1: the space right of the face is taken by another face, so the panel goes elsewhere
     beside it; frame 2: that face has gone. Placed afresh the panel would jump to the right; the
-    video's MainFace keeps it where it was while that spot is free."""
-    from emolens.pipeline.draw import MainFace
+    video's LayoutMemory keeps it where it was while that spot is free."""
+    from emolens.pipeline.draw import LayoutMemory
 
     img = np.full((600, 800, 3), 128, np.uint8)
     face, neighbour = (300, 150, 120, 120), (430, 140, 110, 110)
-    follow = MainFace()
+    follow = LayoutMemory()
     first = plan_layout(faces_at([face, neighbour]), img.shape, bars="largest", follow=follow).bars[0]
     assert first.face.box == face and first.rect[0] + first.rect[2] <= face[0]  # on the left: the right is taken
     alone = faces_at([face])
@@ -208,3 +208,19 @@ def test_in_a_video_the_panel_stays_on_its_side_of_the_face():
     afresh = plan_layout(alone, img.shape, bars="largest").bars[0]
     assert kept.side == first.side and kept.rect[0] + kept.rect[2] <= face[0]  # still left of the face
     assert afresh.rect[0] >= face[0] + face[2]  # with no memory: the right, the first choice
+
+
+def test_in_a_video_a_tag_stays_where_it_was():
+    """A face near another: its tag goes below it while the space above is taken, and stays below
+    in the next frame though the space above has cleared (placed afresh, it would go back up)."""
+    from emolens.pipeline.draw import LayoutMemory
+
+    img = np.full((600, 800, 3), 128, np.uint8)
+    face, above = (300, 200, 120, 120), (300, 60, 130, 125)
+    memory = LayoutMemory()
+    first = next(t for t in plan_layout(faces_at([face, above]), img.shape, bars="none", follow=memory).tags if t.face.box == face)
+    assert first.rect[1] >= face[1] + face[3]  # below: the space above holds the other face
+    moved = faces_at([(300, 196, 120, 120), (300, 10, 130, 125)])  # a little jitter; the other face moves away
+    kept = next(t for t in plan_layout(moved, img.shape, bars="none", follow=memory).tags if t.face.face_id == 1)
+    afresh = next(t for t in plan_layout(moved, img.shape, bars="none").tags if t.face.face_id == 1)
+    assert kept.rect[1] >= 196 + 120 and afresh.rect[1] + afresh.rect[3] <= 196

@@ -408,13 +408,13 @@ def test_a_face_that_enters_joins_after_the_background_search_the_same_frame_eve
 
 
 def test_main_face_keeps_one_persons_bars_until_another_is_clearly_larger():
-    from emolens.pipeline.draw import MainFace
+    from emolens.pipeline.draw import LayoutMemory
     from emolens.pipeline.results import FaceResult
 
     def face(face_id, side):
         return FaceResult.from_proba((10 * (face_id or 0), 0, side, side), np.full(len(EMOTIONS), 1 / len(EMOTIONS)), EMOTIONS, 0.9, face_id)
 
-    choose = MainFace()
+    choose = LayoutMemory().main_face
     assert choose([face(1, 100), face(2, 105)]).face_id == 2  # the largest first
     assert choose([face(1, 110), face(2, 100)]).face_id == 2  # 1.21x the area: not enough to switch (1.3x)
     assert choose([]) is None

@@ -201,18 +201,19 @@ def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h:
     return width
 
 
-def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[Rect]) -> Rect:
-    """Above the face, else below it (level with its left edge, then its right, then centred: a
-    small face's tag is wider than the face), else inside its top edge: the first that covers
-    nothing else; when all do, the one that covers least."""
+def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[Rect], first: int | None = None) -> tuple[Rect, int | None]:
+    """(spot, slot) of a face's tag: above the face, else below it (level with its left edge, then
+    its right, then centred: a small face's tag is wider than the face), else inside its top edge,
+    slot `first` before them (where it went in the last frame of a video): the first that covers
+    nothing else; when all do, the one that covers least (slot None)."""
     x, y, w, h = box
     lefts = (x, x + w - tw, x + (w - tw) // 2)
     spots = [(left, y - th, tw, th) for left in lefts] + [(left, y + h, tw, th) for left in lefts] + [(x, y, tw, th)]
     spots = [_inside(r, shape) for r in spots]  # a tag is drawn inside the image: judge it where it will be
-    free = _free_spot(spots, shape, taken)
-    if free is not None:
-        return free
-    return min(spots, key=lambda r: sum(_overlap(r, t) for t in taken))
+    for k in ([first] if first is not None and first < len(spots) else []) + list(range(len(spots))):
+        if _free_spot([spots[k]], shape, taken) is not None:
+            return spots[k], k
+    return min(spots, key=lambda r: sum(_overlap(r, t) for t in taken)), None
 
 
 @dataclass(frozen=True)
@@ -249,8 +250,12 @@ def _panel_size(u: float, labels: Sequence[str]) -> tuple[int, int]:
     return int(round(172 * u)), int(round(15 * u)) * len(labels) + int(6 * u)
 
 
-def _plan_tags(faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, show_ids: bool, taken: list[Rect]) -> list[Tag]:
-    """A tag per face, largest first, each where it covers no face and no earlier tag."""
+def _plan_tags(
+    faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, show_ids: bool, taken: list[Rect], memory: LayoutMemory | None = None,
+) -> list[Tag]:
+    """A tag per face, largest first, each where it covers no face and no earlier tag (in a
+    video, where it went in the last frame while that is free)."""
+    slots = memory.tag_slots if memory is not None else {}
     tags = []
     for face in sorted(faces, key=lambda f: -f.box[2] * f.box[3]):
         text = f"{face.label} {face.score:.0%}"
@@ -259,7 +264,9 @@ def _plan_tags(faces: Sequence[FaceResult], shape: tuple[int, ...], u: float, sh
         tu = min(u, max(0.45, face.box[2] / 110.0))  # no wider than about the face: group photos stay readable
         tw, th = _tag_size(text, tu)[:2]
         others = [t for t in taken if t != tuple(face.box)]
-        spot = _tag_spot(face.box, tw, th, shape, others)
+        spot, slot = _tag_spot(face.box, tw, th, shape, others, slots.get(face.face_id) if face.face_id is not None else None)
+        if memory is not None and face.face_id is not None and slot is not None:
+            slots[face.face_id] = slot
         taken.append(spot)
         tags.append(Tag(face, text, spot, tu))
     return tags
@@ -311,21 +318,24 @@ def _area(face: FaceResult) -> int:
     return face.box[2] * face.box[3]
 
 
-class MainFace:
-    """Whose bars a video or live view shows under bars="largest", and where, carried from frame to
-    frame: the largest face, kept while it is in view and no other face grows `switch` times as
-    large (box area), its panel on the side of it where it was while that side is free. Two people
-    of about one size would otherwise trade the bars with the detector's box jitter, and a panel
-    near the picture's edge would hop round its face (`benchmarks/drawing.py --video`). Faces
-    without a track id are chosen afresh each frame."""
+class LayoutMemory:
+    """What the drawing of one video frame leaves for the next, so that nothing hops: whose bars
+    bars="largest" shows (`main_face`: the largest face, kept while it is in view and no other face
+    grows `switch` times as large, by box area), on which side of it its panel went, and where
+    each face's tag went (each tried there first while that is free). Two people of about one size
+    would otherwise trade the bars with the detector's box jitter, and panels and tags near an
+    edge or a neighbour would hop round their faces (`benchmarks/drawing.py --video`). Faces
+    without a track id are placed afresh each frame."""
 
     def __init__(self, switch: float = PIPELINE.main_face_switch) -> None:
         self.switch = switch
-        self.face_id: int | None = None
-        self.side: int | None = None  # where beside the chosen face its panel went last (`ScoreBars.side`)
+        self.face_id: int | None = None  # the main face's track id
+        self.side: int | None = None  # where beside the main face its panel went last (`ScoreBars.side`)
         self.spot: Rect | None = None  # and where it lay last
+        self.tag_slots: dict[int, int] = {}  # face id -> the `_tag_spot` slot its tag took last
 
-    def __call__(self, faces: Sequence[FaceResult]) -> FaceResult | None:
+    def main_face(self, faces: Sequence[FaceResult]) -> FaceResult | None:
+        """The face whose bars "largest" shows in this frame (None: no face)."""
         largest = max(faces, key=_area, default=None)
         if largest is None:
             return None  # the id is kept: a face missed for a frame gets its bars back
@@ -340,20 +350,20 @@ class MainFace:
 
 def plan_layout(
     faces: Sequence[FaceResult], shape: tuple[int, ...], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None, follow: MainFace | None = None,
+    ids: bool | None = None, follow: LayoutMemory | None = None,
 ) -> Layout:
     """Where `draw_faces` puts each face's tag and score bars on an image of `shape`: no tag or
-    bars over another face, tag or bars. `follow`: a `MainFace` carried from frame to frame of a
+    bars over another face, tag or bars. `follow`: a `LayoutMemory` carried from frame to frame of a
     video, which chooses whose bars "largest" shows and keeps them on one side of that face; it
     is updated."""
     which = bar_choice(bars)
     u = _unit(shape)
     show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
     taken: list[Rect] = [tuple(f.box) for f in faces]  # type: ignore[misc]
-    tags = _plan_tags(faces, shape, u, show_ids, taken)
+    tags = _plan_tags(faces, shape, u, show_ids, taken, follow)
     placed = []
     if which != "none" and faces:
-        main = (follow(faces) if follow is not None else None) or max(faces, key=_area)
+        main = (follow.main_face(faces) if follow is not None else None) or max(faces, key=_area)
         chosen = [main] if which == "largest" else list(faces)
         tag_of = {id(tag.face): tag.rect for tag in tags}
         for face in chosen:
@@ -369,7 +379,7 @@ def plan_layout(
 
 def draw_faces(
     image: np.ndarray, faces: Sequence[FaceResult], *, labels: Sequence[str] = EMOTIONS, bars: bool | str = PIPELINE.bars,
-    ids: bool | None = None, follow: MainFace | None = None,
+    ids: bool | None = None, follow: LayoutMemory | None = None,
 ) -> np.ndarray:
     """A BGR copy of `image` with every face boxed and labelled, and score bars per `bars`:
     "largest" (default; in a video, `follow`'s choice), "all" or "none" (True / False: all /

@@ -20,7 +20,7 @@ from emolens.labels import EMOTIONS
 from emolens.pipeline.defaults import PIPELINE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from emolens.pipeline.draw import MainFace
+    from emolens.pipeline.draw import LayoutMemory
 
 # The keys of FaceResult.summary(); everything else in a summary dict (frame, time, image,
 # face, a caller's path) is context that leads its table row.
@@ -202,11 +202,11 @@ class ImageResult:
 
     def plot(
         self, *, bars: bool | str = PIPELINE.bars, ids: bool | None = None, color_order: Literal["rgb", "bgr"] = "rgb",
-        follow: MainFace | None = None,
+        follow: LayoutMemory | None = None,
     ) -> np.ndarray:
         """A copy of the image with each face boxed and labelled, and score bars: bars="largest"
-        (the largest face; in a video, a `MainFace` carried from frame to frame, `follow`, keeps
-        them on one person and one side of them), "all" or "none".
+        (the largest face; in a video, a `LayoutMemory` carried from frame to frame, `follow`, keeps
+        them on one person and one side of them, and each tag where it was), "all" or "none".
 
         Returns (H, W, 3) uint8 in RGB, ready for matplotlib (`plt.imshow(result.plot())`) and
         PIL (`Image.fromarray`); color_order="bgr" gives OpenCV's order (cv2.imshow, cv2.imwrite).

@@ -19,7 +19,7 @@ import numpy as np
 from emolens.errors import ConfigError, DataError
 from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
-from emolens.pipeline.draw import MainFace
+from emolens.pipeline.draw import LayoutMemory
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import table_columns
 from emolens.pipeline.stream import FaceStream, StreamOptions
@@ -162,7 +162,7 @@ def _label_frames(
 ) -> _Counts:
     """Write each frame's faces to the CSV (ImageResult.rows()) and the timeline, and its drawing to the video."""
     counts = _Counts()
-    main_face = MainFace()  # "largest": one person's bars through a shot, on one side of them
+    memory = LayoutMemory()  # one person's bars through a shot, on one side of them; tags that stay put
     for result in results:
         counts.frames += 1
         counts.with_faces += bool(result.faces)
@@ -171,7 +171,7 @@ def _label_frames(
             timeline.add(int(row["face_id"]), float(row["time"]), row)
             counts.faces += 1
         if writer is not None:
-            writer.write(result.plot(bars=bars, color_order="bgr", follow=main_face))
+            writer.write(result.plot(bars=bars, color_order="bgr", follow=memory))
         if bar is not None:
             bar.update(1)
     return counts

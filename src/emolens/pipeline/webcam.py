@@ -22,7 +22,7 @@ import numpy as np
 from emolens.errors import ConfigError
 from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
-from emolens.pipeline.draw import MainFace, draw_fps, score_panel
+from emolens.pipeline.draw import LayoutMemory, draw_fps, score_panel
 from emolens.pipeline.recognizer import EmotionRecognizer
 from emolens.pipeline.results import ImageResult
 from emolens.pipeline.stream import FaceStream, StreamOptions
@@ -52,14 +52,14 @@ class LiveFrame:
 
 
 def render_live(
-    result: ImageResult, fps: float, bars: str = PIPELINE.bars, panel_width: int = 260, main_face: MainFace | None = None,
+    result: ImageResult, fps: float, bars: str = PIPELINE.bars, panel_width: int = 260, memory: LayoutMemory | None = None,
 ) -> np.ndarray:
     """The labelled frame with the frame rate, and beside it (outside the picture, so it covers
-    no face) a bar graph of the largest face (`main_face`'s choice, which keeps one person's
+    no face) a bar graph of the largest face (`memory`'s choice, which keeps one person's
     through a stream); bars="all" adds each face's bars on the frame."""
     frame = result.plot(bars="all" if bars == "all" else "none", color_order="bgr")
     draw_fps(frame, fps)
-    main = (main_face or MainFace())(result.faces)
+    main = (memory or LayoutMemory()).main_face(result.faces)
     title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
     scores = None if main is None or bars == "none" else main.scores
     panel = score_panel(scores, frame.shape[0], panel_width, result.labels, title=title)
@@ -75,7 +75,7 @@ def live_frames(
     options = stream if stream is not None else StreamOptions()
     src = open_source(source)
     faces = FaceStream(recognizer, options, name=src.label)
-    main_face = MainFace()
+    memory = LayoutMemory()
     stamps: deque[float] = deque()
     start = time.perf_counter()
     try:
@@ -86,7 +86,7 @@ def live_frames(
                 stamps.popleft()
             fps = (len(stamps) - 1) / (now - stamps[0]) if len(stamps) > 1 else 0.0
             clock = float(result.time or 0.0) if src.path is not None else now - start
-            yield LiveFrame(result, fps, render_live(result, fps, options.bars, main_face=main_face), clock, src.fps)
+            yield LiveFrame(result, fps, render_live(result, fps, options.bars, memory=memory), clock, src.fps)
     finally:
         src.release()
 

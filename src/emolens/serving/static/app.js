@@ -287,7 +287,7 @@ function overlapShare(a, b) {
 
 // The face whose bars and timeline the camera view shows: the largest, kept while it is in view
 // (the face overlapping its last box most) and no other grows state.mainSwitch times as large, as
-// the server's videos choose (emolens.pipeline.draw.MainFace); two people of one size would
+// the server's videos choose (emolens.pipeline.draw.LayoutMemory); two people of one size would
 // otherwise trade the bars with every jitter of the boxes. A frame without faces keeps the choice.
 function mainFace(faces) {
   const largest = largestFace(faces);
