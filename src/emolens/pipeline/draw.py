@@ -31,6 +31,7 @@ Rect = tuple[int, int, int, int]  # x, y, w, h
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, spelled as its value so this module imports without cv2
 BAR_CHOICES = ("none", "largest", "all")
 _OWN_FACE_PANEL_SHARE = 0.15  # most of the picture a score panel may take over the largest face itself
+_TAG_STAY_COVER = 0.1  # in a video a tag stays in its last frame's slot while it covers at most this share of itself
 
 
 def color_of(label: str, labels: Sequence[str] = EMOTIONS) -> tuple[int, int, int]:
@@ -203,14 +204,16 @@ def draw_mini_bars(img: np.ndarray, scores: dict[str, float], x: int, y: int, h:
 
 def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[Rect], first: int | None = None) -> tuple[Rect, int | None]:
     """(spot, slot) of a face's tag: above the face, else below it (level with its left edge, then
-    its right, then centred: a small face's tag is wider than the face), else inside its top edge,
-    slot `first` before them (where it went in the last frame of a video): the first that covers
-    nothing else; when all do, the one that covers least (slot None)."""
+    its right, then centred: a small face's tag is wider than the face), else inside its top edge:
+    the first that covers nothing else; when all do, the one that covers least (slot None). Slot
+    `first` (where it went in the last frame of a video) is kept while it covers a sliver at most."""
     x, y, w, h = box
     lefts = (x, x + w - tw, x + (w - tw) // 2)
     spots = [(left, y - th, tw, th) for left in lefts] + [(left, y + h, tw, th) for left in lefts] + [(x, y, tw, th)]
     spots = [_inside(r, shape) for r in spots]  # a tag is drawn inside the image: judge it where it will be
-    for k in ([first] if first is not None and first < len(spots) else []) + list(range(len(spots))):
+    if first is not None and first < len(spots) and sum(_overlap(spots[first], t) for t in taken) <= _TAG_STAY_COVER * tw * th:
+        return spots[first], first  # where it was, though a box's jitter now grazes it: no hop
+    for k in range(len(spots)):
         if _free_spot([spots[k]], shape, taken) is not None:
             return spots[k], k
     return min(spots, key=lambda r: sum(_overlap(r, t) for t in taken)), None
@@ -257,7 +260,9 @@ def _plan_tags(
     video, where it went in the last frame while that is free)."""
     slots = memory.tag_slots if memory is not None else {}
     tags = []
-    for face in sorted(faces, key=lambda f: -f.box[2] * f.box[3]):
+    # Largest first; in a video, faces with a place from the last frame first, in a fixed order,
+    # so two faces of about one size do not take turns at the better spot as their sizes jitter.
+    for face in sorted(faces, key=lambda f: (f.face_id not in slots, f.face_id if f.face_id in slots else 0, -_area(f))):
         text = f"{face.label} {face.score:.0%}"
         if show_ids and face.face_id is not None:
             text = f"#{face.face_id} {text}"
