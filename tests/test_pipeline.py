@@ -325,8 +325,8 @@ def test_the_table_is_written_as_images_are_read_and_survives_ctrl_c(tmp_path, f
     """predictions.json|csv grows with each image (no list of every face in memory), reads as the
     whole-list table did, and a run stopped by Ctrl-C leaves a valid table of the images done,
     named in the message."""
+    from emolens.errors import Interrupted
     from emolens.pipeline import predict_images
-    from emolens.pipeline.images import Interrupted
 
     photos = _photos(tmp_path / "photos", 3)
     report = predict_images([photos], output=tmp_path / "all", format=fmt, save=False)

@@ -485,3 +485,34 @@ def test_a_long_video_is_labelled_in_bounded_memory(tmp_path):
         assert scores.shape == (len(t), len(EMOTIONS))
     with open(tmp_path / "long.csv") as fh:
         assert sum(1 for _ in fh) == 60_001
+
+
+def test_ctrl_c_leaves_a_playable_video_a_csv_and_a_plot_of_the_frames_done(rec, model_path, one_face, tmp_path, monkeypatch, capsys):
+    """Stopped part way (Ctrl-C after 10 frames), `emolens video` keeps what it did: the annotated
+    video is finished and plays, the CSV holds the frames done, the plot is drawn, and the message
+    says how many frames and where; the exit code is 130."""
+    from emolens.errors import Interrupted
+    from emolens.pipeline import video
+    from emolens.pipeline.video_io import open_source
+
+    label_frames = video._label_frames
+
+    def stop_after_ten(results, *args):
+        def ten():
+            for k, result in enumerate(results):
+                if k == 10:
+                    raise KeyboardInterrupt
+                yield result
+        return label_frames(ten(), *args)
+
+    monkeypatch.setattr(video, "_label_frames", stop_after_ten)
+    with pytest.raises(Interrupted, match=r"10 frames done; csv: .*one.csv, video: .*one.annotated.mp4, plot: .*one.emotions.png"):
+        process_video(one_face.path, rec, output=tmp_path / "api", progress=False)
+    played = open_source(str(tmp_path / "api" / "one.annotated.mp4"))
+    assert played.frame_count == 10
+    played.release()
+    with open(tmp_path / "api" / "one.csv", newline="") as fh:
+        frames = {row["frame"] for row in csv.DictReader(fh)}
+    assert len(frames) == 10 and (tmp_path / "api" / "one.emotions.png").stat().st_size > 0
+    assert main(["video", str(one_face.path), "--model", str(model_path), "--out", str(tmp_path / "cli"), "--no-progress"]) == 130
+    assert "10 frames done; csv:" in capsys.readouterr().err

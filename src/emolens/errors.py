@@ -21,3 +21,8 @@ class ConfigError(EmolensError, ValueError):
 
 class ModelError(EmolensError):
     """A model name is unknown, or a model file is missing, corrupt or incompatible."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch or a video: what was done is kept (a valid table, a playable video),
+    and the message says how much and where. A KeyboardInterrupt, so it stops a program as Ctrl-C does."""

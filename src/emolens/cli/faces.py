@@ -60,8 +60,8 @@ def predict_cmd(
     ] = PIPELINE.turned_photos,
 ) -> None:
     """Find every face in images and label its emotion: annotated images plus one JSON/CSV row per face."""
+    from emolens.errors import Interrupted
     from emolens.pipeline import EmotionRecognizer, predict_images
-    from emolens.pipeline.images import Interrupted
     from emolens.preprocessing import printable_path
 
     def on_image(path, result, error) -> None:
@@ -152,13 +152,18 @@ def video_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with frames/s.")] = True,
 ) -> None:
     """Label the faces of a video: a per-frame CSV, an annotated H.264 video and an emotion-over-time plot, faces tracked with stable ids."""
+    from emolens.errors import Interrupted
     from emolens.pipeline import process_video
 
-    result = process_video(
-        source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align),
-        stream=_stream_options(detect_every, smooth, bars, rotate), output=output, every=every, save_video=save_video, plot=plot,
-        max_frames=max_frames, overwrite=overwrite, progress=progress,
-    )
+    try:
+        result = process_video(
+            source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align),
+            stream=_stream_options(detect_every, smooth, bars, rotate), output=output, every=every, save_video=save_video, plot=plot,
+            max_frames=max_frames, overwrite=overwrite, progress=progress,
+        )
+    except Interrupted as stop:
+        typer.echo(str(stop), err=True)  # the frames done and where their outputs are; main() then says "interrupted"
+        raise typer.Exit(130) from None
     typer.echo(
         f"{result.frames} frames processed at {result.processing_fps:.1f} frames/s; faces in {result.frames_with_faces} frames, "
         f"{result.tracks} distinct face{'s' if result.tracks != 1 else ''}"

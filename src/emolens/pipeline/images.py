@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emolens.errors import ConfigError, DataError
+from emolens.errors import ConfigError, DataError, Interrupted
 from emolens.labels import EMOTIONS
 from emolens.paths import free_stem
 from emolens.pipeline.inputs import IMAGE_SUFFIXES, expand_inputs
@@ -55,10 +55,6 @@ class PredictReport:
         if self.table is not None and self.table.suffix == ".csv":
             return pd.read_csv(self.table)
         return pd.DataFrame([flat_row(r) for r in self.rows], columns=table_columns(self.labels, ["path"]))
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a batch: the table holds the images done, and the message says where."""
 
 
 class _TableWriter:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from emolens.errors import ConfigError, DataError
+from emolens.errors import ConfigError, DataError, Interrupted
 from emolens.paths import free_stem
 from emolens.pipeline.defaults import PIPELINE
 from emolens.pipeline.draw import LayoutMemory
@@ -159,9 +159,11 @@ class _Counts:
 
 def _label_frames(
     results: Any, table: csv.DictWriter, timeline: Timeline, writer: VideoWriter | None, bars: str, bar: Any,
+    counts: _Counts | None = None,
 ) -> _Counts:
-    """Write each frame's faces to the CSV (ImageResult.rows()) and the timeline, and its drawing to the video."""
-    counts = _Counts()
+    """Write each frame's faces to the CSV (ImageResult.rows()) and the timeline, and its drawing to
+    the video; `counts` (returned) is filled as it goes, so a Ctrl-C leaves it right."""
+    counts = counts if counts is not None else _Counts()
     memory = LayoutMemory()  # one person's bars through a shot, on one side of them; tags that stay put
     for result in results:
         counts.frames += 1
@@ -218,11 +220,14 @@ def process_video(
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
     results = FaceStream(rec, options, name=name).run(frames_in)
     t0 = time.perf_counter()
+    counts, stopped = _Counts(), False
     try:
         with open(outputs["csv"], "w", newline="") as fh:
             table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
-            counts = _label_frames(results, table, timeline, writer, options.bars, bar)
+            _label_frames(results, table, timeline, writer, options.bars, bar, counts)
+    except KeyboardInterrupt:
+        stopped = True  # the outputs are closed below: a playable video and a CSV of the frames done
     finally:
         results.close()
         frames_in.close()  # stops the reader thread before its capture is released
@@ -235,9 +240,13 @@ def process_video(
     if counts.frames == 0:
         for path in outputs.values():
             path.unlink(missing_ok=True)
+        if stopped:
+            raise Interrupted("0 frames done; nothing written")
         raise DataError(f"{source}: no frame could be read; the file may be truncated or use a codec OpenCV lacks")
     if plot:
         outputs["plot"] = plot_timeline(timeline, outputs["plot"], title=name)
+    if stopped:
+        raise Interrupted(f"{counts.frames} frames done; " + ", ".join(f"{kind}: {path}" for kind, path in outputs.items()))
     return VideoResult(
         source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=counts.faces,
         tracks=len(timeline.seen), video_fps=src.fps, processing_fps=counts.frames / max(seconds, 1e-9),
