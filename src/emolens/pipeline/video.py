@@ -155,6 +155,19 @@ class _Counts:
     frames: int = 0
     with_faces: int = 0
     faces: int = 0  # rows written
+    stopped: bool = False  # by Ctrl-C
+
+
+def _close_all(results: Any, frames_in: Any, src: VideoSource, writer: VideoWriter | None, bar: Any) -> None:
+    """Stop the stream and close what it read and wrote, in order: the reader thread before its
+    capture is released, the video finished so it plays."""
+    results.close()
+    frames_in.close()
+    src.release()
+    if writer is not None:
+        writer.close()
+    if bar is not None:
+        bar.close()
 
 
 def _label_frames(
@@ -220,32 +233,26 @@ def process_video(
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
     results = FaceStream(rec, options, name=name).run(frames_in)
     t0 = time.perf_counter()
-    counts, stopped = _Counts(), False
+    counts = _Counts()
     try:
         with open(outputs["csv"], "w", newline="") as fh:
             table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
             _label_frames(results, table, timeline, writer, options.bars, bar, counts)
     except KeyboardInterrupt:
-        stopped = True  # the outputs are closed below: a playable video and a CSV of the frames done
+        counts.stopped = True  # the outputs are closed below: a playable video and a CSV of the frames done
     finally:
-        results.close()
-        frames_in.close()  # stops the reader thread before its capture is released
-        src.release()
-        if writer is not None:
-            writer.close()
-        if bar is not None:
-            bar.close()
+        _close_all(results, frames_in, src, writer, bar)
     seconds = time.perf_counter() - t0
     if counts.frames == 0:
         for path in outputs.values():
             path.unlink(missing_ok=True)
-        if stopped:
+        if counts.stopped:
             raise Interrupted("0 frames done; nothing written")
         raise DataError(f"{source}: no frame could be read; the file may be truncated or use a codec OpenCV lacks")
     if plot:
         outputs["plot"] = plot_timeline(timeline, outputs["plot"], title=name)
-    if stopped:
+    if counts.stopped:
         raise Interrupted(f"{counts.frames} frames done; " + ", ".join(f"{kind}: {path}" for kind, path in outputs.items()))
     return VideoResult(
         source=str(source), frames=counts.frames, frames_with_faces=counts.with_faces, faces=counts.faces,
