@@ -56,10 +56,11 @@ def render_live(
 ) -> np.ndarray:
     """The labelled frame with the frame rate, and beside it (outside the picture, so it covers
     no face) a bar graph of the largest face (`memory`'s choice, which keeps one person's
-    through a stream); bars="all" adds each face's bars on the frame."""
-    frame = result.plot(bars="all" if bars == "all" else "none", color_order="bgr")
+    through a stream, and each label where it was); bars="all" adds each face's bars on the frame."""
+    memory = memory or LayoutMemory()
+    frame = result.plot(bars="all" if bars == "all" else "none", color_order="bgr", follow=memory)
     draw_fps(frame, fps)
-    main = (memory or LayoutMemory()).main_face(result.faces)
+    main = memory.main_face(result.faces)
     title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
     scores = None if main is None or bars == "none" else main.scores
     panel = score_panel(scores, frame.shape[0], panel_width, result.labels, title=title)
