@@ -516,3 +516,19 @@ def test_ctrl_c_leaves_a_playable_video_a_csv_and_a_plot_of_the_frames_done(rec,
     assert len(frames) == 10 and (tmp_path / "api" / "one.emotions.png").stat().st_size > 0
     assert main(["video", str(one_face.path), "--model", str(model_path), "--out", str(tmp_path / "cli"), "--no-progress"]) == 130
     assert "10 frames done; csv:" in capsys.readouterr().err
+
+
+def test_a_crowd_of_short_tracks_costs_little_memory():
+    """2,000 faces seen for 10 frames each (a crowd's tracks coming and going): the plot's timeline
+    holds them in about 4 MB (each face's buffer starts small and doubles), where buffers of the
+    full 2,048 points would take 131 MB."""
+    from emolens.pipeline.video import Timeline
+
+    timeline = Timeline(EMOTIONS)
+    scores = dict.fromkeys(EMOTIONS, 1 / len(EMOTIONS))
+    for face_id in range(2_000):
+        for k in range(10):
+            timeline.add(face_id, (face_id + k) / 30, scores)
+    assert sum(a.nbytes for a in timeline.points.values()) <= 2_000 * 64 * (1 + len(EMOTIONS)) * 4
+    t, held = timeline.series(1_999)
+    assert len(t) == 10 and held.shape == (10, len(EMOTIONS)) and np.all(np.diff(t) > 0)

@@ -274,6 +274,10 @@ def _plan_tags(
             slots[face.face_id] = slot
         taken.append(spot)
         tags.append(Tag(face, text, spot, tu))
+    if len(slots) > 4 * len(faces) + 64:  # a long video's tracks come and go: keep those in view
+        present = {f.face_id for f in faces}
+        for gone in [i for i in slots if i not in present]:
+            del slots[gone]
     return tags
 
 

@@ -63,7 +63,7 @@ class VideoResult:
 class Timeline:
     """Each face's scores over time for the plot, in bounded memory: at most `max_points` a face
     (when full, every other point goes and later points are taken half as often), so an hour of
-    video costs what a minute does. 64 KB a face at the default."""
+    video costs what a minute does: at most 64 KB a face at the default, a few KB for a short track."""
 
     def __init__(self, labels: tuple[str, ...], max_points: int = 2048) -> None:
         self.labels, self.max_points = labels, max_points
@@ -75,12 +75,16 @@ class Timeline:
     def add(self, face_id: int, time: float, scores: dict[str, float]) -> None:
         seen = self.seen.get(face_id, 0)
         self.seen[face_id] = seen + 1
-        if face_id not in self.points:
-            self.points[face_id] = np.empty((self.max_points, 1 + len(self.labels)), np.float32)
+        if face_id not in self.points:  # small at first: a crowd's many short tracks cost little
+            self.points[face_id] = np.empty((min(64, self.max_points), 1 + len(self.labels)), np.float32)
             self.count[face_id], self.stride[face_id] = 0, 1
         if seen % self.stride[face_id]:
             return
         n = self.count[face_id]
+        if n == len(self.points[face_id]) < self.max_points:  # grow by doubling, up to max_points
+            grown = np.empty((min(2 * n, self.max_points), 1 + len(self.labels)), np.float32)
+            grown[:n] = self.points[face_id]
+            self.points[face_id] = grown
         if n == self.max_points:  # full: keep every other point, and take points half as often
             kept = self.points[face_id][0:n:2]
             self.points[face_id][: len(kept)] = kept
