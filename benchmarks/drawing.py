@@ -45,19 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/detection
 NEAR_PX = 8  # bars this close to their face (or its tag), at drawing scale 1, count as beside it
 
 
-def gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Pixels between two rectangles (0 when they touch or overlap)."""
-    dx = max(0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
-    dy = max(0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
-    return float(np.hypot(dx, dy))
-
-
-def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-
-
 def score_layout(layout, faces, shape: tuple[int, ...]) -> dict:
     """Where each face's bars went, and what covers what, in one photo's layout."""
+    from emolens.faces.base import gap, intersection
+
     tag_of = {id(t.face): t.rect for t in layout.tags}
     diagonal = float(np.hypot(shape[0], shape[1]))
     out: dict = {"where": Counter(), "away": [], "over_face": 0, "tags_overlapping": 0}
@@ -70,9 +61,9 @@ def score_layout(layout, faces, shape: tuple[int, ...]) -> dict:
             out["away"].append(near / diagonal)
     drawn = [(t.face, t.rect) for t in layout.tags] + [(b.face, b.rect) for b in layout.bars]
     for owner, rect in drawn:
-        out["over_face"] += sum(1 for f in faces if f is not owner and overlap(rect, tuple(f.box)) > 0)
+        out["over_face"] += sum(1 for f in faces if f is not owner and intersection(rect, tuple(f.box)) > 0)
     rects = [t.rect for t in layout.tags]
-    out["tags_overlapping"] = sum(1 for i in range(len(rects)) for j in range(i) if overlap(rects[i], rects[j]) > 0)
+    out["tags_overlapping"] = sum(1 for i in range(len(rects)) for j in range(i) if intersection(rects[i], rects[j]) > 0)
     return out
 
 

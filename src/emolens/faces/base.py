@@ -134,6 +134,13 @@ def intersection(a: Box, b: Box) -> float:
     return max(0, iw) * max(0, ih)
 
 
+def gap(a: Box, b: Box) -> float:
+    """Pixels between two (x, y, w, h) boxes: 0 when they touch or overlap."""
+    dx = max(0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
+    dy = max(0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
+    return math.hypot(dx, dy)
+
+
 def iou(a: Box, b: Box) -> float:
     inter = intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emolens.errors import ConfigError
+from emolens.faces.base import gap, intersection
 from emolens.labels import EMOTIONS
 from emolens.pipeline.colors import bgr_of
 from emolens.pipeline.defaults import PIPELINE
@@ -116,30 +117,21 @@ def draw_bars(
     return pw, ph
 
 
-def _overlap(a: Rect, b: Rect) -> int:
-    return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-
-
 def _inside(rect: Rect, shape: tuple[int, ...]) -> Rect:
     x, y, w, h = rect
     H, W = shape[:2]
     return int(min(max(0, x), max(0, W - w))), int(min(max(0, y), max(0, H - h))), w, h
 
 
+def _is_free(rect: Rect, shape: tuple[int, ...], taken: list[Rect]) -> bool:
+    """Whether `rect` fits inside the image and overlaps nothing `taken`."""
+    x, y, w, h = rect
+    return x >= 0 and y >= 0 and x + w <= shape[1] and y + h <= shape[0] and not any(intersection(rect, t) for t in taken)
+
+
 def _free_spot(candidates: list[Rect], shape: tuple[int, ...], taken: list[Rect]) -> Rect | None:
     """The first candidate that fits inside the image and overlaps nothing `taken`, or None."""
-    H, W = shape[:2]
-    for x, y, w, h in candidates:
-        if x >= 0 and y >= 0 and x + w <= W and y + h <= H and not any(_overlap((x, y, w, h), t) for t in taken):
-            return (x, y, w, h)
-    return None
-
-
-def _gap(a: Rect, b: Rect) -> float:
-    """Pixels between two rectangles (0 when they touch or overlap)."""
-    dx = max(0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
-    dy = max(0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
-    return float(np.hypot(dx, dy))
+    return next((r for r in candidates if _is_free(r, shape, taken)), None)
 
 
 def _union(a: Rect, b: Rect) -> Rect:
@@ -211,12 +203,12 @@ def _tag_spot(box: Rect, tw: int, th: int, shape: tuple[int, ...], taken: list[R
     lefts = (x, x + w - tw, x + (w - tw) // 2)
     spots = [(left, y - th, tw, th) for left in lefts] + [(left, y + h, tw, th) for left in lefts] + [(x, y, tw, th)]
     spots = [_inside(r, shape) for r in spots]  # a tag is drawn inside the image: judge it where it will be
-    if first is not None and first < len(spots) and sum(_overlap(spots[first], t) for t in taken) <= _TAG_STAY_COVER * tw * th:
+    if first is not None and first < len(spots) and sum(intersection(spots[first], t) for t in taken) <= _TAG_STAY_COVER * tw * th:
         return spots[first], first  # where it was, though a box's jitter now grazes it: no hop
-    for k in range(len(spots)):
-        if _free_spot([spots[k]], shape, taken) is not None:
-            return spots[k], k
-    return min(spots, key=lambda r: sum(_overlap(r, t) for t in taken)), None
+    for k, spot in enumerate(spots):
+        if _is_free(spot, shape, taken):
+            return spot, k
+    return min(spots, key=lambda r: sum(intersection(r, t) for t in taken)), None
 
 
 @dataclass(frozen=True)
@@ -300,8 +292,8 @@ def _bars_spot(
     if spot is None and which == "largest":
         near = _nearest_free(region, pw, ph, shape, taken)
         spot = None if near is None else ScoreBars(face, near, "panel")
-    stay = last is not None and side is None and last[2:] == (pw, ph) and _free_spot([last], shape, taken) is not None
-    if stay and (spot is None or _gap(last, region) <= _gap(spot.rect, region) + ph / 2):  # type: ignore[arg-type]
+    stay = last is not None and side is None and last[2:] == (pw, ph) and _is_free(last, shape, taken)
+    if stay and (spot is None or gap(last, region) <= gap(spot.rect, region) + ph / 2):  # type: ignore[arg-type]
         return ScoreBars(face, last, "panel")  # type: ignore[arg-type]
     if spot is None and which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
         corner = _free_spot(_corners(shape, pw, ph), shape, [t for t in taken if t != tuple(face.box)])
@@ -318,7 +310,7 @@ def _panel_beside(face: FaceResult, region: Rect, pw: int, ph: int, shape: tuple
     """The named panel in the first free spot beside the face and its tag, `side` first."""
     beside = [_inside(r, shape) for r in _beside(region, pw, ph)]
     for k in ([side] if side is not None else []) + list(range(len(beside))):
-        if _free_spot([beside[k]], shape, taken) is not None:
+        if _is_free(beside[k], shape, taken):
             return ScoreBars(face, beside[k], "panel", k)
     return None
 
@@ -377,7 +369,8 @@ def plan_layout(
         tag_of = {id(tag.face): tag.rect for tag in tags}
         for face in chosen:
             memory = follow if follow is not None and face is main else None
-            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken, *((memory.side, memory.spot) if memory else ()))
+            side, last = (memory.side, memory.spot) if memory is not None else (None, None)
+            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken, side, last)
             if spot is not None:
                 taken.append(spot.rect)
                 placed.append(spot)
