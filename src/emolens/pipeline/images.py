@@ -12,6 +12,7 @@ import json
 import os
 import textwrap
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,11 @@ class PredictReport:
     table: Path | None = None
     labels: tuple[str, ...] = EMOTIONS
 
-    @property
+    @cached_property
     def rows(self) -> list[dict[str, Any]]:
         """One summary dict per face, with its path first: the table read back (JSON), or its flat
-        rows (CSV). The table is written as images are read, never held whole in memory."""
+        rows (CSV), read once, when first asked for. The table is written as images are read,
+        never held whole in memory while they are."""
         if self.table is None:
             return []
         if self.table.suffix == ".json":

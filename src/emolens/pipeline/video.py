@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,10 @@ class VideoResult:
     outputs: dict[str, Path] = field(default_factory=dict)  # "csv", "video", "plot" -> path
     audio: bool = False  # whether the annotated video carries the source's sound
 
-    @property
+    @cached_property
     def rows(self) -> list[dict[str, Any]]:
-        """The CSV's rows (ImageResult.rows() of each frame), read back from the file: a long video
-        is never held in memory (about 900 bytes a face a frame as dicts)."""
+        """The CSV's rows (ImageResult.rows() of each frame), read back from the file once, when
+        first asked for: labelling never holds them (about 900 bytes a face a frame as dicts)."""
         return [] if "csv" not in self.outputs else self.to_df().to_dict("records")
 
     def to_df(self):
