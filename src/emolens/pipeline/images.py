@@ -41,22 +41,26 @@ class PredictReport:
 
     @cached_property
     def rows(self) -> list[dict[str, Any]]:
-        """One summary dict per face, with its path first: the table read back (JSON), or its flat
-        rows (CSV), read once, when first asked for. The table is written as images are read,
-        never held whole in memory while they are."""
+        """The table read back once, when first asked for: one summary dict per face from JSON, with
+        its path first, or the flat rows of a CSV (which leaves landmarks out). The table is
+        written as the images are read, never held whole in memory while they are."""
         if self.table is None:
             return []
         if self.table.suffix == ".json":
             return json.loads(self.table.read_text())
-        return self.to_df().to_dict("records")
+        import pandas as pd
+
+        return pd.read_csv(self.table).to_dict("records")
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """The CSV's rows: `ImageResult.rows()` of every image, with path as the leading column."""
+        return self.rows if self.table is not None and self.table.suffix == ".csv" else [flat_row(r) for r in self.rows]
 
     def to_df(self):
         """The table as a pandas DataFrame: `ImageResult.rows()` of every image, path first."""
         import pandas as pd
 
-        if self.table is not None and self.table.suffix == ".csv":
-            return pd.read_csv(self.table)
-        return pd.DataFrame([flat_row(r) for r in self.rows], columns=table_columns(self.labels, ["path"]))
+        return pd.DataFrame(self.table_rows(), columns=table_columns(self.labels, ["path"]))
 
 
 class _TableWriter:
