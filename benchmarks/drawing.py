@@ -137,12 +137,11 @@ def _side(panel: tuple[int, int, int, int], face: tuple[int, int, int, int]) -> 
 
 
 def _tag_place(tag) -> str:
-    """Where a tag lies round its face: above, below or inside its top edge, level with its left
-    edge, its right edge or centred."""
-    fx, fy, fw, fh = tag.face.box
-    tx, ty, tw, th = tag.rect
-    row = "above" if ty + th <= fy else "below" if ty >= fy + fh else "inside"
-    return row + ("-left" if tx == fx else "-right" if tx + tw == fx + fw else "-centre")
+    """Where a tag lies round its face: above, below or over it (`_side`), level with the face's
+    left edge, its right edge or centred."""
+    fx, _, fw, _ = tag.face.box
+    tx, _, tw, _ = tag.rect
+    return _side(tag.rect, tag.face.box) + ("-left" if tx == fx else "-right" if tx + tw == fx + fw else "-centre")
 
 
 def _changes(sequences: dict[int, list[str]]) -> int:

@@ -15,6 +15,7 @@ from emolens.labels import EMOTIONS
 pytest.importorskip("skimage")
 cv2 = pytest.importorskip("cv2")
 
+from emolens.faces.base import intersection  # noqa: E402
 from emolens.pipeline.colors import EMOTION_COLORS, bgr_of, colors_for, hex_of, rgb01_of  # noqa: E402
 from emolens.pipeline.defaults import PIPELINE  # noqa: E402
 from emolens.pipeline.draw import _unit, draw_faces, plan_layout  # noqa: E402
@@ -135,7 +136,7 @@ def test_the_server_sends_the_colour_table():
 
 
 def _overlaps(a, b) -> bool:
-    return min(a[0] + a[2], b[0] + b[2]) > max(a[0], b[0]) and min(a[1] + a[3], b[1] + b[3]) > max(a[1], b[1])
+    return intersection(a, b) > 0
 
 
 def test_the_panel_goes_beside_the_face_and_its_tag_before_anywhere_else():
