@@ -224,14 +224,20 @@ async function predictPhoto(file) {
   try {
     const t0 = performance.now();
     const result = await getJSON("/v1/predict", { method: "POST", body: form });
-    showResult(result.faces, result.image, false, largestFace(result.faces));
-    const n = result.faces.length;
-    const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
-    showMessage(`${file.name}: ${found} in ${Math.round(performance.now() - t0)} ms.`, false);
-    document.body.dataset.state = "photo";
+    showPhotoResult(file, result, ` in ${Math.round(performance.now() - t0)} ms`);
   } catch (err) {
     showMessage(`${file.name}: ${err.message}`, true);
   }
+}
+
+// The faces of an uploaded photo, boxed and listed, the largest one's bars, and a message that
+// counts them, with `detail` after the count.
+function showPhotoResult(file, result, detail) {
+  showResult(result.faces, result.image, false, largestFace(result.faces));
+  const n = result.faces.length;
+  const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
+  showMessage(`${file.name}: ${found}${detail}.`, false);
+  document.body.dataset.state = "photo";
 }
 
 // A photo this browser cannot open (an iPhone's HEIC outside Safari) goes to the server as it
@@ -249,11 +255,7 @@ async function predictUnshown(file) {
     ctx.fillRect(0, 0, photo.width, photo.height);
     $("placeholder").hidden = true;
     clearOverlay();
-    showResult(result.faces, result.image, false, largestFace(result.faces));
-    const n = result.faces.length;
-    const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
-    showMessage(`${file.name}: ${found} (this browser cannot show the photo; the server read it).`, false);
-    document.body.dataset.state = "photo";
+    showPhotoResult(file, result, " (this browser cannot show the photo; the server read it)");
   } catch (err) {
     showMessage(`${file.name}: neither this browser nor the server can read it (${err.message}).`, true);
   }
