@@ -23,9 +23,12 @@ than 1.3 times the other's area) the way `benchmarks/smoothing.py` films one per
 round both faces, and runs each through `FaceStream` as `emolens video` does. Reported: how many
 times a second the face whose bars `--bars largest` shows changes from one person to the other,
 choosing the largest face in every frame and as the video writer chooses
-(`emolens.pipeline.draw.LayoutMemory`); how many times a second the panel moves to another side
-of its face (right, left, below, above), placed afresh in every frame and as the writer keeps it;
-and how many times a second a face's tag moves to another slot round its face, likewise.
+(`emolens.pipeline.draw.LayoutMemory`; frames without bars are skipped, so bars leaving one
+person and coming back on the other count); how many times a second the panel jumps round its
+face (its centre moves, relative to the face's, by more than half the panel's height: to
+another side or a corner), placed afresh in every frame and as the writer keeps it; how many
+times a second the bars go while a face is in view; and how many times a second a face's tag
+moves to another slot round its face, placed afresh and as the writer keeps it.
 """
 
 from __future__ import annotations
@@ -148,19 +151,36 @@ def _changes(sequences: dict[int, list[str]]) -> int:
     return sum(sum(a != b for a, b in pairwise(v)) for v in sequences.values())
 
 
+def _panel_offset(bars) -> tuple[int | None, float, float, float]:
+    """The face a panel belongs to, where its centre lies from the face's centre, and half its height."""
+    (px, py, pw, ph), (fx, fy, fw, fh) = bars.rect, bars.face.box
+    return bars.face.face_id, px + pw / 2 - fx - fw / 2, py + ph / 2 - fy - fh / 2, ph / 2
+
+
+def _panel_jumps(offsets: list) -> int:
+    """Frames in which the panel jumped round its face: its centre moved, relative to the face's,
+    by more than half the panel's height (to another side, a corner, back). A panel beside its
+    face moves with it, and one kept at a spot moves only by the face's own jitter; frames without
+    bars are skipped, and a change of face is a change of person, counted there."""
+    shown = [o for o in offsets if o is not None]
+    return sum(bool(a[0] == b[0] and np.hypot(b[1] - a[1], b[2] - a[2]) > b[3]) for a, b in pairwise(shown))
+
+
 def bar_switches(video: Path, recognizer) -> dict[str, float]:
     """Changes a second of the face whose bars are shown (the largest in each frame, and
-    LayoutMemory's choice), of the side of that face the panel lies on, and of the slots of the
-    faces' tags (placed afresh each frame, and as LayoutMemory keeps them)."""
+    LayoutMemory's choice), jumps of its panel round it, and changes of the slots of the faces'
+    tags (placed afresh each frame, and as LayoutMemory keeps them); and how often the bars go
+    while a face is in view."""
     from emolens.pipeline.draw import LayoutMemory, plan_layout
     from emolens.pipeline.stream import FaceStream, StreamOptions
     from emolens.pipeline.video_io import iter_frames, open_source
 
     src = open_source(str(video))
     follow = LayoutMemory()
-    shown: dict[str, list] = {k: [] for k in ("person: largest each frame", "person: as the video shows",
-                                               "side: placed afresh", "side: as the video shows")}
+    shown: dict[str, list] = {k: [] for k in ("person: largest each frame", "person: as the video shows")}
+    jumps: dict[str, list] = {"panel: placed afresh": [], "panel: as the video shows": []}
     tags: dict[str, dict[int, list[str]]] = {"tags: placed afresh": {}, "tags: as the video shows": {}}
+    gone: list[bool] = []  # frames with faces in view but no bars drawn (the main face missed, held)
     frames = 0
     try:
         for result in FaceStream(recognizer, StreamOptions()).run(iter_frames(src)):
@@ -171,15 +191,18 @@ def bar_switches(video: Path, recognizer) -> dict[str, float]:
             afresh.face_id = follow.face_id  # the same person as the video, its panel and tags placed with no memory
             for how, chooser in (("placed afresh", afresh), ("as the video shows", follow)):
                 layout = plan_layout(result.faces, result.orig_img.shape, bars="largest", follow=chooser)
-                shown[f"side: {how}"].append(_side(layout.bars[0].rect, layout.bars[0].face.box) if layout.bars else None)
+                jumps[f"panel: {how}"].append(_panel_offset(layout.bars[0]) if layout.bars else None)
                 for tag in layout.tags:
                     tags[f"tags: {how}"].setdefault(tag.face.face_id, []).append(_tag_place(tag))
-            shown["person: as the video shows"].append(follow.face_id if result.faces else None)
+            shown["person: as the video shows"].append(layout.bars[0].face.face_id if layout.bars else None)
+            gone.append(bool(result.faces) and not layout.bars)
     finally:
         src.release()
     seconds = frames / src.fps
     # frames without a face are skipped: bars leaving one person and coming back on the other still count
     out = {k: sum(a != b for a, b in pairwise(i for i in v if i is not None)) / seconds for k, v in shown.items()}
+    out |= {f"{k} jumps": _panel_jumps(v) / seconds for k, v in jumps.items()}
+    out["bars gone with a face in view"] = sum(b and not a for a, b in pairwise([False, *gone])) / seconds
     return out | {k: _changes(v) / seconds for k, v in tags.items()}  # moves of all faces' tags
 
 

@@ -21,6 +21,13 @@ second of the face's track; "tracks": ids in the clip (other people in the view 
 id": the share of frames in which the face carries its main id (100% = one id all through).
 `--compare-align` runs every clip again with faces cut as their boxes lie (`align=False`), on the
 same clips (chosen by the mean gap of both settings), to show what turning crops upright does to flicker.
+
+`--server` also sends every clip as the web page's camera view does (every third frame: 10 frames/s,
+each a JPEG of quality 0.85) to the server's code (`emolens.serving.jobs.Runner`, in process: the
+WebSocket only carries the bytes), two ways: each frame read afresh (`predict_image`, what
+`/v1/stream` did before it followed faces) and followed as `/v1/stream` now does (`predict_frame`:
+tracks, smoothing, the main face held through a miss). Reported: label changes per second of the
+face whose bars the page shows, and the server's median and 95th-percentile time per frame.
 """
 
 from __future__ import annotations
@@ -142,6 +149,51 @@ def label_changes(video: Path, recognizer, smooth: float) -> dict[str, float]:
     return {"changes_per_s": changes / (len(main) / fps), "ids": len(labels), "seen": len(main) / max(frames, 1)}
 
 
+def page_frames(video: Path, every: int = 3) -> list[bytes]:
+    """The clip as the web page sends a camera: every `every`-th frame, a JPEG of quality 0.85."""
+    import cv2
+
+    from emolens.pipeline.video_io import iter_frames, open_source
+
+    src = open_source(str(video))
+    try:
+        return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for i, _, f in iter_frames(src) if i % every == 0]
+    finally:
+        src.release()
+
+
+def server_flicker(frames: list[bytes], recognizer, fps: float, follow: bool) -> dict[str, float]:
+    """Label changes per second of the face whose bars the page shows, and server ms per frame."""
+    from emolens.serving.jobs import LiveSession, Runner
+    from emolens.serving.uploads import Upload
+
+    runner, live = Runner(recognizer), LiveSession(recognizer)
+    shown: list[str | None] = []
+    times = []
+    for k, data in enumerate(frames):
+        upload = Upload(data, f"frame {k}")
+        out = runner.predict_frame(upload, live) if follow else runner.predict_image(upload)
+        times.append(out["timings"]["predict_ms"])
+        main = out.get("main", {}).get("face_id") if follow else None
+        faces = [f for f in out["faces"] if f["face_id"] == main] if follow else out["faces"][:1]  # afresh: the largest
+        shown.append(faces[0]["label"] if faces else None)
+    live.close()
+    changes = sum(a != b for a, b in pairwise(shown) if a is not None and b is not None)
+    return {"changes_per_s": changes / (len(frames) / fps), "ms_median": float(np.median(times)), "ms_p95": float(np.percentile(times, 95))}
+
+
+def server_section(clips: list[tuple[str, Path]], recognizer) -> dict:
+    print("as the web page's camera (10 frames/s, JPEG) through the server's code: label changes per second, ms per frame")
+    rows = {}
+    for name, clip in clips:
+        frames = page_frames(clip)
+        rows[name] = {how: server_flicker(frames, recognizer, 10.0, follow) for how, follow in (("afresh", False), ("followed", True))}
+        print(f"{name[:34]:<34}" + "".join(f"{how:>10} {r['changes_per_s']:5.2f}/s {r['ms_median']:6.1f} ms" for how, r in rows[name].items()))
+    means = {how: {k: float(np.mean([r[how][k] for r in rows.values()])) for k in ("changes_per_s", "ms_median", "ms_p95")} for how in ("afresh", "followed")}
+    print(f"{'mean':<34}" + "".join(f"{how:>10} {m['changes_per_s']:5.2f}/s {m['ms_median']:6.1f} ms (p95 {m['ms_p95']:.1f})" for how, m in means.items()))
+    return {"clips": rows, "mean": means}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widerface", type=Path, default=DEFAULT_WIDER, help="WIDER FACE val5 folder (photos of real faces)")
@@ -151,6 +203,7 @@ def main() -> None:
     parser.add_argument("--smooth", type=float, nargs="+", help="smoothing settings to compare with 0 (default: PIPELINE.smooth)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--compare-align", action="store_true", help="also run every clip with align=False (crops not turned upright)")
+    parser.add_argument("--server", action="store_true", help="also send every clip to the server's code as the web page's camera does")
     args = parser.parse_args()
 
     from emolens.pipeline.defaults import PIPELINE
@@ -174,10 +227,11 @@ def main() -> None:
           f"model {rec.model_name}, detector {rec.detector.name}, detect_every {PIPELINE.detect_every}; label changes per second:")
     names = [f"smooth={v:g}" + ("" if a else ",no-align") for v, a in settings]
     print(f"{'clip':<34}" + "".join(f"{n:>21}" for n in names) + f"{'tracks':>8}{'one id':>8}")
-    rows = []
+    rows, clips = [], []
     with tempfile.TemporaryDirectory(prefix="emolens-smoothing-") as tmp:
         for k, (name, photo, box) in enumerate(faces):
             clip = film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, 30.0, seed=k)
+            clips.append((f"{k + 1}. {name}", clip))
             runs = {}
             for n, (v, align) in zip(names, settings, strict=True):
                 rec.align = align
@@ -187,11 +241,12 @@ def main() -> None:
             last = runs[names[len(smooths) - 1]]  # the default alignment at the last smoothing
             print(f"{f'{k + 1}. {name}'[:34]:<34}" + "".join(f"{r['changes_per_s']:>21.2f}" for r in runs.values())
                   + f"{last['ids']:>8}{last['seen']:>8.0%}")
-    means = {n: float(np.nanmean([r["runs"][n]["changes_per_s"] for r in rows])) for n in names}
-    print(f"{'mean':<34}" + "".join(f"{m:>21.2f}" for m in means.values()))
+        means = {n: float(np.nanmean([r["runs"][n]["changes_per_s"] for r in rows])) for n in names}
+        print(f"{'mean':<34}" + "".join(f"{m:>21.2f}" for m in means.values()))
+        served = server_section(clips, rec) if args.server else None
     if args.json:
         args.json.write_text(json.dumps({"source": source, "default_smooth": PIPELINE.smooth, "clips": rows,
-                                         "mean_changes_per_s": means}, indent=2) + "\n")
+                                         "mean_changes_per_s": means, "server": served}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

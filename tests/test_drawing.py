@@ -17,7 +17,6 @@ cv2 = pytest.importorskip("cv2")
 
 from emolens.faces.base import intersection  # noqa: E402
 from emolens.pipeline.colors import EMOTION_COLORS, bgr_of, colors_for, hex_of, rgb01_of  # noqa: E402
-from emolens.pipeline.defaults import PIPELINE  # noqa: E402
 from emolens.pipeline.draw import _unit, draw_faces, plan_layout  # noqa: E402
 from emolens.pipeline.results import FaceResult  # noqa: E402
 from emolens.pipeline.samples import group_photo  # noqa: E402
@@ -132,7 +131,6 @@ def test_the_server_sends_the_colour_table():
     with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host name the app answers to
         info = client.get("/v1/model").json()
     assert info["colors"] == colors_for(info["labels"])
-    assert info["main_face_switch"] == PIPELINE.main_face_switch  # the page keeps the live bars on one face as videos do
 
 
 def _overlaps(a, b) -> bool:

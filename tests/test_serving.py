@@ -299,7 +299,27 @@ def test_stream_answers_every_frame_and_survives_bad_ones(client, face_jpeg):
         ws.send_bytes(face_jpeg)
         again = ws.receive_json()
         assert again["type"] == "result" and again["seq"] == 4
-        assert again["faces"][0]["scores"] == first["faces"][0]["scores"]
+        # Followed as `emolens webcam` follows a camera: one track id, its scores smoothed over the
+        # track (the box found again near the last one, so the scores differ a little), its bars shown.
+        face = again["faces"][0]
+        assert face["face_id"] == first["faces"][0]["face_id"] is not None
+        assert face["scores"] == pytest.approx(first["faces"][0]["scores"], abs=0.01)
+        assert first["main"] == again["main"] == {"face_id": face["face_id"], "held": False}
+
+
+def test_stream_keeps_a_face_through_a_missed_frame(client, astronaut, face_jpeg):
+    """A frame without the face (a hand over it, a blink of the detector) keeps its id and its
+    bars: `main` holds it, and the face back in view is the same track."""
+    blank = encode(np.full_like(astronaut, 128))  # the same size: the same camera
+    with client.websocket_connect("ws://localhost/v1/stream") as ws:
+        ws.receive_json()
+        replies = []
+        for frame in (face_jpeg, face_jpeg, blank, face_jpeg):
+            ws.send_bytes(frame)
+            replies.append(ws.receive_json())
+    face_id = replies[0]["faces"][0]["face_id"]
+    assert replies[2]["faces"] == [] and replies[2]["main"] == {"face_id": face_id, "held": True}
+    assert replies[3]["faces"][0]["face_id"] == face_id and replies[3]["main"] == {"face_id": face_id, "held": False}
 
 
 def test_stream_refuses_oversize_frames(recognizer, face_jpeg):

@@ -419,9 +419,51 @@ def test_main_face_keeps_one_persons_bars_until_another_is_clearly_larger():
     assert choose([face(1, 110), face(2, 100)]).face_id == 2  # 1.21x the area: not enough to switch (1.3x)
     assert choose([]) is None
     assert choose([face(1, 100), face(2, 100)]).face_id == 2  # back after a frame without faces
-    assert choose([face(1, 120), face(2, 100)]).face_id == 1  # 1.44x: the other person now
-    assert choose([face(3, 90), face(4, 80)]).face_id == 3  # the chosen face gone: the largest again
-    assert choose([face(None, 50), face(None, 60)]).box[2] == 60  # faces without ids: the largest each frame
+    assert choose([face(1, 120), face(2, 100)]).face_id == 2  # 1.44x for one frame: box jitter, not yet
+    assert [choose([face(1, 120), face(2, 100)]).face_id for _ in range(6)][-1] == 1  # and kept: the other person now
+    assert LayoutMemory().main_face([face(None, 50), face(None, 60)]).box[2] == 60  # faces without ids: the largest
+
+
+def test_a_main_face_missed_for_a_moment_keeps_its_bars():
+    """Missed for up to `hold` frames (a blink, a turned head), the main face's bars wait for it:
+    none shown meanwhile (the live panel keeps its last scores), rather than the bars going to the
+    other person for good. Missed longer, or gone, the bars go to the largest face in view."""
+    from emolens.pipeline.draw import LayoutMemory
+    from emolens.pipeline.results import FaceResult
+
+    def face(face_id, side):
+        return FaceResult.from_proba((10 * face_id, 0, side, side), np.full(len(EMOTIONS), 1 / len(EMOTIONS)), EMOTIONS, 0.9, face_id)
+
+    memory = LayoutMemory(hold=3)
+    assert memory.main_face([face(1, 100), face(2, 95)]).face_id == 1
+    for _ in range(3):
+        assert memory.main_face([face(2, 95)]) is None and memory.held and memory.shown.face_id == 1
+    assert memory.main_face([face(1, 100), face(2, 95)]).face_id == 1  # back: the bars were its own all along
+    for _ in range(3):
+        assert memory.main_face([]) is None and memory.held  # frames with no face count too
+    assert memory.main_face([face(2, 95)]).face_id == 2 and not memory.held  # a fourth frame: gone, the other's now
+    assert LayoutMemory(hold=0).main_face([face(1, 100)]).face_id == 1
+
+
+def test_the_live_panel_keeps_a_missed_faces_last_scores(monkeypatch):
+    """The webcam window's side panel: the main face missed for a frame keeps its bars, marked
+    out of view, rather than going blank or to the other person."""
+    from emolens.pipeline import webcam
+    from emolens.pipeline.draw import LayoutMemory
+    from emolens.pipeline.results import FaceResult, ImageResult
+
+    def face(face_id, side, top):
+        p = np.full(len(EMOTIONS), 0.5 / (len(EMOTIONS) - 1))
+        p[top] = 0.5
+        return FaceResult.from_proba((200 * face_id, 100, side, side), p, EMOTIONS, 0.9, face_id)
+
+    panels = []
+    monkeypatch.setattr(webcam, "score_panel", lambda scores, h, w, labels, title: panels.append((scores, title)) or np.zeros((h, w, 3), np.uint8))
+    memory, frame = LayoutMemory(), np.zeros((480, 640, 3), np.uint8)
+    for faces in ([face(1, 120, 3), face(2, 110, 5)], [face(2, 110, 5)], []):
+        webcam.render_live(ImageResult(frame, faces), 30.0, memory=memory)
+    first, missed, empty = panels
+    assert first[1] == "face #1" and missed == (first[0], "face #1 (out of view)") and empty == missed
 
 
 def test_the_bars_stay_on_one_of_two_faces_of_about_one_size(rec, tmp_path, monkeypatch):

@@ -48,6 +48,10 @@ class PipelineDefaults:
     # In video and live views the bars stay on one face while no other grows this many times as
     # large (box area): two people of one size would trade them with every jitter of the boxes.
     main_face_switch: float = 1.3
+    # While that face is missed for up to this many frames in a row (a blink of the detector, a
+    # hand), its bars keep its last scores where they were, instead of going to another face for
+    # good (benchmarks/drawing.py --video).
+    main_face_hold: int = 15
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
     # network learned upright faces. On FER+ validation faces tilted by 15, 30 and 45 degrees,

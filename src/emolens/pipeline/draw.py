@@ -33,6 +33,7 @@ _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, spelled as its value so this module impor
 BAR_CHOICES = ("none", "largest", "all")
 _OWN_FACE_PANEL_SHARE = 0.15  # most of the picture a score panel may take over the largest face itself
 _TAG_STAY_COVER = 0.1  # in a video a tag stays in its last frame's slot while it covers at most this share of itself
+_SIZE_MEMORY = 0.8  # weight of the past in a tracked face's moving average of its box area (`LayoutMemory`)
 
 
 def color_of(label: str, labels: Sequence[str] = EMOTIONS) -> tuple[int, int, int]:
@@ -322,30 +323,63 @@ def _area(face: FaceResult) -> int:
 class LayoutMemory:
     """What the drawing of one video frame leaves for the next, so that nothing hops: whose bars
     bars="largest" shows (`main_face`: the largest face, kept while it is in view and no other face
-    grows `switch` times as large, by box area), on which side of it its panel went, and where
-    each face's tag went (each tried there first while that is free). Two people of about one size
-    would otherwise trade the bars with the detector's box jitter, and panels and tags near an
-    edge or a neighbour would hop round their faces (`benchmarks/drawing.py --video`). Faces
-    without a track id are placed afresh each frame."""
+    grows `switch` times as large, by box area averaged over a few frames (a detector's boxes of
+    two faces cheek to cheek jitter by a third of their area); a face missed for up to `hold`
+    frames keeps the choice), on which side of it its panel went, and where each face's tag went (each tried there
+    first while that is free). Two people of about one size would otherwise trade the bars with
+    the detector's box jitter, a frame missing one of them would hand the bars to the other for
+    good, and panels and tags near an edge or a neighbour would hop round their faces
+    (`benchmarks/drawing.py --video`). Faces without a track id are placed afresh each frame."""
 
-    def __init__(self, switch: float = PIPELINE.main_face_switch) -> None:
+    def __init__(self, switch: float = PIPELINE.main_face_switch, hold: int = PIPELINE.main_face_hold) -> None:
         self.switch = switch
+        self.hold = hold
         self.face_id: int | None = None  # the main face's track id
+        self.shown: FaceResult | None = None  # the main face as last seen (its scores while it is held)
+        self.missed = 0  # frames in a row without the main face
         self.side: int | None = None  # where beside the main face its panel went last (`ScoreBars.side`)
         self.spot: Rect | None = None  # and where it lay last
         self.tag_slots: dict[int, int] = {}  # face id -> the `_tag_spot` slot its tag took last
+        self.sizes: dict[int, float] = {}  # face id -> its box area, a moving average
+        self.chosen: FaceResult | None = None  # this frame's answer of `main_face`
+
+    @property
+    def held(self) -> bool:
+        """The main face is out of view for a moment: no face has its bars."""
+        return self.shown is not None and 0 < self.missed <= self.hold
 
     def main_face(self, faces: Sequence[FaceResult]) -> FaceResult | None:
-        """The face whose bars "largest" shows in this frame (None: no face)."""
-        largest = max(faces, key=_area, default=None)
-        if largest is None:
-            return None  # the id is kept: a face missed for a frame gets its bars back
+        """The face whose bars "largest" shows in this frame (None: none, or the main face missed
+        and held); call once per frame (`chosen` keeps the answer)."""
+        self.chosen = self._choose(faces)
+        return self.chosen
+
+    def _size(self, face: FaceResult) -> float:
+        return _area(face) if face.face_id is None else self.sizes[face.face_id]
+
+    def _update_sizes(self, faces: Sequence[FaceResult]) -> None:
+        sizes = {f.face_id: float(_area(f)) for f in faces if f.face_id is not None}
+        for face_id, area in sizes.items():
+            last = self.sizes.get(face_id)
+            self.sizes[face_id] = area if last is None else _SIZE_MEMORY * last + (1.0 - _SIZE_MEMORY) * area
+        if len(self.sizes) > 4 * len(sizes) + 64:  # a long video's tracks come and go: keep those in view
+            self.sizes = {k: v for k, v in self.sizes.items() if k in sizes}
+
+    def _choose(self, faces: Sequence[FaceResult]) -> FaceResult | None:
+        self._update_sizes(faces)
         current = next((f for f in faces if f.face_id is not None and f.face_id == self.face_id), None)
-        if current is None or _area(largest) > self.switch * _area(current):
+        if current is None and self.face_id is not None:
+            self.missed += 1
+            if self.missed <= self.hold:
+                return None  # a blink, a turned head, a missed detection: the bars wait for it
+        largest = max(faces, key=self._size, default=None)
+        if largest is None:
+            return None
+        if current is None or self._size(largest) > self.switch * self._size(current):
             current = largest
         if current.face_id != self.face_id or current.face_id is None:
             self.side = self.spot = None  # another face: its panel goes where it fits best
-        self.face_id = current.face_id
+        self.face_id, self.shown, self.missed = current.face_id, current, 0
         return current
 
 
@@ -362,21 +396,35 @@ def plan_layout(
     show_ids = any(f.face_id is not None for f in faces) if ids is None else ids
     taken: list[Rect] = [tuple(f.box) for f in faces]  # type: ignore[misc]
     tags = _plan_tags(faces, shape, u, show_ids, taken, follow)
-    placed = []
-    if which != "none" and faces:
-        main = (follow.main_face(faces) if follow is not None else None) or max(faces, key=_area)
-        chosen = [main] if which == "largest" else list(faces)
-        tag_of = {id(tag.face): tag.rect for tag in tags}
-        for face in chosen:
-            memory = follow if follow is not None and face is main else None
-            side, last = (memory.side, memory.spot) if memory is not None else (None, None)
-            spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken, side, last)
-            if spot is not None:
-                taken.append(spot.rect)
-                placed.append(spot)
-                if memory is not None:
-                    memory.spot, memory.side = spot.rect, spot.side
+    placed = [] if which == "none" else _place_bars(faces, tags, which, shape, u, labels, taken, follow)
     return Layout(u, tags, placed)
+
+
+def _place_bars(
+    faces: Sequence[FaceResult], tags: list[Tag], which: str, shape: tuple[int, ...], u: float, labels: Sequence[str],
+    taken: list[Rect], follow: LayoutMemory | None,
+) -> list[ScoreBars]:
+    """The bars of the faces `which` names, each where `_bars_spot` finds room; in a video whose
+    main face is missed for a moment (`LayoutMemory.held`), its panel stays where it was with its
+    last scores, while that spot is free: a panel blinking out with each missed detection, or
+    going to another person, is worse than one half a second old."""
+    main = follow.main_face(faces) if follow is not None else max(faces, key=_area, default=None)  # frames without faces count too
+    if main is None and which == "largest" and follow is not None and follow.held and follow.spot is not None:
+        held = follow.shown
+        return [ScoreBars(held, follow.spot, "panel", follow.side)] if held is not None and _is_free(follow.spot, shape, taken) else []
+    chosen = list(faces) if which == "all" else [] if main is None else [main]
+    tag_of = {id(tag.face): tag.rect for tag in tags}
+    placed = []
+    for face in chosen:
+        memory = follow if follow is not None and face is main else None
+        side, last = (memory.side, memory.spot) if memory is not None else (None, None)
+        spot = _bars_spot(face, tag_of[id(face)], which, shape, u, labels, taken, side, last)
+        if spot is not None:
+            taken.append(spot.rect)
+            placed.append(spot)
+            if memory is not None:
+                memory.spot, memory.side = spot.rect, spot.side
+    return placed
 
 
 def draw_faces(

@@ -84,15 +84,20 @@ class FaceStream:
 
     Keyword overrides build the options: FaceStream(rec, smooth=0) is FaceStream(rec,
     StreamOptions(smooth=0)). `name` names each result ("clip.mp4": the image column of
-    the video CSV).
+    the video CSV). `background=False` runs every whole-frame search in the calling thread (a
+    server, whose workers are its bound on concurrent work, starts no thread of its own).
     """
 
-    def __init__(self, recognizer: EmotionRecognizer, options: StreamOptions | None = None, *, name: str = "frame", **overrides: object):
+    def __init__(
+        self, recognizer: EmotionRecognizer, options: StreamOptions | None = None, *, name: str = "frame", background: bool = True,
+        **overrides: object,
+    ):
         if options is not None and overrides:
             raise ConfigError("pass either StreamOptions or its fields, not both")
         self.options = StreamOptions(**overrides) if options is None else options  # type: ignore[arg-type]
         self.recognizer = recognizer
         self.name = name
+        self.background = background
         self.tracker = new_tracker(self.detect_every)
         self._ema: dict[int, np.ndarray] = {}
         self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
@@ -145,7 +150,7 @@ class FaceStream:
 
     def _search_thread(self) -> ThreadPoolExecutor | None:
         """The thread whole frames are searched in, for a detector two threads may share; else None."""
-        if self._searcher is None and self.detect_every > 1 and getattr(self.recognizer.detector, "reentrant", False):
+        if self._searcher is None and self.background and self.detect_every > 1 and getattr(self.recognizer.detector, "reentrant", False):
             self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolens-search")
         return self._searcher
 

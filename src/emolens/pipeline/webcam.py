@@ -60,8 +60,11 @@ def render_live(
     memory = memory or LayoutMemory()
     frame = result.plot(bars="all" if bars == "all" else "none", color_order="bgr", follow=memory)
     draw_fps(frame, fps)
-    main = memory.main_face(result.faces)
-    title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
+    main = memory.chosen if bars == "all" else memory.main_face(result.faces)  # "all": the plot chose it
+    if main is None and memory.held:  # out of view for a moment: its last scores, rather than blank bars
+        main, title = memory.shown, f"face #{memory.face_id} (out of view)"
+    else:
+        title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
     scores = None if main is None or bars == "none" else main.scores
     panel = score_panel(scores, frame.shape[0], panel_width, result.labels, title=title)
     return np.hstack([frame, panel])

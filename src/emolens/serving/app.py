@@ -30,10 +30,8 @@ PAGE_CSP = (
 
 def _public_model_info(recognizer: Any) -> dict[str, Any]:
     """What /v1/model tells clients: the recognizer's model info as JSON, its file by name only, the
-    colour of each label (the page draws in the colours of images and videos) and how much larger
-    another face must grow to take the live bars (`PIPELINE.main_face_switch`, as in videos)."""
+    colour of each label (the page draws in the colours of images and videos)."""
     from emolens.pipeline.colors import colors_for
-    from emolens.pipeline.defaults import PIPELINE
     from emolens.serving.jobs import jsonable
 
     info = jsonable(dict(recognizer.model_info()))
@@ -41,7 +39,6 @@ def _public_model_info(recognizer: Any) -> dict[str, Any]:
         # The file name identifies the model; the server's folders are nobody's business.
         info["source"] = Path(info["source"]).name
     info["colors"] = colors_for(info.get("labels", ()))
-    info["main_face_switch"] = PIPELINE.main_face_switch
     return info
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -95,6 +96,20 @@ class Runner:
         self.detect_lock: AbstractContextManager = threading.Lock() if shared else nullcontext()
 
     def predict_image(self, upload: Upload) -> dict[str, Any]:
+        """One photo: every face, read afresh."""
+        return self._predict(upload, lambda recognizer, image: recognizer.predict(image, color_order="rgb", name=upload.name))[0]
+
+    def predict_frame(self, upload: Upload, live: LiveSession) -> dict[str, Any]:
+        """One frame of a live stream (`/v1/stream`): its faces followed from the frames before
+        (`live`), with track ids and smoothed scores as in `emolens webcam`, and whose bars to show."""
+        if live.stream is None:  # a recognizer an application injected: each frame read afresh
+            return self.predict_image(upload)
+        out, _ = self._predict(upload, live.process)
+        out["main"] = live.main()
+        return out
+
+    def _predict(self, upload: Upload, predict: Callable[[Any, np.ndarray], Any]) -> tuple[dict[str, Any], Any]:
+        """Decode within the limits, `predict(this worker's recognizer, RGB image)`, and the JSON."""
         t0 = time.perf_counter()
         limits = self.limits
         plan = plan_decode(upload, limits.max_pixels, limits.max_side)
@@ -104,7 +119,7 @@ class Runner:
             recognizer = self.workers.get()  # this worker's own detector
             with self.detect_lock:
                 t_locked = time.perf_counter()
-                result = recognizer.predict(image, color_order="rgb", name=upload.name)
+                result = predict(recognizer, image)
             t2 = time.perf_counter()
             shape = image.shape
             del image
@@ -116,7 +131,7 @@ class Runner:
         speed = getattr(result, "speed", None)
         if isinstance(speed, dict):  # the pipeline's own breakdown (preprocess, detect, classify)
             timings["pipeline_ms"] = {k: round(float(v), 3) for k, v in speed.items()}
-        return {"faces": faces, "image": {"width": int(width), "height": int(height)}, "timings": timings}
+        return {"faces": faces, "image": {"width": int(width), "height": int(height)}, "timings": timings}, result
 
     def predict_crops(self, uploads: list[Upload]) -> dict[str, Any]:
         """A batch of face crops; one that cannot be decoded is reported and the others answered.
@@ -157,3 +172,49 @@ class Runner:
             check_finite([summary], uploads[i].name)
             entries[i].update({k: v for k, v in summary.items() if k not in ("index", "filename")})
         return {"crops": entries, "timings": {"decode_ms": _ms(t1 - t0), "predict_ms": _ms(t2 - t1)}}
+
+
+class LiveSession:
+    """What one `/v1/stream` connection carries from frame to frame, as `emolens webcam` does: a
+    `FaceStream` (track ids, scores smoothed over each track, the whole frame searched every
+    `detect_every` frames and known faces followed in between) and a `LayoutMemory` (whose bars
+    the page shows: one person's, held through a missed frame). A frame of another size starts
+    afresh. Frames of one connection come one at a time, each on whichever worker is free: the
+    stream uses that worker's recognizer, and starts no thread of its own."""
+
+    def __init__(self, recognizer: Any):
+        from emolens.pipeline.draw import LayoutMemory
+        from emolens.pipeline.recognizer import EmotionRecognizer
+        from emolens.pipeline.stream import FaceStream
+
+        self.stream = FaceStream(recognizer, name="camera", background=False) if isinstance(recognizer, EmotionRecognizer) else None
+        self.memory = LayoutMemory()
+        self.shape: tuple[int, ...] | None = None
+        self.started = time.monotonic()
+
+    def process(self, recognizer: Any, image: np.ndarray) -> Any:
+        """The faces of one decoded RGB (or gray) frame, by `recognizer` (this worker's)."""
+        import cv2
+
+        from emolens.pipeline.draw import LayoutMemory
+
+        assert self.stream is not None
+        if image.shape != self.shape:  # the camera changed: old boxes mean nothing here
+            self.stream.reset()
+            self.memory, self.shape = LayoutMemory(), image.shape
+        self.stream.recognizer = recognizer
+        frame = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+        result = self.stream.process(frame, time_s=time.monotonic() - self.started)
+        self.memory.main_face(result.faces)
+        return result
+
+    def main(self) -> dict[str, Any]:
+        """Whose bars to show: `face_id` (None: no face) and `held` (that face is missed for a
+        moment; the page keeps its last scores)."""
+        held, chosen = self.memory.held, self.memory.chosen
+        face_id = self.memory.face_id if held else (None if chosen is None else chosen.face_id)
+        return {"face_id": None if face_id is None else int(face_id), "held": held}
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()

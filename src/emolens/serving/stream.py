@@ -3,9 +3,14 @@
 Protocol. The server greets with `{"type": "hello", "model": {...}, "labels": [...], "limits": {...}}`.
 The client then sends each frame as one binary message (a JPEG or PNG file) and the server
 answers each, in order, with `{"type": "result", "seq": n, "faces": [...], "image": {...},
-"timings": {...}}`, or `{"type": "error", "seq": n, "status": 422, "error": ..., "detail": ...}`
+"main": {"face_id": id, "held": false}, "timings": {...}}`, or `{"type": "error", "seq": n, "status": 422, "error": ..., "detail": ...}`
 for a frame it could not use; the connection stays open. Clients send the next frame once the
 previous answer arrives, so a slow server lowers the frame rate instead of piling up frames.
+
+Each connection's frames are followed as `emolens webcam` follows a camera
+(`emolens.serving.jobs.LiveSession`): faces carry track ids (`face_id`) and scores smoothed over
+their track, and `main` names the face whose bars to show (one person's, until another face grows
+`PIPELINE.main_face_switch` times as large; `held` while that face is missed for a moment).
 """
 
 from __future__ import annotations
@@ -73,6 +78,16 @@ async def stream(ws: WebSocket) -> None:
 
 
 async def _serve(ws: WebSocket, state: Any, info: dict[str, Any], limits: Any) -> None:
+    from emolens.serving.jobs import LiveSession
+
+    live = LiveSession(state.runner.recognizer)  # this connection's tracks and smoothing
+    try:
+        await _answer(ws, state, info, limits, live)
+    finally:
+        live.close()
+
+
+async def _answer(ws: WebSocket, state: Any, info: dict[str, Any], limits: Any, live: Any) -> None:
     await _send(ws, {
         "type": "hello",
         "model": {"name": str(info.get("name", "")), "version": str(info.get("version", ""))},
@@ -96,7 +111,7 @@ async def _serve(ws: WebSocket, state: Any, info: dict[str, Any], limits: Any) -
                 from fastapi import HTTPException
 
                 raise HTTPException(413, too_large_message(len(data), limits.max_upload_bytes))
-            out, wait_s = await state.pool.run(state.runner.predict_image, Upload(data, f"frame {seq}"))
+            out, wait_s = await state.pool.run(state.runner.predict_frame, Upload(data, f"frame {seq}"), live)
         except Exception as exc:
             status, body, headers = describe(exc)
             if status == 500 and not isinstance(exc, ModelError):

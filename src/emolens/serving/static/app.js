@@ -14,7 +14,7 @@ const state = {
   labels: [], colors: {}, model: null,
   mode: "camera", stream: null, socket: null, running: false, waiting: false,
   lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
-  mainBox: null, mainSwitch: 1.3,
+  mainShown: null,
 };
 
 // ---------------------------------------------------------------- start-up
@@ -35,7 +35,6 @@ async function init() {
     state.labels = info.labels;
     // The server's colour table (emolens.pipeline.colors): the same colours as annotated images and videos.
     state.labels.forEach((label, i) => { state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length]; });
-    if (info.main_face_switch) state.mainSwitch = info.main_face_switch;
     $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
     buildBars();
     buildLegend();
@@ -85,7 +84,7 @@ function showMessage(text, isError) {
 
 async function startCamera() {
   if (state.running) return;
-  state.mainBox = null;
+  state.mainShown = null;
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
   } catch (err) {
@@ -148,9 +147,9 @@ function onStreamMessage(msg) {
     while (state.rateWindow.length && now - state.rateWindow[0] > 2000) state.rateWindow.shift();
     const fps = state.rateWindow.length / 2;
     $("rate").textContent = `${fps.toFixed(1)} fps · ${Math.round(now - state.sentAt)} ms round trip · ${msg.timings.predict_ms.toFixed(0)} ms model`;
-    const main = mainFace(msg.faces);
-    showResult(msg.faces, msg.image, $("mirror").checked, main);
-    pushHistory(main);
+    const main = liveMain(msg.faces, msg.main);
+    showResult(msg.faces, msg.image, $("mirror").checked, main.face, main.held);
+    pushHistory(main.face);
     scheduleFrame();
   } else if (msg.type === "error") {
     showMessage(`Frame ${msg.seq}: ${msg.detail}`, true);
@@ -280,31 +279,19 @@ function largestFace(faces) {
   return best;
 }
 
-function overlapShare(a, b) {
-  const w = Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]);
-  const h = Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]);
-  if (w <= 0 || h <= 0) return 0;
-  return (w * h) / (a[2] * a[3] + b[2] * b[3] - w * h);
-}
-
-// The face whose bars and timeline the camera view shows: the largest, kept while it is in view
-// (the face overlapping its last box most) and no other grows state.mainSwitch times as large, as
-// the server's videos choose (emolens.pipeline.draw.LayoutMemory); two people of one size would
-// otherwise trade the bars with every jitter of the boxes. A frame without faces keeps the choice.
-function mainFace(faces) {
-  const largest = largestFace(faces);
-  if (largest === null) return null;
-  let current = null;
-  let best = 0.3;
-  for (const face of faces) {
-    const b = boxOf(face);
-    const share = b && state.mainBox ? overlapShare(b, state.mainBox) : 0;
-    if (share > best) { current = face; best = share; }
+// The face whose bars and timeline the camera view shows, as the server chose it (`main` of each
+// /v1/stream answer: one person's until another face grows 1.3 times as large, kept while missed
+// for a moment, the rule of `emolens video`), and while that face is missed (`held`) the face as
+// last seen, whose scores the bars keep. Without `main` (a server that reads frames afresh): the largest.
+function liveMain(faces, main) {
+  if (!main) return { face: largestFace(faces), held: null };
+  const face = faces.find((f) => f.face_id === main.face_id) || null;
+  if (face) {
+    state.mainShown = face;
+    document.body.dataset.mainBox = boxOf(face).map((v) => Math.round(v)).join(",");
   }
-  if (current === null || areaOf(largest) > state.mainSwitch * areaOf(current)) current = largest;
-  state.mainBox = boxOf(current);
-  document.body.dataset.mainBox = state.mainBox.map((v) => Math.round(v)).join(",");
-  return current;
+  const shown = state.mainShown;
+  return { face, held: main.held && shown && shown.face_id === main.face_id ? shown : null };
 }
 
 function clearOverlay() {
@@ -314,7 +301,9 @@ function clearOverlay() {
   document.body.dataset.faces = "0";
 }
 
-function showResult(faces, image, mirrored, main) {
+// Every face boxed and labelled over the picture, `main`'s box thicker and its scores in the bars
+// (`held`'s, the main face as last seen, while it is missed for a moment).
+function showResult(faces, image, mirrored, main, held = null) {
   const overlay = $("overlay");
   overlay.width = image.width;   // the overlay has the frame's own pixels; CSS scales both alike
   overlay.height = image.height;
@@ -351,7 +340,7 @@ function showResult(faces, image, mirrored, main) {
   }
   $("faces").replaceChildren(...items);
   document.body.dataset.faces = String(items.length);
-  updateBars(main);
+  updateBars(main, held);
 }
 
 function buildBars() {
@@ -375,8 +364,10 @@ function buildBars() {
   }
 }
 
-function updateBars(face) {
-  $("bars-who").textContent = face ? "(largest face)" : "(no face)";
+// The bars of `face`, or with none, those `held` had when it was last seen.
+function updateBars(face, held = null) {
+  $("bars-who").textContent = face ? "(largest face)" : held ? "(out of view a moment)" : "(no face)";
+  face = face || held;
   for (const label of state.labels) {
     const p = face && face.scores ? face.scores[label] || 0 : 0;
     $(`bar-${label}`).style.width = `${(p * 100).toFixed(1)}%`;
