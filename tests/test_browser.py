@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emolens.faces.base import gap, intersection
 from emolens.labels import EMOTIONS
 from live_server import live
 
@@ -189,6 +190,33 @@ def test_photo_upload_mode(server, browser, tmp_path):
     screenshot(browser, tmp_path, "photo.png")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+WIDER = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "widerface-val5"
+
+
+@pytest.mark.skipif(not (WIDER / "widerface-val5.zip").is_file(), reason=f"WIDER FACE subset not found at {WIDER}")
+def test_labels_of_a_group_photo_cover_no_face_and_no_label(server, browser, tmp_path):
+    """A real group photo (12 people in a row): the page draws each label where the server placed
+    it (`tags`, as annotated images place them), beside its own face, over no other face or label.
+    The page's own rule before (every label above its box, its font a 32nd of the photo's width)
+    laid them over each other and over the faces above."""
+    import zipfile
+
+    photo = tmp_path / "group.jpg"
+    with zipfile.ZipFile(WIDER / "widerface-val5.zip") as zf:
+        photo.write_bytes(zf.read("WIDER_val/images/20--Family_Group/20_Family_Group_Family_Group_20_22.jpg"))
+    upload_photo(browser, server, photo)
+    listed = browser.execute_script("return [...document.querySelectorAll('#faces li')].map(li => [li.dataset.box, li.dataset.tag]);")
+    faces = [tuple(map(int, box.split(","))) for box, _ in listed]
+    tags = [tuple(map(int, tag.split(","))) for _, tag in listed]
+    assert len(faces) >= 10, faces
+    for i, (face, tag) in enumerate(zip(faces, tags, strict=True)):
+        assert gap(tag, face) <= 1, (face, tag)  # touching its own face
+        assert not [f for j, f in enumerate(faces) if j != i and intersection(tag, f) > 0], (i, tag)
+        assert not [t for j, t in enumerate(tags) if j != i and intersection(tag, t) > 0], (i, tag)
+    screenshot(browser, tmp_path, "group.png")
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):

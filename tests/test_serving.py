@@ -30,6 +30,7 @@ LOCAL = "http://localhost"
 from PIL import Image  # noqa: E402
 
 from emolens.labels import EMOTIONS  # noqa: E402
+from emolens.pipeline.draw import plan_layout  # noqa: E402
 from emolens.serving import ServerLimits, create_app  # noqa: E402
 from emolens.serving.pool import InferencePool, Overloaded  # noqa: E402
 from imaging import encode, png_header  # noqa: E402
@@ -138,6 +139,11 @@ def test_predict_raw_jpeg_matches_the_recognizer(client, recognizer, astronaut, 
     assert 100 < box["x"] + box["w"] / 2 < 350 and 50 < box["y"] + box["h"] / 2 < 250
     assert body["image"] == {"width": 512, "height": 512}
     assert body["model"] == {"name": "test-cnn", "version": "0.0.1"}
+    # Where the page draws the label: as annotated images place it (plan_layout), above the face.
+    layout = plan_layout(recognizer.predict(np.asarray(Image.open(io.BytesIO(face_jpeg))), color_order="rgb").faces, (512, 512, 3), bars="none")
+    tag = layout.tags[0]
+    assert body["tags"] == [{"face": 0, "box": dict(zip("xywh", tag.rect, strict=True)), "text": f"{face['label']} {face['score']:.0%}"}]
+    assert tag.rect[1] + tag.rect[3] == box["y"]
     t = body["timings"]
     assert t["total_ms"] >= t["predict_ms"] > 0 and t["decode_ms"] > 0 and t["queue_ms"] >= 0
 
@@ -305,6 +311,7 @@ def test_stream_answers_every_frame_and_survives_bad_ones(client, face_jpeg):
         assert face["face_id"] == first["faces"][0]["face_id"] is not None
         assert face["scores"] == pytest.approx(first["faces"][0]["scores"], abs=0.01)
         assert first["main"] == again["main"] == {"face_id": face["face_id"], "held": False}
+        assert again["tags"][0]["face"] == 0 and again["tags"][0]["text"].startswith(f"#{face['face_id']} ")  # ids, as the live window shows
 
 
 def test_stream_keeps_a_face_through_a_missed_frame(client, astronaut, face_jpeg):

@@ -1,5 +1,6 @@
 """One colour per emotion, shared by annotated images and videos, the timeline plot, the webcam
-window and the web page (the server sends this table in GET /v1/model as `colors`).
+window and the web page (the server sends this table in GET /v1/model as `colors`, and the colour
+of the text on each, `ink_of`, as `inks`).
 
 Picked to be told apart at a glance, on photos and on the page's dark background, and to keep
 their usual associations (angry red, happy yellow, sad blue, neutral grey).
@@ -38,9 +39,26 @@ def colors_for(labels: Iterable[str]) -> dict[str, str]:
     return {name: hex_of(name, labels) for name in labels}
 
 
+def ink_of(label: str, labels: Iterable[str] = ()) -> str:
+    """The colour text on the label's colour is written in: black on light, white on dark (by luma)."""
+    h = hex_of(label, labels)
+    luma = 0.299 * int(h[1:3], 16) + 0.587 * int(h[3:5], 16) + 0.114 * int(h[5:7], 16)
+    return "#000000" if luma > 140 else "#ffffff"
+
+
+def inks_for(labels: Iterable[str]) -> dict[str, str]:
+    """{label: "#rrggbb"} of the text on each label's tag (`ink_of`; the web page receives it)."""
+    labels = list(labels)
+    return {name: ink_of(name, labels) for name in labels}
+
+
 def bgr_of(label: str, labels: Iterable[str] = ()) -> tuple[int, int, int]:
     """The label's colour in OpenCV's (blue, green, red) order."""
-    h = hex_of(label, labels)
+    return hex_to_bgr(hex_of(label, labels))
+
+
+def hex_to_bgr(h: str) -> tuple[int, int, int]:
+    """"#rrggbb" in OpenCV's (blue, green, red) order."""
     return int(h[5:7], 16), int(h[3:5], 16), int(h[1:3], 16)
 
 

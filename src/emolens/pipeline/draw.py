@@ -22,7 +22,7 @@ import numpy as np
 from emolens.errors import ConfigError
 from emolens.faces.base import gap, intersection
 from emolens.labels import EMOTIONS
-from emolens.pipeline.colors import bgr_of
+from emolens.pipeline.colors import bgr_of, hex_to_bgr, ink_of
 from emolens.pipeline.defaults import PIPELINE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,11 +50,6 @@ def bar_choice(bars: bool | str) -> str:
     return str(bars)
 
 
-def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:
-    b, g, r = bg
-    return (0, 0, 0) if 0.114 * b + 0.587 * g + 0.299 * r > 140 else (255, 255, 255)
-
-
 def _unit(shape: tuple[int, ...]) -> float:
     """Drawing scale: 1.0 for a 440-pixel-high (4:3) image, never below 0.75 (small text blurs)."""
     return max(0.75, min(shape[0], shape[1] * 0.75) / 440.0)
@@ -79,15 +74,15 @@ def _tag_size(text: str, u: float) -> tuple[int, int, int, float, int]:
     return tw + 2 * pad, th + 2 * pad, pad, scale, thick
 
 
-def _label_box(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], u: float) -> None:
-    """Text on a filled tag whose top-left corner is (x, y), kept inside the image."""
+def _label_box(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], ink: tuple[int, int, int], u: float) -> None:
+    """Text in `ink` on a tag filled with `color` whose top-left corner is (x, y), kept inside the image."""
     import cv2
 
     w, h, pad, scale, thick = _tag_size(text, u)
     H, W = img.shape[:2]
     x, y = int(min(max(0, x), max(0, W - w))), int(min(max(0, y), max(0, H - h)))
     cv2.rectangle(img, (x, y), (x + w, y + h), color, -1)
-    cv2.putText(img, text, (x + pad, y + h - pad), _FONT, scale, _text_color(color), thick, cv2.LINE_AA)
+    cv2.putText(img, text, (x + pad, y + h - pad), _FONT, scale, ink, thick, cv2.LINE_AA)
 
 
 def draw_bars(
@@ -442,7 +437,7 @@ def draw_faces(
         bx, by, bw, bh = tag.face.box
         color = color_of(tag.face.label, labels)
         cv2.rectangle(img, (bx, by), (bx + bw, by + bh), color, max(2, int(round(2 * layout.unit))))
-        _label_box(img, tag.text, tag.rect[0], tag.rect[1], color, tag.unit)
+        _label_box(img, tag.text, tag.rect[0], tag.rect[1], color, hex_to_bgr(ink_of(tag.face.label, labels)), tag.unit)
     for spot in layout.bars:  # last: a close-up's panel lies over its own box
         x, y, w, h = spot.rect
         if spot.kind == "panel":
@@ -455,7 +450,7 @@ def draw_faces(
 def draw_fps(img: np.ndarray, fps: float) -> None:
 
     u = _unit(img.shape)
-    _label_box(img, f"{fps:.0f} fps", int(6 * u), int(6 * u), (40, 40, 40), u)
+    _label_box(img, f"{fps:.0f} fps", int(6 * u), int(6 * u), (40, 40, 40), (255, 255, 255), u)
 
 
 def score_panel(scores: dict[str, float] | None, height: int, width: int = 260, labels: Sequence[str] = EMOTIONS, title: str = "") -> np.ndarray:

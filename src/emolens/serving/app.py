@@ -30,8 +30,8 @@ PAGE_CSP = (
 
 def _public_model_info(recognizer: Any) -> dict[str, Any]:
     """What /v1/model tells clients: the recognizer's model info as JSON, its file by name only, the
-    colour of each label (the page draws in the colours of images and videos)."""
-    from emolens.pipeline.colors import colors_for
+    colour of each label and of the text on it (the page draws in the colours of images and videos)."""
+    from emolens.pipeline.colors import colors_for, inks_for
     from emolens.serving.jobs import jsonable
 
     info = jsonable(dict(recognizer.model_info()))
@@ -39,6 +39,7 @@ def _public_model_info(recognizer: Any) -> dict[str, Any]:
         # The file name identifies the model; the server's folders are nobody's business.
         info["source"] = Path(info["source"]).name
     info["colors"] = colors_for(info.get("labels", ()))
+    info["inks"] = inks_for(info.get("labels", ()))
     return info
 
 

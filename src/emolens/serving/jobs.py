@@ -66,6 +66,24 @@ def scale_boxes(faces: list[dict[str, Any]], sx: float, sy: float, width: int, h
             face["landmarks"] = {k: [round(px * sx, 1), round(py * sy, 1)] for k, (px, py) in face["landmarks"].items()}
 
 
+def tags_of(result: Any, follow: Any = None) -> list[dict[str, Any]]:
+    """Where each face's label goes, as annotated images place it (`plan_layout`: over no other
+    face or label, sized to the picture and the face): {"face": its index in `faces`, "box":
+    the tag's x, y, w, h, "text"}, for the web page to draw; none for a recognizer whose result
+    is not an `ImageResult` (one an application injected)."""
+    from emolens.pipeline.draw import plan_layout
+    from emolens.pipeline.results import ImageResult
+
+    if not isinstance(result, ImageResult):
+        return []
+    layout = plan_layout(result.faces, result.orig_img.shape, labels=result.labels, bars="none", follow=follow)
+    index = {id(face): i for i, face in enumerate(result.faces)}
+    return [
+        {"face": index[id(tag.face)], "box": dict(zip("xywh", map(int, tag.rect), strict=True)), "text": tag.text}
+        for tag in sorted(layout.tags, key=lambda t: index[id(t.face)])
+    ]
+
+
 class Runner:
     """The recognizer, and what it takes to call it from several worker threads at once.
 
@@ -97,19 +115,21 @@ class Runner:
 
     def predict_image(self, upload: Upload) -> dict[str, Any]:
         """One photo: every face, read afresh."""
-        return self._predict(upload, lambda recognizer, image: recognizer.predict(image, color_order="rgb", name=upload.name))[0]
+        return self._predict(upload, lambda recognizer, image: recognizer.predict(image, color_order="rgb", name=upload.name))
 
     def predict_frame(self, upload: Upload, live: LiveSession) -> dict[str, Any]:
         """One frame of a live stream (`/v1/stream`): its faces followed from the frames before
         (`live`), with track ids and smoothed scores as in `emolens webcam`, and whose bars to show."""
         if live.stream is None:  # a recognizer an application injected: each frame read afresh
             return self.predict_image(upload)
-        out, _ = self._predict(upload, live.process)
+        out = self._predict(upload, live.process, live.memory)
         out["main"] = live.main()
         return out
 
-    def _predict(self, upload: Upload, predict: Callable[[Any, np.ndarray], Any]) -> tuple[dict[str, Any], Any]:
-        """Decode within the limits, `predict(this worker's recognizer, RGB image)`, and the JSON."""
+    def _predict(self, upload: Upload, predict: Callable[[Any, np.ndarray], Any], follow: Any = None) -> dict[str, Any]:
+        """Decode within the limits, `predict(this worker's recognizer, RGB image)`, and the JSON:
+        faces, where the page draws their labels (`tags`: `follow`, a stream's `LayoutMemory`,
+        keeps them where they were), image size and timings."""
         t0 = time.perf_counter()
         limits = self.limits
         plan = plan_decode(upload, limits.max_pixels, limits.max_side)
@@ -123,15 +143,16 @@ class Runner:
             t2 = time.perf_counter()
             shape = image.shape
             del image
-        faces = jsonable(result.summary())
+        faces, tags = jsonable(result.summary()), tags_of(result, follow)
         if (width, height) != (shape[1], shape[0]):
             scale_boxes(faces, width / shape[1], height / shape[0], width, height)
+            scale_boxes(tags, width / shape[1], height / shape[0], width, height)
         check_finite(faces, upload.name)
         timings = {"decode_ms": _ms(t1 - t0), "lock_ms": _ms(t_locked - t1), "predict_ms": _ms(t2 - t_locked)}
         speed = getattr(result, "speed", None)
         if isinstance(speed, dict):  # the pipeline's own breakdown (preprocess, detect, classify)
             timings["pipeline_ms"] = {k: round(float(v), 3) for k, v in speed.items()}
-        return {"faces": faces, "image": {"width": int(width), "height": int(height)}, "timings": timings}, result
+        return {"faces": faces, "tags": tags, "image": {"width": int(width), "height": int(height)}, "timings": timings}
 
     def predict_crops(self, uploads: list[Upload]) -> dict[str, Any]:
         """A batch of face crops; one that cannot be decoded is reported and the others answered.

@@ -52,8 +52,15 @@ class ImageSize(BaseModel):
     height: int
 
 
+class Tag(BaseModel):
+    face: int = Field(description="index of the face in `faces`")
+    box: Box = Field(description="where its label goes, in pixels of the sent image: as annotated images place it, over no other face or label")
+    text: str = Field(description="the label as written there")
+
+
 class PredictResponse(BaseModel):
     faces: list[Face] = Field(description="one entry per face found, largest first; empty when none")
+    tags: list[Tag] = Field(default_factory=list, description="where to draw each face's label (what the web page draws)")
     image: ImageSize
     model: ModelRef
     timings: Timings

@@ -11,7 +11,7 @@ const PALETTE = ["#e5484d", "#30a46c", "#8e4ec6", "#f5d90a", "#9ba1a6", "#3e63dd
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  labels: [], colors: {}, model: null,
+  labels: [], colors: {}, inks: {}, model: null,
   mode: "camera", stream: null, socket: null, running: false, waiting: false,
   lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
   mainShown: null,
@@ -34,7 +34,10 @@ async function init() {
     state.model = info;
     state.labels = info.labels;
     // The server's colour table (emolens.pipeline.colors): the same colours as annotated images and videos.
-    state.labels.forEach((label, i) => { state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length]; });
+    state.labels.forEach((label, i) => {
+      state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length];
+      state.inks[label] = (info.inks && info.inks[label]) || "#000000";  // the text on that colour
+    });
     $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
     buildBars();
     buildLegend();
@@ -148,7 +151,7 @@ function onStreamMessage(msg) {
     const fps = state.rateWindow.length / 2;
     $("rate").textContent = `${fps.toFixed(1)} fps · ${Math.round(now - state.sentAt)} ms round trip · ${msg.timings.predict_ms.toFixed(0)} ms model`;
     const main = liveMain(msg.faces, msg.main);
-    showResult(msg.faces, msg.image, $("mirror").checked, main.face, main.held);
+    showResult(msg, $("mirror").checked, main.face, main.held);
     pushHistory(main.face);
     scheduleFrame();
   } else if (msg.type === "error") {
@@ -232,7 +235,7 @@ async function predictPhoto(file) {
 // The faces of an uploaded photo, boxed and listed, the largest one's bars, and a message that
 // counts them, with `detail` after the count.
 function showPhotoResult(file, result, detail) {
-  showResult(result.faces, result.image, false, largestFace(result.faces));
+  showResult(result, false, largestFace(result.faces));
   const n = result.faces.length;
   const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
   showMessage(`${file.name}: ${found}${detail}.`, false);
@@ -301,46 +304,72 @@ function clearOverlay() {
   document.body.dataset.faces = "0";
 }
 
-// Every face boxed and labelled over the picture, `main`'s box thicker and its scores in the bars
-// (`held`'s, the main face as last seen, while it is missed for a moment).
-function showResult(faces, image, mirrored, main, held = null) {
+// Every face of a server answer (`result`: faces, tags, image) boxed and labelled over the
+// picture, `main`'s box thicker and its scores in the bars (`held`'s, the main face as last
+// seen, while it is missed for a moment). Labels go where the server placed them (`tags`: where
+// annotated images put them, over no other face or label, sized to the picture and the face).
+function showResult(result, mirrored, main, held = null) {
+  const { faces, image } = result;
   const overlay = $("overlay");
   overlay.width = image.width;   // the overlay has the frame's own pixels; CSS scales both alike
   overlay.height = image.height;
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   const line = Math.max(2, Math.round(image.width / 240));
-  ctx.lineWidth = line;
-  ctx.font = `${Math.max(14, Math.round(image.width / 32))}px system-ui, sans-serif`;
-  ctx.textBaseline = "bottom";
+  const tags = new Map((result.tags || []).map((tag) => [tag.face, tag]));
   const items = [];
-  for (const face of faces) {
+  faces.forEach((face, i) => {
     const b = boxOf(face);
-    if (!b) continue;
+    if (!b) return;
     let [x, y, w, h] = b;
     if (mirrored) x = image.width - x - w;  // the video is shown mirrored; the frame was not
     const color = state.colors[face.label] || "#ffffff";
-    const score = face.scores ? face.scores[face.label] : undefined;
-    const text = score === undefined ? face.label : `${face.label} ${Math.round(score * 100)}%`;
     ctx.strokeStyle = color;
     ctx.lineWidth = face === main && faces.length > 1 ? 2 * line : line;  // whose scores the bars show
     ctx.strokeRect(x, y, w, h);
-    const tw = ctx.measureText(text).width + 2 * line;
-    const th = parseInt(ctx.font, 10) + line;
-    const ty = y - th < 0 ? y + h + th : y;
-    ctx.fillStyle = color;
-    ctx.fillRect(x - line / 2, ty - th, tw, th);
-    ctx.fillStyle = "#000";
-    ctx.fillText(text, x + line, ty - line / 2);
+    const tag = tags.get(i) || tagAbove(ctx, face, b, line);
+    drawTag(ctx, tag, color, state.inks[face.label] || "#000000", mirrored ? image.width : null);
     const li = document.createElement("li");
     li.dataset.label = face.label;
     li.dataset.box = b.map((v) => Math.round(v)).join(",");
-    li.textContent = `${text} — box ${li.dataset.box}`;
+    li.dataset.tag = [tag.box.x, tag.box.y, tag.box.w, tag.box.h].map((v) => Math.round(v)).join(",");
+    li.textContent = `${tag.text} — box ${li.dataset.box}`;
     items.push(li);
-  }
+  });
   $("faces").replaceChildren(...items);
   document.body.dataset.faces = String(items.length);
   updateBars(main, held);
+}
+
+// A tag's text in `ink` on `color`, as large as its box holds; `mirrorWidth`: the picture's
+// width where it is shown mirrored (the tag moves with its face; its text stays readable).
+function drawTag(ctx, tag, color, ink, mirrorWidth) {
+  let { x, y, w, h } = tag.box;
+  if (mirrorWidth !== null) x = mirrorWidth - x - w;
+  ctx.fillStyle = color;
+  ctx.fillRect(x, y, w, h);
+  const pad = Math.max(2, Math.round(h * 0.15));
+  let size = Math.max(6, (h - 2 * pad) / 0.72);  // capitals are about 0.72 of the font size
+  ctx.font = `${size}px system-ui, sans-serif`;
+  const room = w - 2 * pad;
+  const width = ctx.measureText(tag.text).width;
+  if (width > room) {
+    size = Math.max(6, Math.floor((size * room) / width));
+    ctx.font = `${size}px system-ui, sans-serif`;
+  }
+  ctx.fillStyle = ink;
+  ctx.textBaseline = "middle";
+  ctx.fillText(tag.text, x + pad, y + h / 2);
+}
+
+// A server that sends no tags (one serving a recognizer of an application's own): above the box.
+function tagAbove(ctx, face, box, line) {
+  const score = face.scores ? face.scores[face.label] : undefined;
+  const text = score === undefined ? face.label : `${face.label} ${Math.round(score * 100)}%`;
+  const h = 9 * line;
+  ctx.font = `${h - 2 * line}px system-ui, sans-serif`;
+  const w = ctx.measureText(text).width + 2 * line;
+  return { box: { x: box[0], y: box[1] - h < 0 ? box[1] + box[3] : box[1] - h, w, h }, text };
 }
 
 function buildBars() {
