@@ -329,6 +329,22 @@ def test_stream_keeps_a_face_through_a_missed_frame(client, astronaut, face_jpeg
     assert replies[3]["faces"][0]["face_id"] == face_id and replies[3]["main"] == {"face_id": face_id, "held": False}
 
 
+def test_a_stream_whose_frames_change_size_starts_afresh(client, astronaut, face_jpeg):
+    """Another camera (or resolution) mid-stream: its frames are followed from scratch, not matched
+    to boxes of the old size, and the bars are the new frame's face's at once."""
+    wide = encode(np.pad(astronaut, ((0, 0), (64, 64), (0, 0)), constant_values=90))
+    with client.websocket_connect("ws://localhost/v1/stream") as ws:
+        ws.receive_json()
+        replies = []
+        for frame in (face_jpeg, wide):
+            ws.send_bytes(frame)
+            replies.append(ws.receive_json())
+    first, second = (r["faces"][0] for r in replies)
+    assert replies[1]["image"] == {"width": 640, "height": 512}
+    assert second["box"]["x"] == pytest.approx(first["box"]["x"] + 64, abs=4)
+    assert replies[1]["main"] == {"face_id": second["face_id"], "held": False}
+
+
 def test_stream_refuses_oversize_frames(recognizer, face_jpeg):
     with TestClient(create_app(recognizer, max_upload_bytes=1000), base_url=LOCAL) as c, c.websocket_connect("ws://localhost/v1/stream") as ws:
         ws.receive_json()
