@@ -123,14 +123,15 @@ def two_person_photos(folder: Path, count: int) -> list[tuple[str, np.ndarray, t
 
 
 def framed_pair(photo: np.ndarray, both: tuple[int, int, int, int], size: tuple[int, int] = (640, 480)) -> np.ndarray:
-    """A 4:3 view of the photo round both faces: they fill 70% of its width or half its height."""
-    import cv2
+    """A 4:3 view of the photo round both faces: they fill 70% of its width or half its height
+    (grey beyond the photo's edges, as `smoothing.view`)."""
+    from smoothing import view
 
     x, y, w, h = both
     scale = min(0.7 * size[0] / w, 0.5 * size[1] / h)
     cx, cy = x + w / 2, y + h / 2
     m = np.array([[scale, 0, size[0] / 2 - scale * cx], [0, scale, size[1] / 2 - scale * cy]])
-    return cv2.warpAffine(photo, m, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return view(photo, m, size, scale)
 
 
 def _side(panel: tuple[int, int, int, int], face: tuple[int, int, int, int]) -> str:
