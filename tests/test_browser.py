@@ -219,6 +219,49 @@ def test_labels_of_a_group_photo_cover_no_face_and_no_label(server, browser, tmp
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
+@pytest.mark.skipif(not (WIDER / "widerface-val5.zip").is_file(), reason=f"WIDER FACE subset not found at {WIDER}")
+def test_any_face_of_a_photo_shows_its_scores_on_a_click(server, browser, tmp_path):
+    """A group photo: the bars show the largest face first; a click on another face's box (mapped
+    through the scaled picture), or Enter on its line in the list, shows that face's scores."""
+    import zipfile
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    photo = tmp_path / "group.jpg"
+    with zipfile.ZipFile(WIDER / "widerface-val5.zip") as zf:
+        photo.write_bytes(zf.read("WIDER_val/images/20--Family_Group/20_Family_Group_Family_Group_20_1003.jpg"))
+    upload_photo(browser, server, photo)
+
+    def shown() -> tuple[str, dict[str, str]]:
+        return tuple(browser.execute_script(
+            "return [document.getElementById('bars-who').textContent,"
+            " Object.fromEntries(state.labels.map(l => [l, document.getElementById('value-' + l).textContent]))];"
+        ))
+
+    def scores_of(k: int) -> dict[str, str]:
+        return browser.execute_script(f"const f = state.photoResult.faces[{k}]; return Object.fromEntries(state.labels.map(l => [l, Math.round(f.scores[l] * 100) + '%']));")
+
+    items = browser.find_elements("css selector", "#faces li")
+    assert len(items) >= 3
+    assert shown() == ("(largest face)", scores_of(0))
+    box = tuple(map(int, items[2].get_attribute("data-box").split(",")))
+    overlay = browser.find_element("id", "overlay")
+    width, height, shown_w, shown_h = browser.execute_script(
+        "const o = document.getElementById('overlay'); const r = o.getBoundingClientRect(); return [o.width, o.height, r.width, r.height];"
+    )
+    scale = min(shown_w / width, shown_h / height)
+    dx = (box[0] + box[2] / 2 - width / 2) * scale  # from the overlay's centre, where Selenium's offsets start
+    dy = (box[1] + box[3] / 2 - height / 2) * scale
+    ActionChains(browser).move_to_element_with_offset(overlay, round(dx), round(dy)).click().perform()
+    assert shown() == ("(face 3)", scores_of(2))
+    items = browser.find_elements("css selector", "#faces li")
+    browser.execute_script("arguments[0].focus();", items[1])  # as Tab would reach it
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert shown() == ("(face 2)", scores_of(1))
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
 def camera_frames(driver, server: str, count: int) -> list[tuple[list[tuple[int, ...]], tuple[int, ...] | None, str]]:
     """Open the page, start its (fake) camera and read `count` answered frames: each one's face
     boxes, the box of the face whose bars are shown (`data-main-box`) and the bars' heading, all

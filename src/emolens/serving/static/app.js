@@ -14,7 +14,7 @@ const state = {
   labels: [], colors: {}, inks: {}, model: null,
   mode: "camera", stream: null, socket: null, running: false, waiting: false,
   lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
-  mainShown: null,
+  mainShown: null, photoResult: null,
 };
 
 // ---------------------------------------------------------------- start-up
@@ -29,6 +29,7 @@ async function init() {
   $("video").classList.toggle("mirrored", $("mirror").checked);
   $("file").addEventListener("change", (e) => e.target.files[0] && predictPhoto(e.target.files[0]));
   setupDrop($("stage"));
+  $("overlay").addEventListener("click", pickAt);
   try {
     const info = await getJSON("/v1/model");
     state.model = info;
@@ -71,6 +72,7 @@ function setMode(mode) {
   $("photo").hidden = mode !== "photo";
   $("timeline-panel").hidden = mode !== "camera";  // a photo is one moment: nothing to plot over time
   if (mode === "photo") stopCamera();
+  state.photoResult = null;
   clearOverlay();
   $("placeholder").hidden = false;
   $("placeholder").textContent = mode === "camera"
@@ -235,6 +237,7 @@ async function predictPhoto(file) {
 // The faces of an uploaded photo, boxed and listed, the largest one's bars, and a message that
 // counts them, with `detail` after the count.
 function showPhotoResult(file, result, detail) {
+  state.photoResult = result;
   showResult(result, false, largestFace(result.faces));
   const n = result.faces.length;
   const found = n === 0 ? "no face found" : n === 1 ? "1 face" : `${n} faces`;
@@ -334,11 +337,47 @@ function showResult(result, mirrored, main, held = null) {
     li.dataset.box = b.map((v) => Math.round(v)).join(",");
     li.dataset.tag = [tag.box.x, tag.box.y, tag.box.w, tag.box.h].map((v) => Math.round(v)).join(",");
     li.textContent = `${tag.text} — box ${li.dataset.box}`;
+    if (result === state.photoResult) {  // a photo: any face's bars, by its line or its box
+      li.tabIndex = 0;
+      li.title = "show this face's scores";
+      li.addEventListener("click", () => pickFace(i));
+      li.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && pickFace(i));
+    }
     items.push(li);
   });
   $("faces").replaceChildren(...items);
   document.body.dataset.faces = String(items.length);
-  updateBars(main, held);
+  const picked = main && faces.length > 1 && result === state.photoResult && main !== largestFace(faces);
+  updateBars(main, held, picked ? `face ${faces.indexOf(main) + 1}` : "largest face");
+}
+
+// ---------------------------------------------------------------- choosing a face (photo)
+
+// On a photo of several people, the bars show the face chosen by a click on its box or its line
+// in the list (the largest at first), drawn with the thicker box.
+function pickFace(index) {
+  const result = state.photoResult;
+  if (state.mode !== "photo" || !result || !result.faces[index]) return;
+  showResult(result, false, result.faces[index]);
+}
+
+// The face under a click on the picture: the smallest box holding the point (the overlay is shown
+// scaled to fit the stage, `object-fit: contain`, so the click is mapped back to the photo's pixels).
+function pickAt(event) {
+  const result = state.photoResult;
+  if (state.mode !== "photo" || !result) return;
+  const overlay = $("overlay");
+  const rect = overlay.getBoundingClientRect();
+  const scale = Math.min(rect.width / overlay.width, rect.height / overlay.height);
+  const x = (event.clientX - rect.left - (rect.width - overlay.width * scale) / 2) / scale;
+  const y = (event.clientY - rect.top - (rect.height - overlay.height * scale) / 2) / scale;
+  let best = -1;
+  result.faces.forEach((face, i) => {
+    const b = boxOf(face);
+    const inside = b && x >= b[0] && x <= b[0] + b[2] && y >= b[1] && y <= b[1] + b[3];
+    if (inside && (best < 0 || areaOf(face) < areaOf(result.faces[best]))) best = i;
+  });
+  if (best >= 0) pickFace(best);
 }
 
 // A tag's text in `ink` on `color`, as large as its box holds; `mirrorWidth`: the picture's
@@ -393,9 +432,9 @@ function buildBars() {
   }
 }
 
-// The bars of `face`, or with none, those `held` had when it was last seen.
-function updateBars(face, held = null) {
-  $("bars-who").textContent = face ? "(largest face)" : held ? "(out of view a moment)" : "(no face)";
+// The bars of `face` (`who` names it), or with none, those `held` had when it was last seen.
+function updateBars(face, held = null, who = "largest face") {
+  $("bars-who").textContent = face ? `(${who})` : held ? "(out of view a moment)" : "(no face)";
   face = face || held;
   for (const label of state.labels) {
     const p = face && face.scores ? face.scores[label] || 0 : 0;
