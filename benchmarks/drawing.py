@@ -27,8 +27,9 @@ choosing the largest face in every frame and as the video writer chooses
 person and coming back on the other count); how many times a second the panel jumps round its
 face (its centre moves, relative to the face's, by more than half the panel's height: to
 another side or a corner), placed afresh in every frame and as the writer keeps it; how many
-times a second the bars go while a face is in view; and how many times a second a face's tag
-moves to another slot round its face, placed afresh and as the writer keeps it.
+times a second the bars go while a face is in view; how many times a second a face goes unfound
+for a moment (up to 15 frames) and comes back with its id; and how many times a second a face's
+tag moves to another slot round its face, placed afresh and as the writer keeps it.
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ def _panel_jumps(offsets: list) -> int:
     return sum(bool(a[0] == b[0] and np.hypot(b[1] - a[1], b[2] - a[2]) > b[3]) for a, b in pairwise(shown))
 
 
+def _blinks(seen: dict[int, list[int]], longest: int = 15) -> int:
+    """Times a face went unfound for 1 to `longest` frames and was found again with its id: its
+    box and tag blink out of the annotated video (the bars are held: `PIPELINE.main_face_hold`)."""
+    return sum(1 <= b - a - 1 <= longest for frames in seen.values() for a, b in pairwise(frames))
+
+
 def bar_switches(video: Path, recognizer) -> dict[str, float]:
     """Changes a second of the face whose bars are shown (the largest in each frame, and
     LayoutMemory's choice), jumps of its panel round it, and changes of the slots of the faces'
@@ -182,9 +189,12 @@ def bar_switches(video: Path, recognizer) -> dict[str, float]:
     jumps: dict[str, list] = {"panel: placed afresh": [], "panel: as the video shows": []}
     tags: dict[str, dict[int, list[str]]] = {"tags: placed afresh": {}, "tags: as the video shows": {}}
     gone: list[bool] = []  # frames with faces in view but no bars drawn (the main face missed, held)
+    seen: dict[int, list[int]] = {}  # face id -> the frames it was found in
     frames = 0
     try:
         for result in FaceStream(recognizer, StreamOptions()).run(iter_frames(src)):
+            for face in result.faces:
+                seen.setdefault(face.face_id, []).append(frames)
             frames += 1
             largest = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
             shown["person: largest each frame"].append(None if largest is None else largest.face_id)
@@ -204,6 +214,7 @@ def bar_switches(video: Path, recognizer) -> dict[str, float]:
     out = {k: sum(a != b for a, b in pairwise(i for i in v if i is not None)) / seconds for k, v in shown.items()}
     out |= {f"{k} jumps": _panel_jumps(v) / seconds for k, v in jumps.items()}
     out["bars gone with a face in view"] = sum(b and not a for a, b in pairwise([False, *gone])) / seconds
+    out["faces missed a moment"] = _blinks(seen) / seconds
     return out | {k: _changes(v) / seconds for k, v in tags.items()}  # moves of all faces' tags
 
 

@@ -209,6 +209,23 @@ def test_in_a_video_the_panel_stays_on_its_side_of_the_face():
     assert afresh.rect[0] >= face[0] + face[2]  # with no memory: the right, the first choice
 
 
+def test_in_a_video_a_panel_stays_as_its_face_jitters_into_it():
+    """A panel away from its face (the spots beside it were taken) stays put while the face's box
+    jitters a few pixels into it: two faces cheek to cheek otherwise sent it round the picture
+    every few frames (benchmarks/drawing.py --video). More than a sliver, and it moves."""
+    from emolens.pipeline.draw import LayoutMemory, _panel_size, _unit
+
+    shape = (480, 640, 3)
+    pw, ph = _panel_size(_unit(shape), EMOTIONS)
+    face = (220, 150, 160, 200)
+    for overlap, stays in ((6, True), (40, False)):
+        follow = LayoutMemory()
+        last = (face[0] - pw + overlap, face[1] + 20, pw, ph)
+        follow.face_id, follow.spot = 1, last  # where it went in the last frame, away from the face
+        bars = plan_layout(faces_at([face]), shape, bars="largest", follow=follow).bars[0]
+        assert (bars.rect == last) is stays, (overlap, bars.rect)
+
+
 def test_in_a_video_a_tag_stays_where_it_was():
     """A face near another: its tag goes below it while the space above is taken, and stays below
     in the next frame though the space above has cleared (placed afresh, it would go back up)."""

@@ -34,6 +34,7 @@ BAR_CHOICES = ("none", "largest", "all")
 _OWN_FACE_PANEL_SHARE = 0.15  # most of the picture a score panel may take over the largest face itself
 _TAG_STAY_COVER = 0.1  # in a video a tag stays in its last frame's slot while it covers at most this share of itself
 _SIZE_MEMORY = 0.8  # weight of the past in a tracked face's moving average of its box area (`LayoutMemory`)
+_PANEL_STAY_COVER = 0.1  # in a video a panel away from its face stays while it covers at most this share of its face's tag, and of itself by its face's box
 
 
 def color_of(label: str, labels: Sequence[str] = EMOTIONS) -> tuple[int, int, int]:
@@ -281,14 +282,15 @@ def _bars_spot(
     shown: its named bars a little way off read better than a column chart beside it); a
     close-up's (a face filling the picture) to a corner over its own edge; any other face's bars
     become a narrow column chart beside it. A panel that was away from its face in the last frame,
-    at `last`, stays there while it is free and no spot half a panel nearer has opened."""
+    at `last`, stays there while it is free (but for a sliver of its own face's box and tag, which
+    jitter into it) and no spot half a panel nearer has opened."""
     pw, ph = _panel_size(u, labels)
     region = _union(tuple(face.box), tag)  # type: ignore[arg-type]
     spot = _panel_beside(face, region, pw, ph, shape, taken, side)
     if spot is None and which == "largest":
         near = _nearest_free(region, pw, ph, shape, taken)
         spot = None if near is None else ScoreBars(face, near, "panel")
-    stay = last is not None and side is None and last[2:] == (pw, ph) and _is_free(last, shape, taken)
+    stay = last is not None and side is None and last[2:] == (pw, ph) and _may_stay(last, tuple(face.box), tag, shape, taken)  # type: ignore[arg-type]
     if stay and (spot is None or gap(last, region) <= gap(spot.rect, region) + ph / 2):  # type: ignore[arg-type]
         return ScoreBars(face, last, "panel")  # type: ignore[arg-type]
     if spot is None and which == "largest" and pw * ph <= _OWN_FACE_PANEL_SHARE * shape[0] * shape[1]:
@@ -300,6 +302,13 @@ def _bars_spot(
     mw = len(labels) * (max(3, h // 12) + 1) + 3
     columns = _free_spot([_inside(r, shape) for r in _beside(tuple(face.box), mw, h)], shape, taken)  # type: ignore[arg-type]
     return None if columns is None else ScoreBars(face, columns, "columns")
+
+
+def _may_stay(panel: Rect, box: Rect, tag: Rect, shape: tuple[int, ...], taken: list[Rect]) -> bool:
+    """A panel may stay where it was: free of everything but its own face's box and tag, and of
+    those but a sliver (of the tag: its padding, its text left whole)."""
+    slivers = intersection(panel, box) <= _PANEL_STAY_COVER * panel[2] * panel[3] and intersection(panel, tag) <= _PANEL_STAY_COVER * tag[2] * tag[3]
+    return slivers and _is_free(panel, shape, [t for t in taken if t not in (box, tag)])
 
 
 def _panel_beside(face: FaceResult, region: Rect, pw: int, ph: int, shape: tuple[int, ...], taken: list[Rect], side: int | None) -> ScoreBars | None:
