@@ -133,15 +133,24 @@ class TrainTransform:
         x = _as_batch(faces)  # (B, 1, S, S) uint8
         if not self.aug.enabled:
             return normalize(x, self.preprocess)
-        B, dev = x.shape[0], x.device
-        g, a = self._gen(dev), self.aug
-        S, I = self.preprocess.image_size, self.preprocess.input_size
+        g, I = self._gen(x.device), self.preprocess.input_size
         x = x.float()  # 0..255
-        if B == 0:
+        if x.shape[0] == 0:
             return normalize(x[:, :, :I, :I], self._norm_cfg)
+        # The order of the steps is the order of the generator's draws: a seed's augmentation
+        # stays what it was for the shipped weights' recorded runs.
+        x = self._warp(x, g)  # (B, 1, I, I)
+        x = self._light(x, g)
+        x = self._degrade(x, g)  # 0..255
+        x = normalize(x, self._norm_cfg)  # the shared normalisation
+        return self._erase(x, g)
 
-        # One affine warp per image. In affine_grid's normalised coordinates the output spans
-        # [-1, 1]; a crop of I out of S is a scale of I/S with an offset of up to (S-I)/S.
+    def _warp(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """One random affine warp per image (zoom, rotation, mirror, shift), cropping S to I. In
+        affine_grid's normalised coordinates the output spans [-1, 1]; a crop of I out of S is a
+        scale of I/S with an offset of up to (S-I)/S."""
+        a, dev, B = self.aug, x.device, x.shape[0]
+        S, I = self.preprocess.image_size, self.preprocess.input_size
         zoom = self._uniform(B, a.scale[0], a.scale[1], g, dev)
         angle = self._uniform(B, -a.rotate, a.rotate, g, dev) * (math.pi / 180.0)
         flip = torch.where(torch.rand(B, generator=g, device=dev) < a.hflip, -1.0, 1.0)
@@ -152,35 +161,36 @@ class TrainTransform:
         cos, sin = torch.cos(angle) * k, torch.sin(angle) * k
         theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)  # (B, 2, 3)
         grid = F.affine_grid(theta, [B, 1, I, I], align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=a.padding, align_corners=False)  # (B, 1, I, I)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=a.padding, align_corners=False)
 
-        # Brightness scales everything; contrast scales deviations from each image's mean.
-        if a.brightness or a.contrast:
-            bright = self._uniform(B, 1 - a.brightness, 1 + a.brightness, g, dev).view(B, 1, 1, 1)
-            contrast = self._uniform(B, 1 - a.contrast, 1 + a.contrast, g, dev).view(B, 1, 1, 1)
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = ((x - mean) * contrast + mean) * bright
-            x = x.clamp_(0.0, 255.0)
+    def _light(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Brightness scales everything; contrast scales deviations from each image's mean."""
+        a, dev, B = self.aug, x.device, x.shape[0]
+        if not (a.brightness or a.contrast):
+            return x
+        bright = self._uniform(B, 1 - a.brightness, 1 + a.brightness, g, dev).view(B, 1, 1, 1)
+        contrast = self._uniform(B, 1 - a.contrast, 1 + a.contrast, g, dev).view(B, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return (((x - mean) * contrast + mean) * bright).clamp_(0.0, 255.0)
 
-        x = self._degrade(x, g)  # (B, 1, I, I), 0..255
-        x = normalize(x, self._norm_cfg)  # the shared normalisation; (B, 1, I, I)
-
-        # Random erasing after normalisation, filled with noise of the normalised scale.
-        if a.erase_prob > 0:
-            area = self._uniform(B, a.erase_area[0], a.erase_area[1], g, dev) * I * I
-            aspect = torch.exp(self._uniform(B, math.log(0.3), math.log(3.3), g, dev))
-            h = (area * aspect).sqrt().clamp(1, I)
-            w = (area / aspect).sqrt().clamp(1, I)
-            top = torch.rand(B, generator=g, device=dev) * (I - h)
-            left = torch.rand(B, generator=g, device=dev) * (I - w)
-            on = torch.rand(B, generator=g, device=dev) < a.erase_prob
-            r = torch.arange(I, device=dev, dtype=x.dtype)
-            rows = (r.view(1, I) >= top.view(B, 1)) & (r.view(1, I) < (top + h).view(B, 1))  # (B, I)
-            cols = (r.view(1, I) >= left.view(B, 1)) & (r.view(1, I) < (left + w).view(B, 1))
-            mask = (rows.unsqueeze(2) & cols.unsqueeze(1) & on.view(B, 1, 1)).unsqueeze(1)  # (B, 1, I, I)
-            noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
-            x = torch.where(mask, noise, x)
-        return x
+    def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Random erasing, after normalisation, filled with noise of the normalised scale."""
+        a, dev, (B, _, I, _) = self.aug, x.device, x.shape
+        if a.erase_prob <= 0:
+            return x
+        area = self._uniform(B, a.erase_area[0], a.erase_area[1], g, dev) * I * I
+        aspect = torch.exp(self._uniform(B, math.log(0.3), math.log(3.3), g, dev))
+        h = (area * aspect).sqrt().clamp(1, I)
+        w = (area / aspect).sqrt().clamp(1, I)
+        top = torch.rand(B, generator=g, device=dev) * (I - h)
+        left = torch.rand(B, generator=g, device=dev) * (I - w)
+        on = torch.rand(B, generator=g, device=dev) < a.erase_prob
+        r = torch.arange(I, device=dev, dtype=x.dtype)
+        rows = (r.view(1, I) >= top.view(B, 1)) & (r.view(1, I) < (top + h).view(B, 1))  # (B, I)
+        cols = (r.view(1, I) >= left.view(B, 1)) & (r.view(1, I) < (left + w).view(B, 1))
+        mask = (rows.unsqueeze(2) & cols.unsqueeze(1) & on.view(B, 1, 1)).unsqueeze(1)  # (B, 1, I, I)
+        noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
+        return torch.where(mask, noise, x)
 
     def _degrade(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Low light, blur, small-face resolution and noise, each on its own random images."""
