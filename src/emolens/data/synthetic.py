@@ -9,6 +9,7 @@ real FER-2013 distribution; use it to check that code runs and learns, never to 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,6 +61,17 @@ def _draw_face(rng: np.random.Generator, expr: dict[str, float | str], size: int
         eye_h = max(1, int(round(float(expr["eye"]) * s + rng.normal(0, 0.5))))
         cv2.ellipse(img, pt(j(ex), j(ey)), (int(7 * s), eye_h), 0, 0, 360, ink, -1, cv2.LINE_AA)
     cv2.line(img, pt(0, -4), pt(j(-3), 10), int(skin * 0.7), 2, cv2.LINE_AA)  # nose
+    _draw_mouth(img, rng, expr, pt, j, s, ink, thick)
+    return _photographed(img, rng, size)
+
+
+def _draw_mouth(
+    img: np.ndarray, rng: np.random.Generator, expr: dict[str, float | str], pt: Callable[[float, float], tuple[int, int]],
+    j: Callable[[float], float], s: float, ink: int, thick: int,
+) -> None:
+    """The expression's mouth, in the face's frame (`pt`), each stroke end jittered (`j`)."""
+    import cv2
+
     mouth, curve = expr["mouth"], float(expr["curve"])
     my = 24 + rng.normal(0, 1.0)
     if mouth == "line":
@@ -81,11 +93,17 @@ def _draw_face(rng: np.random.Generator, expr: dict[str, float | str], size: int
         cv2.ellipse(img, pt(0, my), (int(14 * s), int(5 * s)), 0, 0, 360, ink, -1, cv2.LINE_AA)
     else:  # oval_tall
         cv2.ellipse(img, pt(0, my + 2), (int(8 * s), int(11 * s)), 0, 0, 360, ink, -1, cv2.LINE_AA)
-    # Small in-plane rotation, then shrink to the stored size.
+
+
+def _photographed(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """The drawing as a low-resolution crop: a small in-plane rotation, shrunk to `size`, then
+    random contrast, brightness and sensor noise."""
+    import cv2
+
+    c = img.shape[0]
     rot = cv2.getRotationMatrix2D((c / 2, c / 2), rng.normal(0, 6), 1.0)
     img = cv2.warpAffine(img, rot, (c, c), borderMode=cv2.BORDER_REPLICATE)
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # Photometric variation and sensor noise, like real low-resolution crops.
     img = (img - img.mean()) * rng.uniform(0.6, 1.3) + img.mean() + rng.uniform(-30, 30)
     img += rng.normal(0, rng.uniform(2, 10), img.shape)
     return np.clip(img, 0, 255).round().astype(np.uint8)
