@@ -329,6 +329,24 @@ def test_stream_keeps_a_face_through_a_missed_frame(client, astronaut, face_jpeg
     assert replies[3]["faces"][0]["face_id"] == face_id and replies[3]["main"] == {"face_id": face_id, "held": False}
 
 
+def test_each_stream_follows_its_own_faces(client, face_jpeg, astronaut):
+    """Two connections at once, frames interleaved: each has its own tracks (ids from 1) and its
+    own choice of face; one seeing nobody does not disturb the other."""
+    blank = encode(np.full_like(astronaut, 128))
+    with client.websocket_connect("ws://localhost/v1/stream") as a, client.websocket_connect("ws://localhost/v1/stream") as b:
+        a.receive_json(), b.receive_json()
+        answers: dict[str, list] = {"a": [], "b": []}
+        for _ in range(3):
+            a.send_bytes(face_jpeg)
+            b.send_bytes(blank)
+            answers["a"].append(a.receive_json())
+            answers["b"].append(b.receive_json())
+        b.send_bytes(face_jpeg)
+        b_face = b.receive_json()["faces"][0]
+    assert {r["faces"][0]["face_id"] for r in answers["a"]} == {b_face["face_id"]} == {1}
+    assert all(r["faces"] == [] and r["main"] == {"face_id": None, "held": False} for r in answers["b"])
+
+
 def test_a_stream_whose_frames_change_size_starts_afresh(client, astronaut, face_jpeg):
     """Another camera (or resolution) mid-stream: its frames are followed from scratch, not matched
     to boxes of the old size, and the bars are the new frame's face's at once."""
