@@ -329,11 +329,12 @@ class LayoutMemory:
     bars="largest" shows (`main_face`: the largest face, kept while it is in view and no other face
     grows `switch` times as large, by box area averaged over a few frames (a detector's boxes of
     two faces cheek to cheek jitter by a third of their area); a face missed for up to `hold`
-    frames keeps the choice), on which side of it its panel went, and where each face's tag went (each tried there
-    first while that is free). Two people of about one size would otherwise trade the bars with
-    the detector's box jitter, a frame missing one of them would hand the bars to the other for
-    good, and panels and tags near an edge or a neighbour would hop round their faces
-    (`benchmarks/drawing.py --video`). Faces without a track id are placed afresh each frame."""
+    frames keeps the choice, its panel its last scores), on which side of it its panel went, and
+    where each face's tag went (each tried there first while that is free). Two people of about
+    one size would otherwise trade the bars with the detector's box jitter, a frame missing one
+    of them would hand the bars to the other for good, and panels and tags near an edge or a
+    neighbour would hop round their faces (`benchmarks/drawing.py --video`). Faces without a
+    track id are placed afresh each frame."""
 
     def __init__(self, switch: float = PIPELINE.main_face_switch, hold: int = PIPELINE.main_face_hold) -> None:
         self.switch = switch
@@ -347,9 +348,13 @@ class LayoutMemory:
         self.sizes: dict[int, float] = {}  # face id -> its box area, a moving average
         self.chosen: FaceResult | None = None  # this frame's answer of `main_face`
 
+    def reset(self) -> None:
+        """Forget everything (another camera, another shot): the next frame is placed afresh."""
+        self.__init__(self.switch, self.hold)  # type: ignore[misc]
+
     @property
     def held(self) -> bool:
-        """The main face is out of view for a moment: no face has its bars."""
+        """The main face is out of view for a moment: its bars keep its last scores (`shown`)."""
         return self.shown is not None and 0 < self.missed <= self.hold
 
     def main_face(self, faces: Sequence[FaceResult]) -> FaceResult | None:

@@ -217,12 +217,11 @@ class LiveSession:
         """The faces of one decoded RGB (or gray) frame, by `recognizer` (this worker's)."""
         import cv2
 
-        from emolens.pipeline.draw import LayoutMemory
-
         assert self.stream is not None
         if image.shape != self.shape:  # the camera changed: old boxes mean nothing here
             self.stream.reset()
-            self.memory, self.shape = LayoutMemory(), image.shape
+            self.memory.reset()  # in place: the caller plans this frame's tags with it
+            self.shape = image.shape
         self.stream.recognizer = recognizer
         frame = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
         result = self.stream.process(frame, time_s=time.monotonic() - self.started)
