@@ -16,7 +16,7 @@ pytest.importorskip("skimage")
 cv2 = pytest.importorskip("cv2")
 
 from emolens.faces.base import intersection  # noqa: E402
-from emolens.pipeline.colors import EMOTION_COLORS, bgr_of, colors_for, hex_of, rgb01_of  # noqa: E402
+from emolens.pipeline.colors import EMOTION_COLORS, bgr_of, colors_for, hex_of, inks_for, rgb01_of  # noqa: E402
 from emolens.pipeline.draw import _unit, draw_faces, plan_layout  # noqa: E402
 from emolens.pipeline.results import FaceResult  # noqa: E402
 from emolens.pipeline.samples import group_photo  # noqa: E402
@@ -131,6 +131,8 @@ def test_the_server_sends_the_colour_table():
     with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host name the app answers to
         info = client.get("/v1/model").json()
     assert info["colors"] == colors_for(info["labels"])
+    assert info["inks"] == inks_for(info["labels"])  # the text on each colour, as annotated images write it
+    assert info["inks"]["happy"] == "#000000" and info["inks"]["sad"] == "#ffffff"
 
 
 def _overlaps(a, b) -> bool:
