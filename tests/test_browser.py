@@ -262,23 +262,30 @@ def test_any_face_of_a_photo_shows_its_scores_on_a_click(server, browser, tmp_pa
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def camera_frames(driver, server: str, count: int) -> list[tuple[list[tuple[int, ...]], tuple[int, ...] | None, str]]:
-    """Open the page, start its (fake) camera and read `count` answered frames: each one's face
-    boxes, the box of the face whose bars are shown (`data-main-box`) and the bars' heading, all
-    read by one script, so from the same frame."""
-    driver.get(server + "/")
-    wait_for(driver, "return document.body.dataset.state === 'ready'")
-    driver.find_element("id", "start").click()
-    frames, seen = [], 0
-    while seen < count:
+def camera_frames(
+    driver, server: str, count: int, *, start: bool = True, stop: bool = True,
+) -> list[tuple[list[tuple[int, ...]], tuple[int, ...] | None, str]]:
+    """Open the page and start its (fake) camera (unless `start` is False: it runs already), and
+    read the next `count` answered frames: each one's face boxes, the box of the face whose bars
+    are shown (`data-main-box`) and the bars' heading, all read by one script, so from the same
+    frame; then stop the camera, unless `stop` is False."""
+    if start:
+        driver.get(server + "/")
+        wait_for(driver, "return document.body.dataset.state === 'ready'")
+        driver.find_element("id", "start").click()
+    frames: list = []
+    seen = 0 if start else int(driver.execute_script("return Number(document.body.dataset.frames || 0)"))
+    end = seen + count
+    while seen < end:
         wait_for(driver, f"return Number(document.body.dataset.frames) > {seen}")
         seen, boxes, main, who = driver.execute_script(
             "return [Number(document.body.dataset.frames), [...document.querySelectorAll('#faces li')].map(li => li.dataset.box),"
             " document.body.dataset.mainBox || null, document.getElementById('bars-who').textContent];"
         )
         frames.append(([tuple(map(int, box.split(","))) for box in boxes], tuple(map(int, main.split(","))) if main else None, who))
-    driver.find_element("id", "stop").click()
-    assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    if stop:
+        driver.find_element("id", "stop").click()
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     return frames
 
 
@@ -311,6 +318,49 @@ def test_two_people_of_one_size_keep_the_bars_on_one_of_them(server, tmp_path):
     changes = [sum(a != b for a, b in pairwise(sides)) for sides in (largest_sides, main_sides)]
     assert changes[0] >= 2, largest_sides  # the premise: each was the larger in turn
     assert changes[1] == 0, main_sides  # one person's bars
+
+
+def click_frame_point(driver, frame_x: float, frame_y: float) -> None:
+    """Click the live view where the frame's pixel (x, y) is shown: the overlay has the frame's
+    pixels, scaled to fit (`object-fit: contain`) and mirrored while *mirror* is ticked."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    overlay = driver.find_element("id", "overlay")
+    width, height, shown_w, shown_h, mirrored = driver.execute_script(
+        "const o = document.getElementById('overlay'); const r = o.getBoundingClientRect();"
+        " return [o.width, o.height, r.width, r.height, document.getElementById('mirror').checked];"
+    )
+    scale = min(shown_w / width, shown_h / height)
+    x = width - frame_x if mirrored else frame_x
+    ActionChains(driver).move_to_element_with_offset(overlay, round((x - width / 2) * scale), round((frame_y - height / 2) * scale)).click().perform()
+
+
+def test_a_click_on_a_face_keeps_the_live_bars_on_it(server, tmp_path):
+    """Two people, the left one much larger: the bars show it by the rule. A click on the other
+    (through the mirrored view) keeps them on that one, frame after frame; a second click gives
+    them back to the larger."""
+    from PIL import Image
+
+    head = Image.fromarray(skimage_data.astronaut()[30:230, 140:320])
+    canvas = Image.new("RGB", (640, 480), (90, 90, 90))
+    canvas.paste(head.resize((216, 240)), (30, 100))
+    canvas.paste(head.resize((135, 150)).transpose(Image.Transpose.FLIP_LEFT_RIGHT), (430, 130))
+    driver = chromium(tmp_path, y4m_of(tmp_path / "pair.y4m", [canvas] * 10))
+    try:
+        frames = camera_frames(driver, server, 4, stop=False)
+        faces = frames[-1][0]
+        assert len(faces) == 2 and frames[-1][1][0] < 320, frames[-1]  # the larger, on the left, by the rule
+        right = max(faces, key=lambda b: b[0])
+        click_frame_point(driver, right[0] + right[2] / 2, right[1] + right[3] / 2)
+        wait_for(driver, "return document.getElementById('bars-who').textContent.includes('you chose')", timeout=30)
+        chosen = camera_frames(driver, server, 6, start=False, stop=False)
+        assert all(main is not None and main[0] > 320 for _, main, _ in chosen), chosen
+        click_frame_point(driver, right[0] + right[2] / 2, right[1] + right[3] / 2)
+        wait_for(driver, "return document.getElementById('bars-who').textContent.includes('largest')", timeout=30)
+        back = camera_frames(driver, server, 3, start=False)
+        assert all(main is not None and main[0] < 320 for _, main, _ in back), back
+    finally:
+        driver.quit()
 
 
 def test_a_face_missed_for_a_moment_keeps_the_live_bars(server, tmp_path):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import threading
 import time
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 
@@ -310,7 +312,7 @@ def test_stream_answers_every_frame_and_survives_bad_ones(client, face_jpeg):
         face = again["faces"][0]
         assert face["face_id"] == first["faces"][0]["face_id"] is not None
         assert face["scores"] == pytest.approx(first["faces"][0]["scores"], abs=0.01)
-        assert first["main"] == again["main"] == {"face_id": face["face_id"], "held": False}
+        assert first["main"] == again["main"] == {"face_id": face["face_id"], "held": False, "followed": False}
         assert again["tags"][0]["face"] == 0 and again["tags"][0]["text"].startswith(f"#{face['face_id']} ")  # ids, as the live window shows
 
 
@@ -325,8 +327,8 @@ def test_stream_keeps_a_face_through_a_missed_frame(client, astronaut, face_jpeg
             ws.send_bytes(frame)
             replies.append(ws.receive_json())
     face_id = replies[0]["faces"][0]["face_id"]
-    assert replies[2]["faces"] == [] and replies[2]["main"] == {"face_id": face_id, "held": True}
-    assert replies[3]["faces"][0]["face_id"] == face_id and replies[3]["main"] == {"face_id": face_id, "held": False}
+    assert replies[2]["faces"] == [] and replies[2]["main"] == {"face_id": face_id, "held": True, "followed": False}
+    assert replies[3]["faces"][0]["face_id"] == face_id and replies[3]["main"] == {"face_id": face_id, "held": False, "followed": False}
 
 
 def test_each_stream_follows_its_own_faces(client, face_jpeg, astronaut):
@@ -344,7 +346,40 @@ def test_each_stream_follows_its_own_faces(client, face_jpeg, astronaut):
         b.send_bytes(face_jpeg)
         b_face = b.receive_json()["faces"][0]
     assert {r["faces"][0]["face_id"] for r in answers["a"]} == {b_face["face_id"]} == {1}
-    assert all(r["faces"] == [] and r["main"] == {"face_id": None, "held": False} for r in answers["b"])
+    assert all(r["faces"] == [] and r["main"] == {"face_id": None, "held": False, "followed": False} for r in answers["b"])
+
+
+def test_a_viewer_chooses_whose_bars_a_stream_shows(client, astronaut):
+    """Two faces, the left one larger: the bars go to it by the rule; `{"type": "follow",
+    "face_id": ...}` moves them to the other for good, null gives them back to the rule, and
+    a malformed command is a 415 error that leaves the stream as it was."""
+    small = cv2.resize(astronaut[20:260, 120:340], (150, 164))
+    two = np.full((480, 640, 3), 90, np.uint8)
+    two[40:40 + 240, 20:20 + 220] = astronaut[20:260, 120:340]
+    two[60:60 + 164, 400:400 + 150] = small
+    frame = encode(two)
+    with client.websocket_connect("ws://localhost/v1/stream") as ws:
+        ws.receive_json()
+
+        def send_frame() -> dict:
+            ws.send_bytes(frame)
+            return ws.receive_json()
+
+        first = send_frame()
+        assert len(first["faces"]) == 2, first["faces"]
+        left, right = sorted(first["faces"], key=lambda f: f["box"]["x"])
+        assert first["main"] == {"face_id": left["face_id"], "held": False, "followed": False}  # the larger
+        ws.send_text(json.dumps({"type": "follow", "face_id": right["face_id"]}))
+        assert ws.receive_json() == {"type": "follow", "seq": 2, "face_id": right["face_id"]}
+        chosen = [send_frame()["main"] for _ in range(3)]
+        assert chosen == [{"face_id": right["face_id"], "held": False, "followed": True}] * 3
+        for bad in ('{"type": "follow", "face_id": "x"}', '{"type": "zoom"}', "x" * 300, "[1]"):
+            ws.send_text(bad)
+            assert ws.receive_json()["status"] == 415
+        assert send_frame()["main"]["face_id"] == right["face_id"]
+        ws.send_text('{"type": "follow", "face_id": null}')
+        ws.receive_json()
+        assert send_frame()["main"] == {"face_id": left["face_id"], "held": False, "followed": False}
 
 
 def test_a_stream_whose_frames_change_size_starts_afresh(client, astronaut, face_jpeg):
@@ -360,7 +395,7 @@ def test_a_stream_whose_frames_change_size_starts_afresh(client, astronaut, face
     first, second = (r["faces"][0] for r in replies)
     assert replies[1]["image"] == {"width": 640, "height": 512}
     assert second["box"]["x"] == pytest.approx(first["box"]["x"] + 64, abs=4)
-    assert replies[1]["main"] == {"face_id": second["face_id"], "held": False}
+    assert replies[1]["main"] == {"face_id": second["face_id"], "held": False, "followed": False}
 
 
 def test_stream_refuses_oversize_frames(recognizer, face_jpeg):

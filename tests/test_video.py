@@ -445,6 +445,25 @@ def test_a_main_face_missed_for_a_moment_keeps_its_bars():
     assert LayoutMemory(hold=0).main_face([face(1, 100)]).face_id == 1
 
 
+def test_a_face_a_viewer_follows_keeps_the_bars_until_it_is_gone():
+    from emolens.pipeline.draw import LayoutMemory
+    from emolens.pipeline.results import FaceResult
+
+    def face(face_id, side):
+        return FaceResult.from_proba((10 * face_id, 0, side, side), np.full(len(EMOTIONS), 1 / len(EMOTIONS)), EMOTIONS, 0.9, face_id)
+
+    memory = LayoutMemory(hold=2)
+    assert memory.main_face([face(1, 200), face(2, 100)]).face_id == 1
+    memory.follow(2)
+    assert [memory.main_face([face(1, 200), face(2, 100)]).face_id for _ in range(5)] == [2] * 5  # 4x the area: no matter
+    assert memory.main_face([face(1, 200)]) is None and memory.held and memory.pinned  # missed: held
+    assert memory.main_face([face(1, 200)]) is None
+    assert memory.main_face([face(1, 200)]).face_id == 1 and not memory.pinned  # gone: the rule again
+    memory.follow(2)
+    memory.follow(None)
+    assert memory.main_face([face(1, 200), face(2, 100)]).face_id == 1
+
+
 def test_the_live_panel_keeps_a_missed_faces_last_scores(monkeypatch):
     """The webcam window's side panel: the main face missed for a frame keeps its bars, marked
     out of view, rather than going blank or to the other person."""

@@ -347,10 +347,19 @@ class LayoutMemory:
         self.tag_slots: dict[int, int] = {}  # face id -> the `_tag_spot` slot its tag took last
         self.sizes: dict[int, float] = {}  # face id -> its box area, a moving average
         self.chosen: FaceResult | None = None  # this frame's answer of `main_face`
+        self.pinned = False  # the main face was chosen by a viewer (`follow`): no other takes the bars
+
+    def follow(self, face_id: int | None) -> None:
+        """Keep the bars on the face with track id `face_id` (a viewer's choice), however large
+        the others grow, while it is in view or missed for up to `hold` frames; None: back to the
+        largest face, by the rule."""
+        if face_id != self.face_id:
+            self.side = self.spot = self.shown = None
+        self.face_id, self.pinned, self.missed = face_id, face_id is not None, 0
 
     def reset(self) -> None:
         """Forget everything (another camera, another shot): the next frame is placed afresh."""
-        self.__init__(self.switch, self.hold)  # type: ignore[misc]
+        self.__init__(self.switch, self.hold)  # type: ignore[misc]  # the fields, in one place
 
     @property
     def held(self) -> bool:
@@ -381,10 +390,11 @@ class LayoutMemory:
             self.missed += 1
             if self.missed <= self.hold:
                 return None  # a blink, a turned head, a missed detection: the bars wait for it
+            self.pinned = False  # gone: the rule chooses again
         largest = max(faces, key=self._size, default=None)
         if largest is None:
             return None
-        if current is None or self._size(largest) > self.switch * self._size(current):
+        if current is None or (not self.pinned and self._size(largest) > self.switch * self._size(current)):
             current = largest
         if current.face_id != self.face_id or current.face_id is None:
             self.side = self.spot = None  # another face: its panel goes where it fits best

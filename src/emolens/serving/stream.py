@@ -10,7 +10,9 @@ previous answer arrives, so a slow server lowers the frame rate instead of pilin
 Each connection's frames are followed as `emolens webcam` follows a camera
 (`emolens.serving.jobs.LiveSession`): faces carry track ids (`face_id`) and scores smoothed over
 their track, and `main` names the face whose bars to show (one person's, until another face grows
-`PIPELINE.main_face_switch` times as large; `held` while that face is missed for a moment).
+`PIPELINE.main_face_switch` times as large; `held` while that face is missed for a moment). The
+one text message, `{"type": "follow", "face_id": 3}` (or null), keeps the bars on the face a
+viewer chose (`followed` in `main`); it is echoed, and any other text is a 415 error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,28 @@ log = logging.getLogger("emolens.serving")
 # RFC 6455 close codes: 1008 policy violation (the client broke the protocol's rules),
 # 1013 try again later (the server is full).
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
+
+
+_COMMAND_CHARS = 200  # a text message longer than this is no command
+
+
+def _command(text: str | None, live: Any, seq: int) -> dict[str, Any]:
+    """The answer to a text message: `{"type": "follow", "face_id": 3}` (or null) keeps the bars on
+    that face (`LiveSession.follow`) and is echoed back; anything else is a 415 error."""
+    try:
+        command = json.loads(text) if text is not None and len(text) <= _COMMAND_CHARS else None
+    except ValueError:
+        command = None
+    face_id = command.get("face_id", False) if isinstance(command, dict) and command.get("type") == "follow" else False
+    if face_id is None or (isinstance(face_id, int) and not isinstance(face_id, bool)):
+        live.follow(face_id)
+        return {"type": "follow", "seq": seq, "face_id": face_id}
+    from emolens.serving.uploads import UnsupportedMediaType
+
+    status, body, _ = describe(UnsupportedMediaType(
+        'send each frame as a binary WebSocket message holding a JPEG or PNG file; the one text message is {"type": "follow", "face_id": <id or null>}'
+    ))
+    return {"type": "error", "seq": seq, "status": status, **body}
 
 
 class NotReading(Exception):
@@ -104,9 +128,8 @@ async def _answer(ws: WebSocket, state: Any, info: dict[str, Any], limits: Any, 
         data = message.get("bytes")
         try:
             if data is None:
-                from emolens.serving.uploads import UnsupportedMediaType
-
-                raise UnsupportedMediaType("send each frame as a binary WebSocket message holding a JPEG or PNG file, not text")
+                await _send(ws, _command(message.get("text"), live, seq), limits.read_timeout)
+                continue
             if len(data) > limits.max_upload_bytes:
                 from fastapi import HTTPException
 

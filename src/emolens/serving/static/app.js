@@ -14,7 +14,7 @@ const state = {
   labels: [], colors: {}, inks: {}, model: null,
   mode: "camera", stream: null, socket: null, running: false, waiting: false,
   lastSent: 0, sentAt: 0, history: [], rateWindow: [], frames: 0,
-  mainShown: null, photoResult: null,
+  mainShown: null, photoResult: null, lastFrame: null,
 };
 
 // ---------------------------------------------------------------- start-up
@@ -111,6 +111,7 @@ async function startCamera() {
 
 function stopCamera() {
   state.running = false;
+  state.lastFrame = null;
   if (state.socket) { state.socket.close(); state.socket = null; }
   if (state.stream) { state.stream.getTracks().forEach((t) => t.stop()); state.stream = null; }
   $("video").srcObject = null;
@@ -138,6 +139,7 @@ function connect() {
 }
 
 function onStreamMessage(msg) {
+  if (msg.type === "follow") return;  // the server's echo of a click's choice (followFace); a frame may be in flight
   if (msg.type === "hello") {
     showMessage(`Streaming to ${msg.model.name || "the model"}.`, false);
     scheduleFrame();
@@ -152,6 +154,7 @@ function onStreamMessage(msg) {
     while (state.rateWindow.length && now - state.rateWindow[0] > 2000) state.rateWindow.shift();
     const fps = state.rateWindow.length / 2;
     $("rate").textContent = `${fps.toFixed(1)} fps · ${Math.round(now - state.sentAt)} ms round trip · ${msg.timings.predict_ms.toFixed(0)} ms model`;
+    state.lastFrame = msg;
     const main = liveMain(msg.faces, msg.main);
     showResult(msg, $("mirror").checked, main.face, main.held);
     pushHistory(main.face);
@@ -347,37 +350,67 @@ function showResult(result, mirrored, main, held = null) {
   });
   $("faces").replaceChildren(...items);
   document.body.dataset.faces = String(items.length);
-  const picked = main && faces.length > 1 && result === state.photoResult && main !== largestFace(faces);
-  updateBars(main, held, picked ? `face ${faces.indexOf(main) + 1}` : "largest face");
+  updateBars(main, held, whoseBars(result, main));
+}
+
+// What the bars' heading calls the face they show: on a photo, the one clicked; live, the one
+// the viewer chose (a click: followFace), else the largest.
+function whoseBars(result, main) {
+  if (result === state.photoResult) {
+    const picked = main && result.faces.length > 1 && main !== largestFace(result.faces);
+    return picked ? `face ${result.faces.indexOf(main) + 1}` : "largest face";
+  }
+  return result.main && result.main.followed ? "the face you chose" : "largest face";
 }
 
 // ---------------------------------------------------------------- choosing a face (photo)
 
 // On a photo of several people, the bars show the face chosen by a click on its box or its line
-// in the list (the largest at first), drawn with the thicker box.
+// in the list (the largest at first), drawn with the thicker box. Live, a click on a face asks the
+// server to keep the bars on it (followFace); a second click gives them back to the largest.
 function pickFace(index) {
   const result = state.photoResult;
   if (state.mode !== "photo" || !result || !result.faces[index]) return;
   showResult(result, false, result.faces[index]);
 }
 
-// The face under a click on the picture: the smallest box holding the point (the overlay is shown
-// scaled to fit the stage, `object-fit: contain`, so the click is mapped back to the photo's pixels).
+// A click on the picture: the face under it (the overlay is shown scaled to fit the stage,
+// `object-fit: contain`, so the click is mapped back to the picture's pixels; live, the mirrored
+// view back to the frame's).
 function pickAt(event) {
-  const result = state.photoResult;
-  if (state.mode !== "photo" || !result) return;
   const overlay = $("overlay");
   const rect = overlay.getBoundingClientRect();
   const scale = Math.min(rect.width / overlay.width, rect.height / overlay.height);
-  const x = (event.clientX - rect.left - (rect.width - overlay.width * scale) / 2) / scale;
+  let x = (event.clientX - rect.left - (rect.width - overlay.width * scale) / 2) / scale;
   const y = (event.clientY - rect.top - (rect.height - overlay.height * scale) / 2) / scale;
+  if (state.mode === "photo" && state.photoResult) {
+    const i = faceAt(state.photoResult.faces, x, y);
+    if (i >= 0) pickFace(i);
+  } else if (state.mode === "camera" && state.running && state.lastFrame) {
+    if ($("mirror").checked) x = overlay.width - x;
+    const i = faceAt(state.lastFrame.faces, x, y);
+    if (i >= 0) followFace(state.lastFrame.faces[i].face_id);
+  }
+}
+
+// The index of the smallest face whose box holds (x, y), or -1.
+function faceAt(faces, x, y) {
   let best = -1;
-  result.faces.forEach((face, i) => {
+  faces.forEach((face, i) => {
     const b = boxOf(face);
     const inside = b && x >= b[0] && x <= b[0] + b[2] && y >= b[1] && y <= b[1] + b[3];
-    if (inside && (best < 0 || areaOf(face) < areaOf(result.faces[best]))) best = i;
+    if (inside && (best < 0 || areaOf(face) < areaOf(faces[best]))) best = i;
   });
-  if (best >= 0) pickFace(best);
+  return best;
+}
+
+// Ask the server to keep the live bars on the face with this track id (LayoutMemory.follow), or,
+// for the face already chosen, to give them back to the largest. The answers that follow say so.
+function followFace(faceId) {
+  const main = state.lastFrame.main;
+  const again = main && main.followed && main.face_id === faceId;
+  if (faceId === undefined || !state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+  state.socket.send(JSON.stringify({ type: "follow", face_id: again ? null : faceId }));
 }
 
 // A tag's text in `ink` on `color`, as large as its box holds; `mirrorWidth`: the picture's
