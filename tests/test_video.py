@@ -171,6 +171,51 @@ def test_live_loop_runs_on_a_video_file_standing_in_for_the_camera(rec, one_face
     assert {f.result[0].face_id for f in frames} == {1}
 
 
+def test_a_click_on_a_face_in_the_live_window_follows_it(rec, one_face, monkeypatch):
+    """A click on a face pins the live bars to it (the panel says "chosen"); a second click on it
+    lets go; a click beside every face changes nothing. The window passes its clicks on."""
+    from emolens.pipeline import webcam
+    from emolens.pipeline.webcam import follow_click
+
+    frames = live_frames(str(one_face.path), rec, max_frames=10)
+    frame = next(frames)
+    x, y, w, h = frame.result.faces[0].box
+    assert follow_click(frame, (5, 5)) is None and not frame.memory.pinned  # beside the face
+    assert follow_click(frame, (x + w // 2, y + h // 2)) == frame.result.faces[0].face_id and frame.memory.pinned
+    titles = []
+    monkeypatch.setattr(webcam, "score_panel", lambda scores, h, w, labels, title: titles.append(title) or np.zeros((h, w, 3), np.uint8))
+    next(frames)
+    assert titles[-1] == f"face #{frame.result.faces[0].face_id} (chosen)"
+    assert follow_click(frame, (x + w // 2, y + h // 2)) is None and not frame.memory.pinned  # again: let go
+    frames.close()
+
+    class ClickingWindow:  # clicks the face on the 2nd frame, quits on the 3rd
+        def __init__(self):
+            self.shown, self.clicks = 0, 0
+
+        def show(self, image):
+            self.shown += 1
+
+        def click(self):
+            self.clicks += 1
+            return (x + w // 2, y + h // 2) if self.shown == 2 else None
+
+        def key(self):
+            return "q" if self.shown == 3 else None
+
+        def closed(self):
+            return False
+
+        def close(self):
+            pass
+
+    followed = []
+    monkeypatch.setattr(webcam, "follow_click", lambda live, point: followed.append(point) or follow_click(live, point))
+    window = ClickingWindow()
+    run_webcam(str(one_face.path), recognizer=rec, display=window)
+    assert window.clicks == 3 and followed == [(x + w // 2, y + h // 2)]
+
+
 def test_webcam_keys_snapshot_and_quit(rec, one_face, tmp_path):
     class ScriptedWindow:  # presses s on the 3rd frame and q on the 5th
         def __init__(self):

@@ -191,7 +191,7 @@ def webcam_cmd(
     record: Annotated[Path | None, typer.Option(help="Also write what the window shows to this .mp4 file (H.264).", show_default=False)] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many frames.", show_default=False)] = None,
 ) -> None:
-    """Live view: every face labelled, a bar graph of its emotions, the frame rate. Keys: s snapshot, q quit."""
+    """Live view: every face labelled, a bar graph of its emotions, the frame rate. Keys: s snapshot, q quit; click a face to keep the bars on it."""
     from emolens.pipeline import run_webcam
 
     report = run_webcam(

@@ -49,6 +49,7 @@ class LiveFrame:
     view: np.ndarray  # what the window shows: the labelled frame and the score panel
     time: float = 0.0  # seconds into the source: a file's own clock, else since the camera opened
     source_fps: float = 30.0  # the rate the source reports
+    memory: LayoutMemory | None = None  # what the stream's drawing carries from frame to frame (whose bars)
 
 
 def render_live(
@@ -65,6 +66,7 @@ def render_live(
         main, title = memory.shown, f"face #{memory.face_id} (out of view)"
     else:
         title = "no face" if main is None else (f"face #{main.face_id}" if main.face_id is not None else "face")
+        title += " (chosen)" if main is not None and memory.pinned else ""
     scores = None if main is None or bars == "none" else main.scores
     panel = score_panel(scores, frame.shape[0], panel_width, result.labels, title=title)
     return np.hstack([frame, panel])
@@ -90,7 +92,7 @@ def live_frames(
                 stamps.popleft()
             fps = (len(stamps) - 1) / (now - stamps[0]) if len(stamps) > 1 else 0.0
             clock = float(result.time or 0.0) if src.path is not None else now - start
-            yield LiveFrame(result, fps, render_live(result, fps, options.bars, memory=memory), clock, src.fps)
+            yield LiveFrame(result, fps, render_live(result, fps, options.bars, memory=memory), clock, src.fps, memory)
     finally:
         src.release()
 
@@ -100,6 +102,22 @@ class Window(Protocol):
     def key(self) -> str | None: ...  # the key pressed since the last call ("q", "s", "esc"), or None
     def closed(self) -> bool: ...
     def close(self) -> None: ...
+    # Optional: the pixel of the shown image clicked since the last call, or None (`follow_click`).
+    # def click(self) -> tuple[int, int] | None: ...
+
+
+def follow_click(frame: LiveFrame, point: tuple[int, int]) -> int | None:
+    """A click at `point` of the shown view: on a face, the live bars follow that person
+    (`LayoutMemory.follow`), however large the others grow; on the face followed already, they
+    go back to the largest. The id followed after the click (None: the largest face's)."""
+    memory = frame.memory
+    x, y = point
+    under = [f for f in frame.result.faces if f.face_id is not None and f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]]
+    if memory is None or not under:
+        return memory.face_id if memory is not None and memory.pinned else None
+    face = min(under, key=lambda f: f.box[2] * f.box[3])  # the smallest: a face in front of another's box
+    memory.follow(None if memory.pinned and memory.face_id == face.face_id else face.face_id)
+    return memory.face_id if memory.pinned else None
 
 
 class Cv2Window:
@@ -107,10 +125,22 @@ class Cv2Window:
         import cv2
 
         self.title = title
+        self._click: tuple[int, int] | None = None
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
             raise ConfigError(NO_GUI_HELP) from None
+        cv2.setMouseCallback(title, self._on_mouse)
+
+    def _on_mouse(self, event: int, x: int, y: int, *_: Any) -> None:
+        import cv2
+
+        if event == cv2.EVENT_LBUTTONDOWN:
+            self._click = (x, y)  # OpenCV gives the image's pixel, however the window is scaled
+
+    def click(self) -> tuple[int, int] | None:
+        click, self._click = self._click, None
+        return click
 
     def show(self, image: np.ndarray) -> None:
         import cv2
@@ -155,8 +185,10 @@ class TkWindow:
         self._label.pack()
         self._photo: Any = None
         self._key: str | None = None
+        self._click: tuple[int, int] | None = None
         self._closed = False
         self.root.bind("<Key>", self._on_key)
+        self._label.bind("<Button-1>", self._on_click)
         self.root.protocol("WM_DELETE_WINDOW", self._on_close)
 
     def _on_key(self, event: Any) -> None:
@@ -164,6 +196,13 @@ class TkWindow:
 
     def _on_close(self) -> None:
         self._closed = True
+
+    def _on_click(self, event: Any) -> None:
+        self._click = (int(event.x), int(event.y))  # the label shows the image at 1:1
+
+    def click(self) -> tuple[int, int] | None:
+        click, self._click = self._click, None
+        return click
 
     def show(self, image: np.ndarray) -> None:
         rgb = np.ascontiguousarray(image[:, :, ::-1])  # the views are BGR, as OpenCV draws them
@@ -228,14 +267,15 @@ def run_webcam(
 
     recognizer: a ready `EmotionRecognizer` (or a model for `EmotionRecognizer.of`, with the
     PIPELINE defaults and one classifier thread). stream: `StreamOptions` (PIPELINE defaults).
-    Keys: s saves a snapshot into `snapshot_dir`, q or Esc quits (closing the window too).
+    Keys: s saves a snapshot into `snapshot_dir`, q or Esc quits (closing the window too); a
+    click on a face keeps the bars on that person (`follow_click`), a second click lets go.
     window=False processes without showing anything (with `record` to keep an annotated
     H.264 video). `display` replaces the window (an object with show/key/closed/close).
     """
     if record is not None and Path(record).exists():
         raise ConfigError(f"{record} already exists; choose another --record file")
     rec = EmotionRecognizer.of(recognizer, threads=PIPELINE.stream_threads)
-    display = display if display is not None else (open_window("emolens - s: snapshot, q: quit") if window else None)
+    display = display if display is not None else (open_window("emolens - s: snapshot, q: quit, click a face: follow it") if window else None)
     report = WebcamReport(recording=Path(record) if record is not None else None)
     writer = None
     t0 = time.perf_counter()
@@ -248,6 +288,9 @@ def run_webcam(
             if display is None:
                 continue
             display.show(live.view)
+            point = display.click() if hasattr(display, "click") else None
+            if point is not None:
+                follow_click(live, point)
             key = display.key()
             if key == SNAPSHOT_KEY:
                 report.snapshots.append(_snapshot(live.view, Path(snapshot_dir)))
