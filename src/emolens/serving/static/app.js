@@ -363,7 +363,7 @@ function whoseBars(result, main) {
   return result.main && result.main.followed ? "the face you chose" : "largest face";
 }
 
-// ---------------------------------------------------------------- choosing a face (photo)
+// ---------------------------------------------------------------- choosing a face (photo and live)
 
 // On a photo of several people, the bars show the face chosen by a click on its box or its line
 // in the list (the largest at first), drawn with the thicker box. Live, a click on a face asks the
@@ -409,7 +409,7 @@ function faceAt(faces, x, y) {
 function followFace(faceId) {
   const main = state.lastFrame.main;
   const again = main && main.followed && main.face_id === faceId;
-  if (faceId === undefined || !state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+  if (faceId == null || !state.socket || state.socket.readyState !== WebSocket.OPEN) return;  // no id: not followed
   state.socket.send(JSON.stringify({ type: "follow", face_id: again ? null : faceId }));
 }
 
