@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import time
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,6 +276,52 @@ def test_missing_camera_and_missing_gui_are_clear_errors(rec, monkeypatch):
     pytest.importorskip("tkinter")
     with pytest.raises(ConfigError, match=r"no window can be opened here.*--no-window"):
         TkWindow("emolens")
+
+
+@pytest.fixture
+def virtual_display(monkeypatch):
+    """A display for a real window: Xvfb on a free display number, as DISPLAY."""
+    import shutil
+    import subprocess
+
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb is not installed (apt install xvfb): no display to open a window on")
+    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    server = subprocess.Popen([xvfb, f":{number}", "-screen", "0", "800x600x24", "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.skip("Xvfb did not start")
+        time.sleep(0.05)
+    monkeypatch.setenv("DISPLAY", f":{number}")
+    yield
+    server.terminate()
+    server.wait(10)
+
+
+def test_the_tk_window_shows_frames_and_reports_keys_and_clicks(virtual_display):
+    """The default install's live window (Tk): it shows the view at 1:1, and reports a click in the
+    view's pixels (what `follow_click` needs) and a key, each once."""
+    pytest.importorskip("tkinter")
+    from emolens.pipeline.webcam import TkWindow
+
+    window = TkWindow("emolens")
+    try:
+        window.show(np.full((120, 200, 3), 90, np.uint8))
+        assert (window._label.winfo_reqwidth(), window._label.winfo_reqheight()) == (200, 120)
+        window._label.event_generate("<Button-1>", x=30, y=40)
+        window.root.focus_force()  # key events go to the window with the focus
+        window.root.update()
+        window.root.event_generate("<Key>", keysym="s")
+        window.show(np.full((120, 200, 3), 90, np.uint8))  # the events are handled while a frame is drawn
+        assert window.click() == (30, 40) and window.click() is None
+        assert window.key() == "s" and window.key() is None
+        assert not window.closed()
+    finally:
+        window.close()
+    assert window.closed()
 
 
 def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
