@@ -202,6 +202,36 @@ def server_section(clips: list[tuple[str, Path]], recognizer) -> dict:
     return {"clips": rows, "mean": means}
 
 
+def steadiest_faces(rec, folder: Path, count: int, aligns: tuple[bool, ...]) -> tuple[list, str]:
+    """The `count` faces to film and where they come from: the WIDER FACE faces least clear-cut,
+    or scikit-image's astronaut where WIDER FACE is not here."""
+    if not (folder / "widerface-val5.zip").exists():
+        return astronaut_face(), "scikit-image astronaut (no WIDER FACE here)"
+    candidates = wider_faces(folder, 6 * count)
+    gaps = {f[0]: ambiguity(rec, framed(f[1], f[2]), aligns) for f in candidates}
+    # A face with a plain expression (a broad smile) keeps its label with or without
+    # smoothing; flicker is a matter of faces between two emotions (neutral or sad?), so the
+    # clips are the faces whose top two scores on the still are closest.
+    faces = sorted((f for f in candidates if gaps[f[0]] is not None), key=lambda f: gaps[f[0]])[:count]
+    return faces, f"WIDER FACE val ({', '.join(EVENTS)})"
+
+
+def flicker_rows(rec, clips: list[tuple[str, Path]], settings: list[tuple[float, bool]], names: list[str], shown: str) -> list[dict]:
+    """Each clip's label changes per second at each (smoothing, alignment) setting, printed as it
+    goes with the tracks and the main id's share at setting `shown`."""
+    rows = []
+    for name, clip in clips:
+        runs = {}
+        for n, (v, align) in zip(names, settings, strict=True):
+            rec.align = align
+            runs[n] = label_changes(clip, rec, v)
+        rec.align = settings[0][1]
+        rows.append({"clip": name.split(". ", 1)[1], "runs": runs})
+        print(f"{name[:34]:<34}" + "".join(f"{r['changes_per_s']:>21.2f}" for r in runs.values())
+              + f"{runs[shown]['ids']:>8}{runs[shown]['seen']:>8.0%}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widerface", type=Path, default=DEFAULT_WIDER, help="WIDER FACE val5 folder (photos of real faces)")
@@ -217,38 +247,19 @@ def main() -> None:
     from emolens.pipeline.defaults import PIPELINE
     from emolens.pipeline.recognizer import EmotionRecognizer
 
-    have_wider = (args.widerface / "widerface-val5.zip").exists()
     rec = EmotionRecognizer.of(args.model, threads=PIPELINE.stream_threads)
     aligns = (rec.align, not rec.align) if args.compare_align else (rec.align,)
-    faces = astronaut_face()
-    if have_wider:
-        candidates = wider_faces(args.widerface, 6 * args.clips)
-        gaps = {f[0]: ambiguity(rec, framed(f[1], f[2]), aligns) for f in candidates}
-        # A face with a plain expression (a broad smile) keeps its label with or without
-        # smoothing; flicker is a matter of faces between two emotions (neutral or sad?), so the
-        # clips are the faces whose top two scores on the still are closest.
-        faces = sorted((f for f in candidates if gaps[f[0]] is not None), key=lambda f: gaps[f[0]])[: args.clips]
-    source = f"WIDER FACE val ({', '.join(EVENTS)})" if have_wider else "scikit-image astronaut (no WIDER FACE here)"
+    faces, source = steadiest_faces(rec, args.widerface, args.clips, aligns)
     smooths = [0.0, *sorted(set(args.smooth or [PIPELINE.smooth]) - {0.0})]
     settings = [(v, align) for align in aligns for v in smooths]
     print(f"steady-face clips from {source}: {len(faces)} clips of {args.seconds:g} s, 640x480, 30 frames/s; "
           f"model {rec.model_name}, detector {rec.detector.name}, detect_every {PIPELINE.detect_every}; label changes per second:")
     names = [f"smooth={v:g}" + ("" if a else ",no-align") for v, a in settings]
     print(f"{'clip':<34}" + "".join(f"{n:>21}" for n in names) + f"{'tracks':>8}{'one id':>8}")
-    rows, clips = [], []
     with tempfile.TemporaryDirectory(prefix="emolens-smoothing-") as tmp:
-        for k, (name, photo, box) in enumerate(faces):
-            clip = film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, 30.0, seed=k)
-            clips.append((f"{k + 1}. {name}", clip))
-            runs = {}
-            for n, (v, align) in zip(names, settings, strict=True):
-                rec.align = align
-                runs[n] = label_changes(clip, rec, v)
-            rec.align = settings[0][1]
-            rows.append({"clip": name, "runs": runs})
-            last = runs[names[len(smooths) - 1]]  # the default alignment at the last smoothing
-            print(f"{f'{k + 1}. {name}'[:34]:<34}" + "".join(f"{r['changes_per_s']:>21.2f}" for r in runs.values())
-                  + f"{last['ids']:>8}{last['seen']:>8.0%}")
+        clips = [(f"{k + 1}. {name}", film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, 30.0, seed=k))
+                 for k, (name, photo, box) in enumerate(faces)]
+        rows = flicker_rows(rec, clips, settings, names, shown=names[len(smooths) - 1])  # the default alignment, last smoothing
         means = {n: float(np.nanmean([r["runs"][n]["changes_per_s"] for r in rows])) for n in names}
         print(f"{'mean':<34}" + "".join(f"{m:>21.2f}" for m in means.values()))
         served = server_section(clips, rec) if args.server else None
