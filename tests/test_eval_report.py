@@ -172,6 +172,22 @@ def test_tta_modes_run_on_a_saved_cnn(saved_cnn, tta):
     assert 0 <= r.accuracy <= 1 and np.isfinite(r.nll) and sum(map(sum, r.confusion)) == 12
 
 
+def test_labels_and_logits_per_face_are_what_evaluate_scores(saved_cnn):
+    """`split_labels_and_logits` (for face-by-face comparisons, benchmarks/tta.py) gives the
+    labels and logits behind `evaluate`'s figures, labels in the model's order."""
+    from emolens.evaluation import split_labels_and_logits
+
+    rng = np.random.default_rng(1)
+    ds = FaceDataset(
+        images=rng.integers(0, 256, (14, 48, 48), dtype=np.uint8), labels=np.arange(14) % 2, split=np.full(14, 2, np.int8),
+        names=np.array([str(i) for i in range(14)]), classes=("sad", "happy"),
+    )
+    y, logits, labels = split_labels_and_logits(saved_cnn, ds, tta="flip", batch_size=5)
+    assert labels == EMOTIONS and logits.shape == (14, len(EMOTIONS))
+    assert list(y[:2]) == [EMOTIONS.index("sad"), EMOTIONS.index("happy")]
+    assert (logits.argmax(1) == y).mean() == pytest.approx(evaluate(saved_cnn, ds, tta="flip").accuracy)
+
+
 def test_dataset_classes_are_mapped_to_model_labels():
     # The dataset lists only two classes, in an order other than the model's.
     ds = FaceDataset(

@@ -127,6 +127,22 @@ def _device_name(model: nn.Module) -> str:
     return str(dev)
 
 
+def split_labels_and_logits(
+    model: nn.Module | str | Path | None, dataset: FaceDataset | str | Path, *, split: str = "test", tta: str = "none",
+    batch_size: int = 256, device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Per face of `split`: its label and the model's logits, as `evaluate` computes them, for
+    comparisons face by face (`benchmarks/tta.py`): (labels (N,) as indices into the model's
+    labels, logits (N, C) before the temperature, the model's labels)."""
+    _check_options(split, tta, batch_size, 15)
+    net, _ = _resolve_model(model, device)
+    cfg = net.emolens_config
+    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
+    rows = _split_rows(ds, split, "evaluate")
+    logits, _ = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=False, desc=split)
+    return _labels_in_model_order(ds, tuple(cfg.labels))[rows], logits, tuple(cfg.labels)
+
+
 def evaluate(
     model: nn.Module | str | Path | None,
     dataset: FaceDataset | str | Path,
