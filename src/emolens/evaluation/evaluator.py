@@ -134,13 +134,20 @@ def split_labels_and_logits(
     """Per face of `split`: its label and the model's logits, as `evaluate` computes them, for
     comparisons face by face (`benchmarks/tta.py`): (labels (N,) as indices into the model's
     labels, logits (N, C) before the temperature, the model's labels)."""
-    _check_options(split, tta, batch_size, 15)
-    net, _ = _resolve_model(model, device)
-    cfg = net.emolens_config
-    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
-    rows = _split_rows(ds, split, "evaluate")
+    _check_options(split, tta, batch_size, 15)  # 15: the report's bins, unused here
+    net, _, ds, rows = _model_and_split(model, dataset, split, device)
     logits, _ = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=False, desc=split)
-    return _labels_in_model_order(ds, tuple(cfg.labels))[rows], logits, tuple(cfg.labels)
+    labels = tuple(net.emolens_config.labels)
+    return _labels_in_model_order(ds, labels)[rows], logits, labels
+
+
+def _model_and_split(
+    model: nn.Module | str | Path | None, dataset: FaceDataset | str | Path, split: str, device: str | None,
+) -> tuple[nn.Module, str | None, FaceDataset, np.ndarray]:
+    """The network (and its file), the dataset read at its input size, and the rows of `split`."""
+    net, path = _resolve_model(model, device)
+    ds = _resolve_dataset(dataset, net.emolens_config.preprocess.image_size)
+    return net, path, ds, _split_rows(ds, split, "evaluate")
 
 
 def evaluate(
@@ -166,10 +173,8 @@ def evaluate(
     >>> report.accuracy, report.save("runs/eval")                                   # doctest: +SKIP
     """
     _check_options(split, tta, batch_size, n_bins)
-    net, path = _resolve_model(model, device)
+    net, path, ds, rows = _model_and_split(model, dataset, split, device)
     cfg = net.emolens_config
-    ds = _resolve_dataset(dataset, cfg.preprocess.image_size)
-    rows = _split_rows(ds, split, "evaluate")
     logits, seconds = _logits(net, ds.images[rows], tta=tta, batch_size=batch_size, progress=progress, desc=f"evaluating {split}")
     return report_from_logits(
         ds, split, logits, temperature=cfg.temperature, classes=tuple(cfg.labels), model_name=_model_name(net, path), arch=cfg.arch,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -263,11 +263,17 @@ def _plan_tags(
             slots[face.face_id] = slot
         taken.append(spot)
         tags.append(Tag(face, text, spot, tu))
-    if len(slots) > 4 * len(faces) + 64:  # a long video's tracks come and go: keep those in view
-        present = {f.face_id for f in faces}
-        for gone in [i for i in slots if i not in present]:
-            del slots[gone]
+    _forget_gone(slots, faces)
     return tags
+
+
+def _forget_gone(by_id: dict[int, Any], faces: Sequence[FaceResult]) -> None:
+    """Drop, in place, the entries of faces no longer in view once they pile up: a long video's
+    tracks come and go, and a memory of each would grow with the video."""
+    if len(by_id) > 4 * len(faces) + 64:
+        present = {f.face_id for f in faces}
+        for gone in [i for i in by_id if i not in present]:
+            del by_id[gone]
 
 
 def _bars_spot(
@@ -380,8 +386,7 @@ class LayoutMemory:
         for face_id, area in sizes.items():
             last = self.sizes.get(face_id)
             self.sizes[face_id] = area if last is None else _SIZE_MEMORY * last + (1.0 - _SIZE_MEMORY) * area
-        if len(self.sizes) > 4 * len(sizes) + 64:  # a long video's tracks come and go: keep those in view
-            self.sizes = {k: v for k, v in self.sizes.items() if k in sizes}
+        _forget_gone(self.sizes, faces)
 
     def _choose(self, faces: Sequence[FaceResult]) -> FaceResult | None:
         self._update_sizes(faces)
@@ -429,8 +434,7 @@ def _place_bars(
     going to another person, is worse than one half a second old."""
     main = follow.main_face(faces) if follow is not None else max(faces, key=_area, default=None)  # frames without faces count too
     if main is None and which == "largest" and follow is not None and follow.held and follow.spot is not None:
-        held = follow.shown
-        return [ScoreBars(held, follow.spot, "panel", follow.side)] if held is not None and _is_free(follow.spot, shape, taken) else []
+        return [ScoreBars(follow.shown, follow.spot, "panel", follow.side)] if _is_free(follow.spot, shape, taken) else []  # type: ignore[arg-type]
     chosen = list(faces) if which == "all" else [] if main is None else [main]
     tag_of = {id(tag.face): tag.rect for tag in tags}
     placed = []

@@ -135,8 +135,7 @@ def predict_images(
     try:
         for path in files:
             _predict_one_file(path, rec, report, writer, on_image, save=save, crops=crops, out_dir=out_dir, overwrite=overwrite, taken=taken)
-    except KeyboardInterrupt:
-        writer.close(keep=report.images > 0)
+    except KeyboardInterrupt:  # `finally` closes the table, keeping the images done
         raise Interrupted(f"{report.images} of {len(files)} images done" + (f"; their table: {writer.path}" if report.images else "")) from None
     finally:
         writer.close(keep=report.images > 0)

@@ -111,12 +111,13 @@ def follow_click(frame: LiveFrame, point: tuple[int, int]) -> int | None:
     (`LayoutMemory.follow`), however large the others grow; on the face followed already, they
     go back to the largest. The id followed after the click (None: the largest face's)."""
     memory = frame.memory
+    if memory is None:
+        return None
     x, y = point
     under = [f for f in frame.result.faces if f.face_id is not None and f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]]
-    if memory is None or not under:
-        return memory.face_id if memory is not None and memory.pinned else None
-    face = min(under, key=lambda f: f.box[2] * f.box[3])  # the smallest: a face in front of another's box
-    memory.follow(None if memory.pinned and memory.face_id == face.face_id else face.face_id)
+    if under:
+        face = min(under, key=lambda f: f.box[2] * f.box[3])  # the smallest: a face in front of another's box
+        memory.follow(None if memory.pinned and memory.face_id == face.face_id else face.face_id)
     return memory.face_id if memory.pinned else None
 
 

@@ -232,13 +232,9 @@ class LiveSession:
         """Whose bars to show: `face_id` (None: no face), `held` (that face is missed for a
         moment; the page keeps its last scores) and `followed` (the viewer chose it: `follow`)."""
         memory = self.memory
-        held, chosen = memory.held, memory.chosen
-        face_id = memory.face_id if held else (None if chosen is None else chosen.face_id)
-        return {"face_id": None if face_id is None else int(face_id), "held": held, "followed": memory.pinned}
-
-    def follow(self, face_id: int | None) -> None:
-        """The viewer's choice of face for the bars (`LayoutMemory.follow`; None: the largest)."""
-        self.memory.follow(face_id)
+        shown = memory.held or memory.chosen is not None  # the chosen face's id is the memory's
+        face_id = memory.face_id if shown else None
+        return {"face_id": None if face_id is None else int(face_id), "held": memory.held, "followed": memory.pinned}
 
     def close(self) -> None:
         if self.stream is not None:

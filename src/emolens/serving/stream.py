@@ -2,9 +2,9 @@
 
 Protocol. The server greets with `{"type": "hello", "model": {...}, "labels": [...], "limits": {...}}`.
 The client then sends each frame as one binary message (a JPEG or PNG file) and the server
-answers each, in order, with `{"type": "result", "seq": n, "faces": [...], "image": {...},
-"main": {"face_id": id, "held": false}, "timings": {...}}`, or `{"type": "error", "seq": n, "status": 422, "error": ..., "detail": ...}`
-for a frame it could not use; the connection stays open. Clients send the next frame once the
+answers each, in order, with `{"type": "result", "seq": n, "faces": [...], "tags": [...],
+"image": {...}, "main": {"face_id": id, "held": false, "followed": false}, "timings": {...}}`, or
+`{"type": "error", "seq": n, "status": 422, "error": ..., "detail": ...}` for a frame it could not use; the connection stays open. Clients send the next frame once the
 previous answer arrives, so a slow server lowers the frame rate instead of piling up frames.
 
 Each connection's frames are followed as `emolens webcam` follows a camera
@@ -44,14 +44,14 @@ _COMMAND_CHARS = 200  # a text message longer than this is no command
 
 def _command(text: str | None, live: Any, seq: int) -> dict[str, Any]:
     """The answer to a text message: `{"type": "follow", "face_id": 3}` (or null) keeps the bars on
-    that face (`LiveSession.follow`) and is echoed back; anything else is a 415 error."""
+    that face (`LayoutMemory.follow`) and is echoed back; anything else is a 415 error."""
     try:
         command = json.loads(text) if text is not None and len(text) <= _COMMAND_CHARS else None
     except ValueError:
         command = None
     face_id = command.get("face_id", False) if isinstance(command, dict) and command.get("type") == "follow" else False
     if face_id is None or (isinstance(face_id, int) and not isinstance(face_id, bool)):
-        live.follow(face_id)
+        live.memory.follow(face_id)
         return {"type": "follow", "seq": seq, "face_id": face_id}
     from emolens.serving.uploads import UnsupportedMediaType
 
