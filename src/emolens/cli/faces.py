@@ -16,7 +16,7 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model file (.safetensors, .onnx or .tflite), run folder, or a shipped model: default (FER+ labels) or fer2013 (FER-2013 labels).", show_default=False)
 ]
 DetectorOpt = Annotated[
-    str, typer.Option("--detector", help="Face detector: auto (the best one installed), haar, haar-multiview, centerface, mtcnn, dlib, dlib-cnn, mediapipe, yunet:MODEL.onnx; options may follow, e.g. centerface,work_px=16. Table: README, Face detectors.")
+    str, typer.Option("--detector", help="Face detector: auto (the best one installed), haar, haar-multiview, centerface, mtcnn, dlib, dlib-cnn, mediapipe, yunet:MODEL.onnx; options may follow, e.g. centerface,work_px=16. `emolens detectors` lists them: installed, found, install.")
 ]
 MinFaceOpt = Annotated[int | None, typer.Option(min=8, help="Smallest face side to look for, in pixels. Smaller finds more faces, slower.", show_default=False)]
 
@@ -202,3 +202,20 @@ def webcam_cmd(
     typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))
     for path in report.snapshots:
         typer.echo(f"snapshot: {path}")
+
+
+@app.command("detectors")
+def detectors_cmd() -> None:
+    """List the face detectors: which are installed, which one auto picks, what each finds and what installs it."""
+    from emolens.faces.registry import DETECTORS, auto_fallback_note, resolve_auto
+
+    auto = resolve_auto()
+    typer.echo(f"{'detector':<15} {'here':<13} {'found >=40 px':>13} {'>=20 px':>8}  install / about")
+    for info in DETECTORS.values():
+        here = "auto picks" if info.name == auto else "installed" if info.installed() else "-"
+        found = ("", "") if info.recall is None else (f"{info.recall[0]:.1%}", f"{info.recall[1]:.1%}")
+        typer.echo(f"{info.name:<15} {here:<13} {found[0]:>13} {found[1]:>8}  {info.install or 'core'}: {info.summary}")
+    typer.echo("found: recall on 394 WIDER FACE photos, `python benchmarks/detection.py` (README, Face detectors)")
+    note = auto_fallback_note(auto)
+    if note:
+        typer.echo(f"note: {note}")

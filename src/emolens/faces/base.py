@@ -156,6 +156,11 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int) ->
     return (x1, y1, x2 - x1, y2 - y1)
 
 
+class DetectorFallbackWarning(UserWarning):
+    """A detector runs weaker or slower than it could on this install, and what would mend it
+    (shown once per process: Python's default filter shows a warning once per place)."""
+
+
 class FaceDetector(ABC):
     """Finds faces. Subclasses set `name` and implement `_find`; `detect` adds the second look at
     tilted faces (`relook_tilt`, for detectors that find landmarks)."""

