@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emolens.errors import ModelError
+from emolens.errors import ConfigError, ModelError
 from emolens.evaluation.calibration import expected_calibration_error, fit_temperature
 from emolens.evaluation.calibration import temperature_nll as nll
 from emolens.training.checkpoint import (
@@ -205,3 +205,45 @@ def test_best_checkpoint_is_repaired_from_last_only_when_last_holds_it(tmp_path)
     (tmp_path / "best.safetensors").unlink()
     with pytest.raises(ModelError, match="holds epoch None"):
         repair_best_checkpoint(tmp_path, later)
+
+
+def test_whole_teacher_is_taught_from_the_face_before_degradation() -> None:
+    """Under distill.whole_teacher the teachers read the faces before blur, noise, JPEG and
+    erasing, the student after; without it both read the degraded faces."""
+    from types import SimpleNamespace
+
+    from emolens.preprocessing import PreprocessConfig
+    from emolens.training.config import TrainConfig
+    from emolens.training.trainer import _step
+    from emolens.transforms import AugConfig, create_transform
+
+    seen: list[torch.Tensor] = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return torch.zeros(x.shape[0], 7)
+
+    faces = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (8, 48, 48), dtype=np.uint8))
+    aug = AugConfig(noise_prob=1.0, jpeg_prob=1.0, erase_prob=1.0)
+    x, whole = create_transform(PreprocessConfig(), aug, is_training=True, seed=0).views(faces)
+    target = torch.full((8, 7), 1 / 7)
+    for whole_teacher, expected in ((True, whole), (False, x)):
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+        parts = SimpleNamespace(
+            teachers=[Recorder()], model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.01), scaler=torch.amp.GradScaler("cpu", enabled=False),
+            loss_fn=lambda logits, t: -(t * logits.log_softmax(1)).sum(1).mean(), memory_format=torch.contiguous_format, mix_gen=torch.Generator(),
+        )
+        cfg = TrainConfig.from_dict({"distill": {"teachers": ["teacher.safetensors"], "whole_teacher": whole_teacher}})
+        _step(net, parts, cfg, x, target, None, whole if whole_teacher else None)
+        assert torch.equal(seen.pop(), expected)
+    assert not torch.allclose(x, whole)
+
+
+def test_whole_teacher_needs_teachers_and_no_mixing() -> None:
+    from emolens.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"whole_teacher needs distill\.teachers"):
+        TrainConfig.from_dict({"distill": {"whole_teacher": True}})
+    with pytest.raises(ConfigError, match="teachers' faces unmixed"):
+        TrainConfig.from_dict({"distill": {"teachers": ["t.safetensors"], "whole_teacher": True}, "aug": {"mixup_alpha": 0.2}})

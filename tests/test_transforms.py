@@ -165,3 +165,50 @@ def test_one_exposure_rule_for_photos_and_faces():
     assert expected[0] == 1.0 and 1.0 < expected[1] < 8.0 and expected[2] == 8.0  # bright, dim, nearly black
     assert [exposure_gain(p[..., None].repeat(3, axis=2), 200, 8) for p in photos] == pytest.approx(list(expected), rel=1e-6)
     assert exposure_gain(photos[2][..., None].repeat(3, axis=2), 200, 1.0) == 1.0  # max_gain 1: never brightened
+
+
+def _photo_faces() -> np.ndarray:
+    """48x48 grey pieces of real photos (scikit-image's astronaut and camera man), with the
+    edges and textures that JPEG's quantisation acts on."""
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+
+    grey = [cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY), skimage_data.camera()]
+    return np.stack([cv2.resize(g[y : y + 160, x : x + 160], (48, 48), interpolation=cv2.INTER_AREA)
+                     for g in grey for y in (0, 150, 300) for x in (0, 170, 340)])
+
+
+@pytest.mark.parametrize("quality", [10, 30, 60])
+def test_jpeg_compress_gives_what_opencvs_jpeg_gives(quality: int) -> None:
+    import cv2
+
+    from emolens.transforms import jpeg_compress
+
+    faces = _photo_faces()
+    for crop in (faces, faces[:, :45, :43]):  # sides that are not multiples of 8: the edge is repeated
+        opencv = np.stack([cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(f), [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+                           for f in crop]).astype(np.float32)
+        ours = jpeg_compress(torch.from_numpy(crop).float().unsqueeze(1), torch.full((len(crop),), quality)).squeeze(1).numpy()
+        assert ours.shape == crop.shape
+        assert np.abs(ours - opencv).mean() < 0.5  # libjpeg's integer DCT rounds a coefficient otherwise now and then
+        assert np.abs(opencv - crop).mean() > 2.5  # and the compression itself is far from nothing
+
+
+def test_views_whole_is_the_face_before_degradation_and_erasing(faces: torch.Tensor) -> None:
+    """The teacher's view under distill.whole_teacher: the same warp and light as the trained
+    face (the same draws), without what follows; asking for it changes nothing of the first."""
+    cfg = PreprocessConfig()
+    degraded = AugConfig(erase_prob=1.0, blur_prob=1.0, noise_prob=1.0, jpeg_prob=1.0, lowres_prob=1.0, gamma_prob=1.0)
+    clean = dataclasses.replace(degraded, erase_prob=0.0, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, lowres_prob=0.0, gamma_prob=0.0)
+    augmented, whole = create_transform(cfg, degraded, is_training=True, seed=3).views(faces)
+    torch.testing.assert_close(whole, create_transform(cfg, clean, is_training=True, seed=3)(faces), atol=0, rtol=0)
+    torch.testing.assert_close(augmented, create_transform(cfg, degraded, is_training=True, seed=3)(faces), atol=0, rtol=0)
+    assert (augmented - whole).abs().mean() > 0.1
+
+
+def test_jpeg_settings_are_checked() -> None:
+    from emolens.errors import ConfigError
+
+    for bad in ({"jpeg_prob": 1.5}, {"jpeg_quality": (0, 50)}, {"jpeg_quality": (60, 20)}, {"jpeg_quality": (50, 101)}):
+        with pytest.raises(ConfigError, match=r"aug\.jpeg"):
+            AugConfig(**bad)

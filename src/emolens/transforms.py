@@ -58,6 +58,8 @@ class AugConfig:
     lowres_size: tuple[int, int] = (12, 32)
     noise_prob: float = 0.0  # sensor noise: Gaussian, std in `noise_std` grey levels
     noise_std: tuple[float, float] = (2.0, 12.0)
+    jpeg_prob: float = 0.0  # compressed photos and video frames: JPEG at a quality in `jpeg_quality` (`jpeg_compress`)
+    jpeg_quality: tuple[int, int] = (10, 60)
 
     def __post_init__(self) -> None:
         check_choice("aug", "padding", self.padding, PADDING)
@@ -73,12 +75,14 @@ class AugConfig:
         check_range("aug", "translate", self.translate, 0.0, 0.5)
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ConfigError("aug.mixup_alpha and aug.cutmix_alpha must be >= 0")
-        for name in ("gamma_prob", "blur_prob", "lowres_prob", "noise_prob"):
+        for name in ("gamma_prob", "blur_prob", "lowres_prob", "noise_prob", "jpeg_prob"):
             check_range("aug", name, getattr(self, name), 0.0, 1.0)
-        for name, lo in (("gamma", 0.05), ("blur_sigma", 0.01), ("lowres_size", 2), ("noise_std", 0.0)):
+        for name, lo in (("gamma", 0.05), ("blur_sigma", 0.01), ("lowres_size", 2), ("noise_std", 0.0), ("jpeg_quality", 1)):
             pair = getattr(self, name)
             if len(pair) != 2 or not lo <= pair[0] <= pair[1]:
                 raise ConfigError(f"aug.{name} must be (low, high) with {lo} <= low <= high, got {pair}")
+        if self.jpeg_quality[1] > 100:
+            raise ConfigError(f"aug.jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
 
 
 def _as_batch(faces: torch.Tensor) -> torch.Tensor:
@@ -130,20 +134,29 @@ class TrainTransform:
         return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
     def __call__(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.views(faces)[0]
+
+    def views(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(augmented, whole): the batch as trained, and the same warped and lit faces before the
+        degradations and erasing (what a teacher sees under `distill.whole_teacher`). The second
+        costs one normalisation and no random draw: the first is the same either way."""
         x = _as_batch(faces)  # (B, 1, S, S) uint8
         if not self.aug.enabled:
-            return normalize(x, self.preprocess)
+            x = normalize(x, self.preprocess)
+            return x, x
         g, I = self._gen(x.device), self.preprocess.input_size
         x = x.float()  # 0..255
         if x.shape[0] == 0:
-            return normalize(x[:, :, :I, :I], self._norm_cfg)
+            x = normalize(x[:, :, :I, :I], self._norm_cfg)
+            return x, x
         # The order of the steps is the order of the generator's draws: a seed's augmentation
         # stays what it was for the shipped weights' recorded runs.
         x = self._warp(x, g)  # (B, 1, I, I)
         x = self._light(x, g)
+        whole = normalize(x.clone(), self._norm_cfg)  # normalize divides a float batch in place
         x = self._degrade(x, g)  # 0..255
         x = normalize(x, self._norm_cfg)  # the shared normalisation
-        return self._erase(x, g)
+        return self._erase(x, g), whole
 
     def _warp(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """One random affine warp per image (zoom, rotation, mirror, shift), cropping S to I. In
@@ -207,6 +220,8 @@ class TrainTransform:
         if (idx := _pick(B, a.noise_prob, g, dev)).numel():
             std = self._uniform(idx.numel(), a.noise_std[0], a.noise_std[1], g, dev).view(-1, 1, 1, 1)
             x[idx] = (x[idx] + std * torch.randn(x[idx].shape, generator=g, device=dev, dtype=x.dtype)).clamp(0.0, 255.0)
+        if (idx := _pick(B, a.jpeg_prob, g, dev)).numel():
+            x[idx] = jpeg_compress(x[idx], torch.randint(a.jpeg_quality[0], a.jpeg_quality[1] + 1, (idx.numel(),), generator=g, device=dev))
         return x
 
 
@@ -215,6 +230,42 @@ def _pick(n: int, prob: float, g: torch.Generator, device: torch.device) -> torc
     if prob <= 0:
         return torch.zeros(0, dtype=torch.long, device=device)
     return torch.nonzero(torch.rand(n, generator=g, device=device) < prob).flatten()
+
+
+# The example luminance quantisation table of the JPEG standard (ITU T.81, Annex K), which
+# libjpeg, OpenCV and PIL scale by the quality.
+_JPEG_LUMA = torch.tensor([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99],
+], dtype=torch.float32)
+
+
+def _dct_matrix(n: int = 8) -> torch.Tensor:
+    """The orthonormal DCT-II: JPEG's transform of an 8x8 block is D @ block @ D.T."""
+    k, i = torch.arange(n, dtype=torch.float64).view(-1, 1), torch.arange(n, dtype=torch.float64).view(1, -1)
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d.float()
+
+
+def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Grey faces (B, 1, H, W), 0..255, through baseline JPEG at each image's quality (B,), batched
+    on their device: 8x8 DCT, the standard table scaled as libjpeg scales it, rounding, back.
+    A grey JPEG has no colour to subsample, so this is the whole of its loss; it gives what
+    OpenCV's encoder and decoder give within rounding (tests/test_transforms.py)."""
+    B, _, H, W = x.shape
+    ph, pw = -H % 8, -W % 8
+    blocks = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # JPEG repeats the edge too
+    hb, wb = (H + ph) // 8, (W + pw) // 8
+    blocks = blocks.reshape(B, hb, 8, wb, 8).permute(0, 1, 3, 2, 4) - 128.0  # (B, hb, wb, 8, 8)
+    d = _dct_matrix().to(x.device, x.dtype)
+    q = quality.to(x.device, torch.float32).clamp(1, 100)
+    scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q).view(B, 1, 1, 1, 1)
+    table = ((_JPEG_LUMA.to(x.device) * scale + 50.0) / 100.0).floor().clamp(1.0, 255.0).to(x.dtype)
+    coef = torch.round((d @ blocks @ d.T) / table) * table
+    out = (d.T @ coef @ d + 128.0).round().clamp(0.0, 255.0)
+    return out.permute(0, 1, 3, 2, 4).reshape(B, 1, H + ph, W + pw)[:, :, :H, :W]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -125,10 +125,16 @@ class DistillConfig:
     teachers: list[str] = field(default_factory=list)  # emolens model files (or run folders); empty = no distillation
     alpha: float = 0.5  # share of the loss on the teachers; the rest stays on the labels
     temperature: float = 2.0  # softens teacher and student alike; >1 shows the teachers' second choices
+    # The teachers see each face warped and lit but before the degradations and erasing that the
+    # student sees (TrainTransform.views): the student learns to read a blurred, noisy, dark,
+    # compressed or half-hidden face as the teachers read it whole, not as they misread it.
+    whole_teacher: bool = False
 
     def __post_init__(self) -> None:
         check_range("distill", "alpha", self.alpha, 0.0, 1.0)
         check_range("distill", "temperature", self.temperature, 0.05, 20.0)
+        if self.whole_teacher and not self.teachers:
+            raise ConfigError("distill.whole_teacher needs distill.teachers")
 
 
 @dataclass
@@ -171,6 +177,10 @@ class TrainConfig:
     imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.distill.whole_teacher and (self.aug.mixup_alpha or self.aug.cutmix_alpha):
+            raise ConfigError("distill.whole_teacher leaves the teachers' faces unmixed: turn aug.mixup_alpha and aug.cutmix_alpha off")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

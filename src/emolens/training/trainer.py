@@ -424,7 +424,9 @@ def _build_parts(
     teachers, teacher_records = _load_teachers(cfg, tuple(data.ds.classes), device, memory_format)
     if ckpt is not None and ckpt.meta.get("distill") and [t["sha256"] for t in ckpt.meta["distill"]["teachers"]] != [t["sha256"] for t in teacher_records]:
         raise ConfigError(f"{run_dir}: distill.teachers changed since this run started; resume needs the same teacher files")
-    distill_meta = {"teachers": teacher_records, "alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature} if teachers else None
+    distill_meta = {
+        "teachers": teacher_records, "alpha": cfg.distill.alpha, "temperature": cfg.distill.temperature, "whole_teacher": cfg.distill.whole_teacher,
+    } if teachers else None
     optimizer = _make_optimizer(model, cfg)
     sampler = make_sampler(data.train.labels, cfg.imbalance.strategy, num_replicas=info.world_size, rank=info.rank, seed=cfg.run.seed)
     per_rank, bs = len(sampler), cfg.data.batch_size  # type: ignore[arg-type]
@@ -598,9 +600,9 @@ def _train_epoch(
         lr = parts.schedule.lr_at(progress.global_step)
         for group in parts.optimizer.param_groups:
             group["lr"] = lr
-        x = parts.transform(data.train_images[idx].to(device, non_blocking=True))  # (B, 1, I, I)
+        x, whole = parts.transform.views(data.train_images[idx].to(device, non_blocking=True))  # (B, 1, I, I) each
         target = data.train_targets[idx].to(device, non_blocking=True)  # (B, C)
-        logits, target, loss = _step(net, parts, cfg, x, target, amp)
+        logits, target, loss = _step(net, parts, cfg, x, target, amp, whole if cfg.distill.whole_teacher else None)
         progress.global_step += 1
         loss_sum += loss.detach().double() * len(idx)
         correct += (logits.detach().argmax(1) == target.argmax(1)).sum()
@@ -623,18 +625,21 @@ def _train_epoch(
 
 def _step(
     net: nn.Module, parts: _Parts, cfg: TrainConfig, x: torch.Tensor, target: torch.Tensor, amp: torch.dtype | None,
+    teacher_x: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimiser step on the augmented batch x (B, 1, I, I) and targets (B, C): mix, forward
-    (through the teachers too), backward, clip, step. Returns the logits (B, C), the targets as
-    trained (mixed when mixing is on) and the loss."""
+    (through the teachers too: on teacher_x where given, the faces before degradation, else on
+    x), backward, clip, step. Returns the logits (B, C), the targets as trained (mixed when
+    mixing is on) and the loss."""
     x, target = mix_batch(x, target, cfg.aug, parts.mix_gen)
     x = x.contiguous(memory_format=parts.memory_format)
+    teacher_x = x if teacher_x is None else teacher_x.contiguous(memory_format=parts.memory_format)
     device_type = x.device.type
     with torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
         logits = net(x)
         if parts.teachers:
             with torch.no_grad():
-                teacher_logits = [t(x) for t in parts.teachers]
+                teacher_logits = [t(teacher_x) for t in parts.teachers]
     loss = parts.loss_fn(logits, target)
     if parts.teachers:
         a = cfg.distill.alpha
