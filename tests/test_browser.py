@@ -154,7 +154,8 @@ def check_face(driver, width: int, height: int) -> dict:
 def test_webcam_page_shows_face_box_and_label(server, browser, tmp_path):
     browser.get(server + "/")
     wait_for(browser, "return document.body.dataset.state === 'ready'")
-    assert "test-cnn" in browser.find_element("id", "model").text
+    header = browser.find_element("id", "model").text
+    assert "test-cnn" in header and "faces found by " in header, header  # which detector: the server's own
     browser.find_element("id", "start").click()
     wait_for(browser, "return document.querySelectorAll('#faces li').length > 0")
     check_face(browser, 640, 480)

@@ -39,7 +39,8 @@ async function init() {
       state.colors[label] = (info.colors && info.colors[label]) || PALETTE[i % PALETTE.length];
       state.inks[label] = (info.inks && info.inks[label]) || "#000000";  // the text on that colour
     });
-    $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`;
+    $("model").textContent = `model ${info.name || "?"} ${info.version || ""} · ${state.labels.length} emotions`
+      + (info.detector ? ` · faces found by ${info.detector}` : "");
     buildBars();
     buildLegend();
     drawTimeline();
