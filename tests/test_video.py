@@ -686,3 +686,39 @@ def test_a_crowd_of_short_tracks_costs_little_memory():
     assert sum(a.nbytes for a in timeline.points.values()) <= 2_000 * 64 * (1 + len(EMOTIONS)) * 4
     t, held = timeline.series(1_999)
     assert len(t) == 10 and held.shape == (10, len(EMOTIONS)) and np.all(np.diff(t) > 0)
+
+
+def _mp4_shown_turned_90(path: Path, upright_rgb: np.ndarray, frames: int = 6) -> None:
+    """An mp4 as a phone films a portrait clip: each frame stored as the sensor lies (landscape,
+    the picture a quarter turn counter-clockwise) and the quarter turn back recorded in the track
+    header's display matrix (`tkhd`), which players apply."""
+    import struct
+
+    stored = np.ascontiguousarray(np.rot90(upright_rgb, 1))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        for _ in range(frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    matrix = data.find(b"tkhd") + 44  # after version/flags, times, track id, duration, layer, group, volume (version 0)
+    assert struct.unpack(">9i", data[matrix : matrix + 36]) == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)  # identity before
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+
+
+def test_a_phone_video_stored_sideways_is_read_and_written_upright(rec, tmp_path):
+    from emolens.pipeline.samples import astronaut
+
+    upright = np.full((480, 360, 3), 120, np.uint8)
+    upright[60:420] = cv2.resize(astronaut(), (360, 360))  # RGB, portrait
+    _mp4_shown_turned_90(clip := tmp_path / "portrait.mp4", upright)
+    (truth,) = rec.detector.detect(np.ascontiguousarray(upright[:, :, ::-1]))
+    res = process_video(clip, rec, output=tmp_path / "out", progress=False, plot=False)
+    with open(res.outputs["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == res.frames == 6  # the face is found in every frame, where it stands upright
+    assert all(iou(truth.box, tuple(int(r[k]) for k in "xywh")) > 0.7 for r in rows), rows[0]
+    with av.open(str(res.outputs["video"])) as container:  # written upright, as it was shown
+        assert {(f.height, f.width) for f in container.decode(container.streams.video[0])} == {(480, 360)}
