@@ -133,3 +133,26 @@ def test_calibrate_with_class_bias_records_the_offsets(fer_folder, model_file, t
     # --class-bias alone would change nothing on disk: refused with a message.
     assert main(["evaluate", str(model_file), "--data", str(fer_folder), "--out", str(tmp_path / "y"), "--class-bias"]) != 0
     assert "--class-bias needs --calibrate" in capsys.readouterr().err
+
+
+def test_the_default_model_scored_on_fer2013_style_data_says_which_labels_it_learned(fer_folder, tmp_path, capsys):
+    """The shipped default learned FER+'s labels; scored on the Kaggle layout, whose labels are
+    FER-2013's, the report says so and what to run instead. FER-2013's own model gets no note."""
+    assert main(["evaluate", "--data", str(fer_folder), "--out", str(tmp_path / "default")]) == 0
+    out = capsys.readouterr().out
+    assert "note: this model learned FER+'s labels" in out and "emolens evaluate fer2013 --data" in out and "--ferplus fer2013new.csv" in out, out
+    assert main(["evaluate", "fer2013", "--data", str(fer_folder), "--out", str(tmp_path / "fer2013")]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_which_labels_note_only_where_the_labels_may_be_fer2013s():
+    from pathlib import Path
+
+    from emolens.cli.evaluate import _which_labels_note
+
+    ferplus_model = {"test": {"accuracy": 0.6367}, "test_ferplus": {"accuracy": 0.8215}}
+    assert _which_labels_note(ferplus_model, "zip", None) and _which_labels_note(ferplus_model, "fer2013-csv", None)
+    assert _which_labels_note(ferplus_model, "ferplus-images", None) is None  # FER+'s own folders
+    assert _which_labels_note(ferplus_model, "zip", Path("fer2013new.csv")) is None  # scored against FER+ already
+    assert _which_labels_note({"test": {"accuracy": 0.7264}, "test_ferplus": {"accuracy": 0.70}}, "zip", None) is None  # a FER-2013 model
+    assert _which_labels_note({"val_acc": 0.8}, "folder", None) is None  # nothing recorded on test

@@ -74,6 +74,7 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a model: accuracy, balanced accuracy, macro-F1, per-class figures, confusion matrix, calibration."""
     from emolens.data import load_dataset
+    from emolens.data.loading import detect_reader
     from emolens.evaluation import evaluate
     from emolens.evaluation.report import REPORT_FILES
     from emolens.models import read_model_config, resolve_model_path
@@ -99,6 +100,38 @@ def evaluate_cmd(
     typer.echo(f"\n{report.model_name} on {split} of {dataset.source} ({report.n_images} images, TTA {tta})")
     typer.echo(str(report))
     typer.echo(f"\nreport written to {saved}/: {', '.join(REPORT_FILES)}")
+    note = _which_labels_note(cfg.metrics, detect_reader(data).format, ferplus)
+    if note:
+        typer.echo(note)
+
+
+# Layouts that may carry FER-2013's own labels (the Kaggle zip, its folders, fer2013.csv); the FER+
+# image folders carry FER+'s.
+_FER2013_LAYOUTS = ("zip", "folder", "fer2013-csv")
+
+
+def _which_labels_note(metrics: dict, data_format: str, ferplus: Path | None) -> str | None:
+    """Where a model that learned FER+'s labels (its recorded FER+ test accuracy well above its
+    FER-2013 one: the shipped default) is scored on data that may carry FER-2013's own labels,
+    say so and what to run instead: users benchmark on FER-2013 first, and 63.67% would
+    otherwise read as a weak model rather than another set of labels."""
+    fer2013, ferplus_test = (_accuracy(metrics.get(key)) for key in ("test", "test_ferplus"))  # recorded by tools/ship_model.py
+    if ferplus is not None or data_format not in _FER2013_LAYOUTS or fer2013 is None or ferplus_test is None:
+        return None
+    if ferplus_test < fer2013 + 0.05:
+        return None
+    return (
+        f"note: this model learned FER+'s labels, ten annotators a face ({ferplus_test:.2%} on FER+ test, {fer2013:.2%} on "
+        "FER-2013's PrivateTest labels, which disagree with FER+ on 34% of the faces). If these are FER-2013's labels: "
+        "--ferplus fer2013new.csv scores against FER+'s majority, and the shipped model fer2013 (emolens evaluate fer2013 --data ...) "
+        "learned FER-2013's own labels "
+        "(README, \"Which labels\")."
+    )
+
+
+def _accuracy(figures: object) -> float | None:
+    value = figures.get("accuracy") if isinstance(figures, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _calibrate(
