@@ -469,3 +469,18 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
         again = load_dataset(path, progress=False)
     assert np.array_equal(again.images, first.images)
     assert np.load(entry, allow_pickle=False)["images"].shape == first.images.shape  # rewritten
+
+
+def test_the_summary_counts_faces_ferplus_drops_apart_from_unreadable_ones():
+    from emolens.data.loading import _summarise
+    from emolens.data.readers.base import RawData
+
+    raw = RawData(
+        images=np.zeros((3, 48, 48), np.uint8), labels=np.zeros(3, np.int64), split=np.zeros(3, np.int8), names=np.array(["a", "b", "c"]),
+        skipped=["FER2013Test/fer0032220.png: FER+ majority is contempt; skipped",
+                 "FER2013Test/fer0032256.png: FER+ votes tied between surprise and unknown (4 each); skipped",
+                 "FER2013Train/fer0000001.png: not a readable image (OSError); skipped"],
+    )
+    summary = _summarise(Path("ferplus-images.zip"), raw, 3)
+    assert "skipped 3 items (2 without a FER+ majority among the 7 emotions" in summary, summary
+    assert "1 unreadable or misplaced, e.g. FER2013Train/fer0000001.png" in summary and "contempt; skipped" not in summary

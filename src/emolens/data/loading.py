@@ -100,12 +100,21 @@ def assign_splits(labels: np.ndarray, split: np.ndarray, *, val_fraction: float,
     return split
 
 
+# Faces FER+'s own rule drops (`readers.ferplus.ferplus_label`, `ferplus_map.attach_ferplus`): by
+# design, not damage, so the summary counts them apart from unreadable items.
+_FERPLUS_RULE = ("FER+ votes tied", "FER+ majority is", "no votes among the 7 emotions", "FER+ judged it not a face")
+
+
 def _summarise(source: Path, raw: RawData, loaded: int) -> str:
     parts = []
     if raw.ignored_classes:
         listed = ", ".join(f"{k} ({v})" for k, v in sorted(raw.ignored_classes.items()))
         parts.append(f"classes not among the 7 emotions: {listed}")
-    other = [m for m in raw.skipped if "is not one of the 7 emotions" not in m]
+    by_rule = [m for m in raw.skipped if any(r in m for r in _FERPLUS_RULE)]
+    if by_rule:
+        parts.append(f"{len(by_rule)} without a FER+ majority among the 7 emotions (contempt, unknown, not a face, ties), "
+                     "left out as the FER+ paper does")
+    other = [m for m in raw.skipped if "is not one of the 7 emotions" not in m and not any(r in m for r in _FERPLUS_RULE)]
     if other:
         parts.append(f"{len(other)} unreadable or misplaced, e.g. " + " | ".join(other[:_MAX_LISTED]))
     return f"{source}: loaded {loaded} images, skipped {len(raw.skipped)} items ({'; '.join(parts)}); see FaceDataset.skipped"
