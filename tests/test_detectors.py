@@ -471,7 +471,7 @@ def test_detect_near_follows_a_large_face(name):
 
 def test_a_followed_face_stays_through_motion_blur():
     """A fast pan: 16 frames of the astronaut smeared by horizontal motion blur, as much as leaves
-    the search near the followed face a weak find (0.25-0.45: the blur is picked here, since int8
+    the search near the followed face a weak find (0.25-0.48: the blur is picked here, since int8
     and fp32 score it differently). Weak finds near a followed face continue its track
     (`follow_threshold`, 0.2), so the face keeps its box and id in every frame; taking only finds
     of the detector's own threshold (0.5), it is lost in every other blurred frame at least (then
@@ -485,7 +485,9 @@ def test_a_followed_face_stays_through_motion_blur():
     stream = FaceStream(EmotionRecognizer(detector=det))
     list(stream.run((i, i / 30, photo) for i in range(8)))
     box = stream.tracker.tracks[0].next_box()
-    weak = [k for k in range(21, 61, 2) if (near := det.detect_near(cv2.blur(photo, (k, 1)), box)) is not None and 0.25 <= near.confidence < 0.45]
+    # The mildest blur under 0.48 here: a blur picked lower (fp32's 0.40) left finds of 0.2 and under
+    # as the followed box moved.
+    weak = [k for k in range(21, 61, 2) if (near := det.detect_near(cv2.blur(photo, (k, 1)), box)) is not None and 0.25 <= near.confidence < 0.48]
     assert weak, "no motion blur leaves a weak find near the face"
     frames = [photo] * 8 + [cv2.blur(photo, (weak[0], 1))] * 16 + [photo] * 8
     results = list(FaceStream(EmotionRecognizer(detector=det)).run((i, i / 30, f) for i, f in enumerate(frames)))
