@@ -15,7 +15,10 @@ through `detector.detect` once; a detection is a hit when it overlaps a labelled
   protocol ignores invalid faces, and faces under 20 px are below what emolens classifies;
 - milliseconds per image, the mean wall time of `detect` alone (decoding not included), with
   OpenCV's default threads (CenterFace's onnxruntime: one thread), and the milliseconds
-  `create_detector` took (the first instance; the server builds one per worker thread).
+  `create_detector` took (the first instance; the server builds one per worker thread);
+- for CenterFace, the pixels its network ran on, as a multiple of the photos' pixels: its work,
+  the same on every CPU (its time grows with them; one search of the whole photo is a little
+  over 1.0, the sides being padded to multiples of 32).
 
 Tilted faces: `--turn DEG` turns every photo by DEG degrees (every other one the other way) about its
 centre, on a canvas grown to hold it whole, and each labelled face becomes a box of its own size
@@ -142,13 +145,15 @@ def run_detector(spec: str, images: list, scale: float = 1.0, stops: float = 0.0
         search = detector.detect
     build_ms = 1000 * (time.perf_counter() - start)  # what one detector per server thread costs
     search(underexpose(scale_photo(*images[0][1:], scale)[0], stops))  # warm-up: first-call allocations and lazy initialisation
+    network_pixels = counted_network_pixels(detector)
     heights = HEIGHTS if scale == 1.0 else (*HEIGHTS, BIG_FACE_PX)
     tally = DetectionTally(min_height=int(round(20 * scale)), heights=tuple(int(round(h * scale)) for h in heights))
-    seconds = []
+    seconds, photo_pixels = [], 0
     for _, bgr, faces in images:
         if scale != 1.0:
             bgr, faces = scale_photo(bgr, faces, scale)
         bgr = underexpose(bgr, stops)
+        photo_pixels += bgr.shape[0] * bgr.shape[1]
         start = time.perf_counter()
         dets = search(bgr)
         seconds.append(time.perf_counter() - start)
@@ -158,7 +163,28 @@ def run_detector(spec: str, images: list, scale: float = 1.0, stops: float = 0.0
     summary["faces"] = dict(zip(map(str, heights), summary["faces"].values(), strict=True))
     summary.update(spec=spec + (f" ({photo})" if photo else ""), detector=repr(detector), ms_per_image=1000 * float(np.mean(seconds)),
                    ms_median=1000 * float(np.median(seconds)), build_ms=build_ms)
+    if network_pixels is not None:
+        summary["network_pixels"] = network_pixels[0] / photo_pixels
     return summary
+
+
+def counted_network_pixels(detector) -> list[int] | None:
+    """CenterFace's work, the same on every CPU: from now on, the pixels of every input its network
+    runs on are added up in the returned list's one item (None for other detectors). Its time grows
+    with these pixels, and they are counted in an instant where valgrind's count of instructions
+    (benchmarks/detection_avx2.py) takes minutes a photo. It wraps the detector's private `_run`, the
+    one call every search makes (a benchmark's look inside, not an API)."""
+    run = getattr(detector, "_run", None)
+    if run is None or type(detector).__name__ != "CenterFaceDetector":
+        return None
+    total = [0]
+
+    def counting(blob):
+        total[0] += blob.shape[2] * blob.shape[3]
+        return run(blob)
+
+    detector._run = counting
+    return total
 
 
 def predicted_box(box: tuple, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -235,10 +261,11 @@ def markdown_follow(rows: list[dict]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     big = bool(rows) and str(BIG_FACE_PX) in rows[0]["recall"]
+    work = any("network_pixels" in r for r in rows)
     lines = [
         "| detector | recall, faces >= 40 px | >= 20 px | all faces |" + (f" >= {BIG_FACE_PX} px |" if big else "")
-        + " detections matching no face | ms per image | ms to build |",
-        "|---|---|---|---|" + ("---|" if big else "") + "---|---|---|",
+        + " detections matching no face | ms per image | ms to build |" + (" network input, x the photo's pixels |" if work else ""),
+        "|---|---|---|---|" + ("---|" if big else "") + "---|---|---|" + ("---|" if work else ""),
     ]
     for r in rows:
         rec = r["recall"]
@@ -246,6 +273,7 @@ def markdown(rows: list[dict]) -> str:
             f"| `{r['spec']}` | {100 * rec['40']:.1f}% | {100 * rec['20']:.1f}% | {100 * rec['0']:.1f}% | "
             + (f"{100 * rec[str(BIG_FACE_PX)]:.1f}% | " if big else "")
             + f"{100 * r['false_share']:.1f}% ({r['false_detections']} of {r['detections'] - r['ignored_detections']}) | {r['ms_per_image']:.0f} | {r.get('build_ms', float('nan')):.0f} |"
+            + ((f" {r['network_pixels']:.3f} |" if "network_pixels" in r else " - |") if work else "")
         )
     return "\n".join(lines)
 
