@@ -145,16 +145,14 @@ def test_windows_around_candidates_are_grown_clipped_and_merged():
     windows = merged_windows(boxes, 1000, 1000, min_side=0)
     assert windows == [(0, 0, 72, 20)]
     assert merged_windows([], 100, 100, min_side=64) == []
-    # The default grows each window by half the find's side (centerface._WINDOW_GROW), still to min_side at least.
-    assert merged_windows([(100, 100, 20, 20), (300, 300, 10, 10)], 700, 420, min_side=40, grow_by=0.5) == [(285, 285, 325, 325), (90, 90, 130, 130)]
 
 
 @pytest.mark.skipif(not WIDER.is_dir(), reason="WIDER FACE val5 is not in ../shared/datasets")
 def test_centerface_two_passes_find_what_one_full_search_finds(monkeypatch):
     # The default searches a shrunk photo, then windows around weak or small finds at full size.
     # On the whole set both find 82-83% of the faces of 20 px and up (README, Face detectors);
-    # without the windows (the coarse pass alone, work_px=11) 68.7%. The network runs on a third
-    # of the pixels of one full search (benchmarks/detection.py's last column).
+    # without the windows (the coarse pass alone, work_px=11) 68.7%. The network runs on 0.4x the
+    # pixels of one full search there (benchmarks/detection.py's last column), 0.35x on these photos.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from detection import counted_network_pixels, load_images
 
@@ -162,7 +160,7 @@ def test_centerface_two_passes_find_what_one_full_search_finds(monkeypatch):
 
     det = installed_detector("centerface", precision="fp32")
     one = create_detector("centerface", precision="fp32", coarse_px=0)
-    assert det.coarse_px == 9 and "coarse_px=0" in repr(one)
+    assert det.coarse_px == 11 and "coarse_px=0" in repr(one)
     images = load_images(WIDER, None)[3::20]  # 20 photos of all five events
     windows: list[int] = []
     real = cf.merged_windows
@@ -174,7 +172,7 @@ def test_centerface_two_passes_find_what_one_full_search_finds(monkeypatch):
             tally.add(faces, detector.detect(bgr))
         recall[name] = tally.summary()
     assert len(windows) == len(images) and sum(windows) > 0  # the second pass ran, on few windows
-    assert pixels["two"][0] < 0.4 * pixels["one"][0], pixels
+    assert pixels["two"][0] < 0.45 * pixels["one"][0], pixels
     assert recall["two"]["recall"]["20"] >= recall["one"]["recall"]["20"] - 0.02, recall
     assert recall["two"]["recall"]["40"] >= recall["one"]["recall"]["40"] - 0.02, recall
     assert recall["two"]["false_share"] < 0.08, recall

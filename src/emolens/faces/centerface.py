@@ -55,26 +55,21 @@ from emolens.preprocessing import exposure_gain
 # flickered in and out of detection at 20.
 _WORK_PX = 32
 # Two passes (`coarse_px`; 0: one). The photo is first searched shrunk until the smallest wanted
-# face is this many pixels (on a 1024-px photo, 0.2x the pixels of the full search). A face large
+# face is this many pixels (on a 1024-px photo, 0.3x the pixels of the full search). A face large
 # there is taken as found; every other spot scoring at least _CANDIDATE_SCORE is searched again at
-# the full search's scale, in a window reaching half its side beyond it (_WINDOW_GROW). On the 394
-# WIDER FACE photos (benchmarks/detection.py) the network so runs on 0.30x the pixels of one full
-# search, and finds 91.8% of the faces of 40 px and up and 81.7% of 20 px and up against its
-# 91.2% and 82.8% (fp32; int8 91.7% and 82.9%), where a single search of about that work
-# (work_px=11) finds 68.7% of 20 px and up: small faces score low when shrunk, but seldom below
-# 0.1. The first settings (11 px, 0.15, windows reaching the find's side beyond it) found 0.5 and
-# 1.4 points more in fp32 on 0.40x the pixels: estimated 70 against 55 ms a photo on an AVX2-only
-# Zen 1 (docs/detection.md, "A lighter first pass").
-_COARSE_PX = 9
-_CANDIDATE_SCORE = 0.1
-_SURE_COARSE_PX = 22  # a face this big in the coarse pass scores there as at full size (49 px by default)
+# the full search's scale, in a window around it. On the 394 WIDER FACE photos
+# (benchmarks/detection.py) this finds as many faces as one full search (83.0% against 82.8% of
+# those of 20 px and up, fp32) in 0.50x its time, where a single search of about that time
+# (work_px=13) finds 75.4%: small faces score low when shrunk, but seldom below 0.15.
+_COARSE_PX = 11
+_CANDIDATE_SCORE = 0.15
+_SURE_COARSE_PX = 22  # a face this big in the coarse pass scores there as at full size (40 px by default)
 _WINDOW_MIN_PX = 64  # a window's side at least, at the full search's scale
-_WINDOW_GROW = 0.5  # a window reaches this many times the find's side beyond it on every side
 _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one full search instead
 # Large faces. CenterFace, trained on scenes, boxes faces up to about 1,000 px; a close portrait in a
 # camera's full-size photo (4,000 px wide) holds a larger one, which it misses or boxes in part. A
 # photo that the first search sees longer than _LARGE_PHOTO_PX (the two-pass search's first pass
-# shrinks it 0.45x: a photo over 2,844 px) is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
+# shrinks it 0.55x: a photo over 2,327 px) is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
 # side, where such a face is a few hundred pixels; its finds of at least _LARGE_FACE_PX (in the photo's
 # pixels) are taken from there, and finds of the other passes lying mostly inside them are dropped
 # (and not searched again at full size). Smaller faces keep the full-size search's finer box and
@@ -564,7 +559,7 @@ class CenterFaceDetector(FaceDetector):
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         big = large + [d for d in sure if max(d.box[2:]) >= _LARGE_FACE_PX]  # their parts are not searched again
         H, W = bgr.shape[:2]
-        windows = merged_windows([d.box for d in _outside(found, big) if d not in sure], W, H, _WINDOW_MIN_PX / full, _WINDOW_GROW)
+        windows = merged_windows([d.box for d in _outside(found, big) if d not in sure], W, H, min_side=_WINDOW_MIN_PX / full)
         if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in windows) > _WINDOWS_MAX_SHARE * W * H:
             return self._search(bgr, None, scale=full)
         again = []
@@ -622,16 +617,14 @@ def _as_bgr(image: np.ndarray, gray: np.ndarray | None) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if bgr is None else bgr
 
 
-def merged_windows(
-    boxes: list[tuple[int, int, int, int]], width: int, height: int, min_side: float, grow_by: float = 1.0,
-) -> list[tuple[int, int, int, int]]:
-    """Windows (x0, y0, x1, y1) around the boxes, each grown by `grow_by` times its side on every
-    side (at least to `min_side`) and clipped to the image; overlapping windows are merged into
-    their bounding rectangle, so no part of the photo is searched twice at full size."""
+def merged_windows(boxes: list[tuple[int, int, int, int]], width: int, height: int, min_side: float) -> list[tuple[int, int, int, int]]:
+    """Windows (x0, y0, x1, y1) around the boxes, each grown by its side on every side (at least
+    to `min_side`) and clipped to the image; overlapping windows are merged into their bounding
+    rectangle, so no part of the photo is searched twice at full size."""
     windows = []
     for x, y, w, h in boxes:
         side = max(w, h)
-        grow = max(grow_by * side, (min_side - side) / 2)
+        grow = max(side, (min_side - side) / 2)
         windows.append((max(0, int(x - grow)), max(0, int(y - grow)), min(width, int(x + w + grow)), min(height, int(y + h + grow))))
     merged: list[tuple[int, int, int, int]] = []
     while windows:
