@@ -68,17 +68,20 @@ _WINDOW_MIN_PX = 64  # a window's side at least, at the full search's scale
 _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one full search instead
 # Large faces. CenterFace, trained on scenes, boxes faces up to about 1,000 px; a close portrait in a
 # camera's full-size photo (4,000 px wide) holds a larger one, which it misses or boxes in part. A
-# photo that the first search sees longer than _LARGE_PHOTO_PX (the two-pass search's first pass
-# shrinks it 0.55x: a photo over 2,327 px) is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
+# photo longer than _LARGE_PHOTO_PX is therefore also searched shrunk to _LARGE_SEARCH_PX on its longer
 # side, where such a face is a few hundred pixels; its finds of at least _LARGE_FACE_PX (in the photo's
 # pixels) are taken from there, and finds of the other passes lying mostly inside them are dropped
 # (and not searched again at full size). Smaller faces keep the full-size search's finer box and
 # landmarks: it boxed the astronaut's face whole at 527 and 791 px and in part at 1,055 (a 4,000-px
 # enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: docs/detection.md, "Camera-sized photos".
-# Finds of the first pass of _LARGE_FACE_PX and up are treated alike: their parts are not searched again.
+# With two passes the shrunk search runs only where the first pass found a box of _LARGE_HINT_PX or
+# more (a large face, or a part of one) or nothing: a close portrait's face of 1,400-2,000 px gave
+# the first pass parts of 750-870 px or nothing, and a photo of small faces gives neither.
+# A face of _LARGE_FACE_PX and up that the first pass finds whole is treated alike: its parts are not searched again.
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
 _LARGE_FACE_PX = 512
+_LARGE_HINT_PX = 512
 # A tracked face is searched for in a window around it, shrunk until the face is this many
 # pixels: CenterFace finds a 64-px face as surely as a larger one, and the network's cost falls
 # with the square of the shrink (a 100-200 px face on 640x480 video is searched at a quarter to a
@@ -547,15 +550,17 @@ class CenterFaceDetector(FaceDetector):
 
     def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """One search at the full scale, or two passes (`coarse_px`, constants at the top); in a
-        photo that the first search would see large, large faces from a shrunk search besides (`_large_faces`)."""
+        large photo, large faces from a shrunk search besides (`_large_faces`): with two passes,
+        only where the first saw something large or nothing at all."""
         full = min(1.0, self.work_px / self.min_face_size)
         coarse = min(1.0, self.coarse_px / self.min_face_size)
         bgr = _as_bgr(image, gray)  # once: every search takes it
         if not self.coarse_px or coarse >= 0.8 * full:  # too little to save
-            large = self._large_faces(bgr, full)
+            large = self._large_faces(bgr)
             return sort_largest_first(merge_overlapping(large + _outside(self._search(bgr, None, scale=full), large), _NMS_IOU))
-        large = self._large_faces(bgr, coarse)
-        found = _outside(self._search(bgr, None, scale=coarse, threshold=self.candidate_score), large)
+        found = self._search(bgr, None, scale=coarse, threshold=self.candidate_score)
+        large = self._large_faces(bgr) if not found or max(max(d.box[2:]) for d in found) >= _LARGE_HINT_PX else []
+        found = _outside(found, large)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         big = large + [d for d in sure if max(d.box[2:]) >= _LARGE_FACE_PX]  # their parts are not searched again
         H, W = bgr.shape[:2]
@@ -568,11 +573,11 @@ class CenterFaceDetector(FaceDetector):
                 again.append(det.shifted(x0, y0))
         return sort_largest_first(merge_overlapping(large + sure + _outside(again, big), _NMS_IOU))
 
-    def _large_faces(self, bgr: np.ndarray, scale: float) -> list[Detection]:
-        """Where the search at `scale` sees the photo longer than `_LARGE_PHOTO_PX`, the faces of
-        at least `_LARGE_FACE_PX` found in it shrunk to `_LARGE_SEARCH_PX`; else none (constants at the top)."""
+    def _large_faces(self, bgr: np.ndarray) -> list[Detection]:
+        """In a photo longer than `_LARGE_PHOTO_PX`, the faces of at least `_LARGE_FACE_PX` found in it
+        shrunk to `_LARGE_SEARCH_PX`; else none (constants at the top)."""
         longer = max(bgr.shape[:2])
-        if longer * scale <= _LARGE_PHOTO_PX:
+        if longer <= _LARGE_PHOTO_PX:
             return []
         return [d for d in self._search(bgr, None, scale=_LARGE_SEARCH_PX / longer) if max(d.box[2:]) >= _LARGE_FACE_PX]
 
