@@ -74,9 +74,10 @@ _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one fu
 # (and not searched again at full size). Smaller faces keep the full-size search's finer box and
 # landmarks: it boxed the astronaut's face whole at 527 and 791 px and in part at 1,055 (a 4,000-px
 # enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: docs/detection.md, "Camera-sized photos".
-# With two passes the shrunk search runs only where the first pass found a box of _LARGE_HINT_PX or
-# more (a large face, or a part of one) or nothing: a close portrait's face of 1,400-2,000 px gave
-# the first pass parts of 750-870 px or nothing, and a photo of small faces gives neither.
+# With two passes the shrunk search runs only where the first pass saw the photo over _LARGE_PHOTO_PX
+# (photos over 2,327 px), or found a box of _LARGE_HINT_PX or more (a large face, or a part of one),
+# or nothing: a close portrait's face of 1,400-2,000 px gave the first pass parts of 700-870 px or
+# nothing, and the 70 WIDER FACE photos of 1,281-1,806 px, which hold small faces, give neither.
 # A face of _LARGE_FACE_PX and up that the first pass finds whole is treated alike: its parts are not searched again.
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
@@ -551,7 +552,7 @@ class CenterFaceDetector(FaceDetector):
     def _detect_upright(self, image: np.ndarray, gray: np.ndarray | None) -> list[Detection]:
         """One search at the full scale, or two passes (`coarse_px`, constants at the top); in a
         large photo, large faces from a shrunk search besides (`_large_faces`): with two passes,
-        only where the first saw something large or nothing at all."""
+        only where the first may have missed one (`_may_hold_large_face`)."""
         full = min(1.0, self.work_px / self.min_face_size)
         coarse = min(1.0, self.coarse_px / self.min_face_size)
         bgr = _as_bgr(image, gray)  # once: every search takes it
@@ -559,7 +560,7 @@ class CenterFaceDetector(FaceDetector):
             large = self._large_faces(bgr)
             return sort_largest_first(merge_overlapping(large + _outside(self._search(bgr, None, scale=full), large), _NMS_IOU))
         found = self._search(bgr, None, scale=coarse, threshold=self.candidate_score)
-        large = self._large_faces(bgr) if not found or max(max(d.box[2:]) for d in found) >= _LARGE_HINT_PX else []
+        large = self._large_faces(bgr) if _may_hold_large_face(bgr, found, coarse) else []
         found = _outside(found, large)
         sure = [d for d in found if d.confidence >= self.threshold and max(d.box[2:]) * coarse >= _SURE_COARSE_PX]
         big = large + [d for d in sure if max(d.box[2:]) >= _LARGE_FACE_PX]  # their parts are not searched again
@@ -606,6 +607,14 @@ class CenterFaceDetector(FaceDetector):
             if det := self._keep(tuple(boxes[k]), float(scores[k]), W, H, threshold=floor, eyes=eyes, mouth=mouth):  # NMSBoxes applied it
                 dets.append(det)
         return sort_largest_first(dets)
+
+
+def _may_hold_large_face(bgr: np.ndarray, found: list[Detection], scale: float) -> bool:
+    """Whether a photo searched at `scale` (the first of two passes) with these finds may hold a face
+    that only the search for large faces boxes whole: where that pass saw the photo over
+    `_LARGE_PHOTO_PX` itself, found a box of `_LARGE_HINT_PX` or more (a large face, or a part of
+    one), or found nothing (constants at the top)."""
+    return max(bgr.shape[:2]) * scale > _LARGE_PHOTO_PX or not found or max(max(d.box[2:]) for d in found) >= _LARGE_HINT_PX
 
 
 def _outside(found: list[Detection], large: list[Detection]) -> list[Detection]:
