@@ -227,15 +227,15 @@ def test_a_strongly_tilted_face_is_looked_at_again_upright(clockwise):
     """A face found tilted by 45 degrees or more is searched again in its window turned upright by
     the tilt read (`relook_tilt`): its tilt is then read within 8 degrees of the turn, with a
     face-shaped box. The one search reads the astronaut turned by 90 degrees as 65 (and by 150 as
-    127)."""
+    127) in int8, closer in fp32."""
     photo = np.ascontiguousarray(astronaut()[:, :, ::-1])
     natural = the_face(eyed_detector("centerface"), photo).roll
     face = the_face(eyed_detector("centerface"), turned(photo, clockwise))
     assert abs(wrap_degrees(face.roll - natural - clockwise)) < 8.0 and face.box[3] > face.box[2], face
     once = the_face(eyed_detector("centerface", relook_tilt=0), turned(photo, clockwise))
     assert once.confidence <= face.confidence
-    if abs(clockwise) >= 90:
-        assert abs(wrap_degrees(once.roll - natural - clockwise)) > 15.0, once
+    if abs(clockwise) >= 90:  # the one search reads these 25-27 degrees off in int8, 7-13 in fp32
+        assert abs(wrap_degrees(once.roll - natural - clockwise)) > abs(wrap_degrees(face.roll - natural - clockwise)) + 2.0, once
 
 
 # (detector, turn) where the one search reads the astronaut's tilt far off: measured 14.4, 28.4 and
