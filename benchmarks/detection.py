@@ -76,13 +76,14 @@ FOLLOW_SHIFT, FOLLOW_SCALE = 0.1, 0.1  # --follow: a track's prediction misses t
 BESIDE = ((0.0, 1.2), (1.2, 0.0), (-1.2, 0.0), (0.0, 2.2))  # --follow: face-free windows at these offsets from a face, in its width and height
 
 
-def load_images(data: Path, limit: int | None) -> list[tuple[str, np.ndarray, tuple]]:
-    """(path, BGR image, faces) for each image of the annotation file found in the zip."""
+def load_images(data: Path, limit: int | None, every: int = 1) -> list[tuple[str, np.ndarray, tuple]]:
+    """(path, BGR image, faces) for each image of the annotation file found in the zip (the first
+    `limit`, every `every`th of them)."""
     import cv2
 
     from emolens.faces.widerface import read_ground_truth
 
-    labelled = read_ground_truth(data / "wider_face_val5_bbx_gt.txt")[:limit]
+    labelled = read_ground_truth(data / "wider_face_val5_bbx_gt.txt")[:limit:every]
     out = []
     with zipfile.ZipFile(data / "widerface-val5.zip") as zf:
         names = {n.split("images/", 1)[-1]: n for n in zf.namelist() if n.endswith(".jpg")}
@@ -174,10 +175,11 @@ def counted_network_pixels(detector) -> list[int] | None:
     with these pixels, and they are counted in an instant where valgrind's count of instructions
     (benchmarks/detection_avx2.py) takes minutes a photo. It wraps the detector's private `_run`, the
     one call every search makes (a benchmark's look inside, not an API)."""
-    run = getattr(detector, "_run", None)
-    if run is None or type(detector).__name__ != "CenterFaceDetector":
+    from emolens.faces.centerface import CenterFaceDetector
+
+    if not isinstance(detector, CenterFaceDetector):
         return None
-    total = [0]
+    run, total = detector._run, [0]
 
     def counting(blob):
         total[0] += blob.shape[2] * blob.shape[3]

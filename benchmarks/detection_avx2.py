@@ -25,7 +25,6 @@ import argparse
 import re
 import subprocess
 import sys
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,14 +36,9 @@ EVERY = 49  # photos: every 49th of the set (8 of them), indices into that list
 
 
 def _photos(folder: Path):
-    import cv2
-    import numpy as np
+    from detection import load_images  # this folder's: python puts a script's folder on the path
 
-    from emolens.faces.widerface import read_ground_truth
-
-    images = read_ground_truth(folder / "wider_face_val5_bbx_gt.txt")[::EVERY]
-    with zipfile.ZipFile(folder / "widerface-val5.zip") as zf:
-        return [cv2.imdecode(np.frombuffer(zf.read(f"WIDER_val/images/{im.path}"), np.uint8), cv2.IMREAD_COLOR) for im in images]
+    return [bgr for _, bgr, _ in load_images(folder, None, every=EVERY)]
 
 
 def worker(spec: str, folder: Path, picks: list[int]) -> None:

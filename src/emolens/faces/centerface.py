@@ -75,14 +75,13 @@ _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one fu
 # landmarks: it boxed the astronaut's face whole at 527 and 791 px and in part at 1,055 (a 4,000-px
 # enlargement, tests/test_detectors.py). benchmarks/detection.py --scale 4: docs/detection.md, "Camera-sized photos".
 # With two passes the shrunk search runs only where the first pass saw the photo over _LARGE_PHOTO_PX
-# (photos over 2,327 px), or found a box of _LARGE_HINT_PX or more (a large face, or a part of one),
+# (photos over 2,327 px), or found a box of _LARGE_FACE_PX or more (a large face, or a part of one),
 # or nothing: a close portrait's face of 1,400-2,000 px gave the first pass parts of 700-870 px or
 # nothing; 59 of the 70 WIDER FACE photos of 1,281-1,806 px give neither (11 hold a face of 512-825 px).
 # A face of _LARGE_FACE_PX and up that the first pass finds whole is treated alike: its parts are not searched again.
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
 _LARGE_FACE_PX = 512
-_LARGE_HINT_PX = 512
 # A tracked face is searched for in a window around it, shrunk until the face is this many
 # pixels: CenterFace finds a 64-px face as surely as a larger one, and the network's cost falls
 # with the square of the shrink (a 100-200 px face on 640x480 video is searched at a quarter to a
@@ -612,9 +611,9 @@ class CenterFaceDetector(FaceDetector):
 def _may_hold_large_face(bgr: np.ndarray, found: list[Detection], scale: float) -> bool:
     """Whether a photo searched at `scale` (the first of two passes) with these finds may hold a face
     that only the search for large faces boxes whole: where that pass saw the photo over
-    `_LARGE_PHOTO_PX` itself, found a box of `_LARGE_HINT_PX` or more (a large face, or a part of
+    `_LARGE_PHOTO_PX` itself, found a box of `_LARGE_FACE_PX` or more (a large face, or a part of
     one), or found nothing (constants at the top)."""
-    return max(bgr.shape[:2]) * scale > _LARGE_PHOTO_PX or not found or max(max(d.box[2:]) for d in found) >= _LARGE_HINT_PX
+    return max(bgr.shape[:2]) * scale > _LARGE_PHOTO_PX or not found or max(max(d.box[2:]) for d in found) >= _LARGE_FACE_PX
 
 
 def _outside(found: list[Detection], large: list[Detection]) -> list[Detection]:
