@@ -77,7 +77,7 @@ _WINDOWS_MAX_SHARE = 0.6  # windows covering more of the photo than this: one fu
 # With two passes the shrunk search runs only where the first pass saw the photo over _LARGE_PHOTO_PX
 # (photos over 2,327 px), or found a box of _LARGE_FACE_PX or more (a large face, or a part of one),
 # or nothing: a close portrait's face of 1,400-2,000 px gave the first pass parts of 700-870 px or
-# nothing; 59 of the 70 WIDER FACE photos of 1,281-1,806 px give neither (11 hold a face of 512-825 px).
+# nothing, where a photo of small faces (most of the 70 WIDER FACE photos of 1,281-1,806 px) gives neither.
 # A face of _LARGE_FACE_PX and up that the first pass finds whole is treated alike: its parts are not searched again.
 _LARGE_PHOTO_PX = 1280
 _LARGE_SEARCH_PX = 640
