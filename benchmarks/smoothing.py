@@ -95,18 +95,20 @@ def view(photo: np.ndarray, m: np.ndarray, size: tuple[int, int], scale: float) 
 
 
 def film(still: np.ndarray, path: Path, seconds: float, fps: float, seed: int) -> Path:
-    """Write `still` as a video of a person sitting still (see the module docstring)."""
+    """Write `still` as a video of a person sitting still (see the module docstring). The head's
+    random walk takes smaller steps at higher frame rates, so that it wanders as far in a second
+    (its steps' sigma scales with the square root of the frame interval; 0.5 px at 30 frames/s)."""
     import cv2
 
     from emolens.pipeline.video_io import VideoWriter
 
     rng = np.random.default_rng(seed)
     h, w = still.shape[:2]
-    pos = np.zeros(2)
+    pos, step = np.zeros(2), 0.5 * float(np.sqrt(30.0 / fps))
     with VideoWriter(path, fps) as writer:
         for i in range(int(seconds * fps)):
             t = i / fps
-            pos = np.clip(pos + rng.normal(0, 0.5, 2), -6, 6)
+            pos = np.clip(pos + rng.normal(0, step, 2), -6, 6)
             zoom = 1 + 0.02 * np.sin(2 * np.pi * t / 4.0)
             roll = 1.0 * np.sin(2 * np.pi * t / 6.5)
             m = cv2.getRotationMatrix2D((w / 2, h / 2), roll, zoom)
@@ -134,27 +136,32 @@ def ambiguity(recognizer, still: np.ndarray, aligns: tuple[bool, ...]) -> float 
     return float(np.mean(gaps))
 
 
-def label_changes(video: Path, recognizer, smooth: float) -> dict[str, float]:
-    """Label changes per second of the clip's longest track, and how many ids the clip got."""
+def label_changes(video: Path, recognizer, smooth: float, label_margin: float = 0.0) -> dict[str, float]:
+    """Label changes per second of the clip's longest track, how far its scores (the bars) move
+    a second (the total variation distance between consecutive frames' scores, summed), and
+    how many ids the clip got."""
     from emolens.pipeline.stream import FaceStream, StreamOptions
     from emolens.pipeline.video_io import iter_frames, open_source
 
     src = open_source(str(video))
-    stream = FaceStream(recognizer, StreamOptions(smooth=smooth))
-    labels: dict[int, list[tuple[int, str]]] = {}
+    stream = FaceStream(recognizer, StreamOptions(smooth=smooth, label_margin=label_margin))
+    tracks: dict[int, list[tuple[int, str, np.ndarray]]] = {}
     frames, fps = 0, src.fps
     try:
         for result in stream.run(iter_frames(src)):
             frames += 1
             for face in result.faces:
-                labels.setdefault(face.face_id, []).append((result.frame, face.label))
+                tracks.setdefault(face.face_id, []).append((result.frame, face.label, np.array(list(face.scores.values()))))
     finally:
         src.release()
-    if not labels:
-        return {"changes_per_s": float("nan"), "ids": 0, "seen": 0.0}
-    main = max(labels.values(), key=len)
-    changes = sum(a[1] != b[1] for a, b in pairwise(main) if b[0] == a[0] + 1)
-    return {"changes_per_s": changes / (len(main) / fps), "ids": len(labels), "seen": len(main) / max(frames, 1)}
+    if not tracks:
+        return {"changes_per_s": float("nan"), "bars_moved_per_s": float("nan"), "ids": 0, "seen": 0.0}
+    main = max(tracks.values(), key=len)
+    steps = [(a, b) for a, b in pairwise(main) if b[0] == a[0] + 1]
+    seconds = len(main) / fps
+    return {"changes_per_s": sum(a[1] != b[1] for a, b in steps) / seconds,
+            "bars_moved_per_s": sum(0.5 * float(np.abs(a[2] - b[2]).sum()) for a, b in steps) / seconds,
+            "ids": len(tracks), "seen": len(main) / max(frames, 1)}
 
 
 def page_frames(video: Path, every: int = 3) -> list[bytes]:
@@ -190,11 +197,11 @@ def server_flicker(frames: list[bytes], recognizer, fps: float, follow: bool) ->
     return {"changes_per_s": changes / (len(frames) / fps), "ms_median": float(np.median(times)), "ms_p95": float(np.percentile(times, 95))}
 
 
-def server_section(clips: list[tuple[str, Path]], recognizer) -> dict:
+def server_section(clips: list[tuple[str, Path]], recognizer, fps: float) -> dict:
     print("as the web page's camera (10 frames/s, JPEG) through the server's code: label changes per second, ms per frame")
     rows = {}
     for name, clip in clips:
-        frames = page_frames(clip)
+        frames = page_frames(clip, every=max(1, round(fps / 10.0)))
         rows[name] = {how: server_flicker(frames, recognizer, 10.0, follow) for how, follow in (("afresh", False), ("followed", True))}
         print(f"{name[:34]:<34}" + "".join(f"{how:>10} {r['changes_per_s']:5.2f}/s {r['ms_median']:6.1f} ms" for how, r in rows[name].items()))
     means = {how: {k: float(np.mean([r[how][k] for r in rows.values()])) for k in ("changes_per_s", "ms_median", "ms_p95")} for how in ("afresh", "followed")}
@@ -216,15 +223,15 @@ def steadiest_faces(rec, folder: Path, count: int, aligns: tuple[bool, ...]) -> 
     return faces, f"WIDER FACE val ({', '.join(EVENTS)})"
 
 
-def flicker_rows(rec, clips: list[tuple[str, Path]], settings: list[tuple[float, bool]], names: list[str], shown: str) -> list[dict]:
+def flicker_rows(rec, clips: list[tuple[str, Path]], settings: list[tuple[float, bool, float]], names: list[str], shown: str) -> list[dict]:
     """Each clip's label changes per second at each (smoothing, alignment) setting, printed as it
     goes with the tracks and the main id's share at setting `shown`."""
     rows = []
     for name, clip in clips:
         runs = {}
-        for n, (v, align) in zip(names, settings, strict=True):
+        for n, (v, align, margin) in zip(names, settings, strict=True):
             rec.align = align
-            runs[n] = label_changes(clip, rec, v)
+            runs[n] = label_changes(clip, rec, v, margin)
         rec.align = settings[0][1]
         rows.append({"clip": name.split(". ", 1)[1], "runs": runs})
         print(f"{name[:34]:<34}" + "".join(f"{r['changes_per_s']:>21.2f}" for r in runs.values())
@@ -237,8 +244,11 @@ def main() -> None:
     parser.add_argument("--widerface", type=Path, default=DEFAULT_WIDER, help="WIDER FACE val5 folder (photos of real faces)")
     parser.add_argument("--clips", type=int, default=8, help="faces (one clip each)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=30.0, help="the clips' frame rate (a phone films at 30 or 60)")
     parser.add_argument("--model", help="model (default: the shipped one)")
-    parser.add_argument("--smooth", type=float, nargs="+", help="smoothing settings to compare with 0 (default: PIPELINE.smooth)")
+    parser.add_argument("--smooth", type=float, nargs="+", help="smoothing settings to compare with 0 (default: PIPELINE.smooth), each with labels "
+                        "as the top score (label margin 0)")
+    parser.add_argument("--label-margin", type=float, nargs="*", help="label margins to add at the last smoothing (default: PIPELINE.label_margin)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--compare-align", action="store_true", help="also run every clip with align=False (crops not turned upright)")
     parser.add_argument("--server", action="store_true", help="also send every clip to the server's code as the web page's camera does")
@@ -251,21 +261,24 @@ def main() -> None:
     aligns = (rec.align, not rec.align) if args.compare_align else (rec.align,)
     faces, source = steadiest_faces(rec, args.widerface, args.clips, aligns)
     smooths = [0.0, *sorted(set(args.smooth or [PIPELINE.smooth]) - {0.0})]
-    settings = [(v, align) for align in aligns for v in smooths]
-    print(f"steady-face clips from {source}: {len(faces)} clips of {args.seconds:g} s, 640x480, 30 frames/s; "
+    margins = sorted(set([PIPELINE.label_margin] if args.label_margin is None else args.label_margin) - {0.0})
+    settings = [(v, align, 0.0) for align in aligns for v in smooths] + [(smooths[-1], aligns[0], m) for m in margins]
+    print(f"steady-face clips from {source}: {len(faces)} clips of {args.seconds:g} s, 640x480, {args.fps:g} frames/s; "
           f"model {rec.model_name}, detector {rec.detector.name}, detect_every {PIPELINE.detect_every}; label changes per second:")
-    names = [f"smooth={v:g}" + ("" if a else ",no-align") for v, a in settings]
+    names = [f"smooth={v:g}" + ("" if a else ",no-align") + (f",margin={m:g}" if m else "") for v, a, m in settings]
     print(f"{'clip':<34}" + "".join(f"{n:>21}" for n in names) + f"{'tracks':>8}{'one id':>8}")
     with tempfile.TemporaryDirectory(prefix="emolens-smoothing-") as tmp:
-        clips = [(f"{k + 1}. {name}", film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, 30.0, seed=k))
+        clips = [(f"{k + 1}. {name}", film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, args.fps, seed=k))
                  for k, (name, photo, box) in enumerate(faces)]
         rows = flicker_rows(rec, clips, settings, names, shown=names[len(smooths) - 1])  # the default alignment, last smoothing
         means = {n: float(np.nanmean([r["runs"][n]["changes_per_s"] for r in rows])) for n in names}
+        moved = {n: float(np.nanmean([r["runs"][n]["bars_moved_per_s"] for r in rows])) for n in names}
         print(f"{'mean':<34}" + "".join(f"{m:>21.2f}" for m in means.values()))
-        served = server_section(clips, rec) if args.server else None
+        print(f"{'bars moved a second (mean)':<34}" + "".join(f"{m:>21.2f}" for m in moved.values()))
+        served = server_section(clips, rec, args.fps) if args.server else None
     if args.json:
         args.json.write_text(json.dumps({"source": source, "default_smooth": PIPELINE.smooth, "clips": rows,
-                                         "mean_changes_per_s": means, "server": served}, indent=2) + "\n")
+                                         "mean_changes_per_s": means, "mean_bars_moved_per_s": moved, "server": served}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -109,36 +109,90 @@ def test_every_n_frames_and_no_overwrite(rec, one_face, tmp_path):
     assert res.outputs["csv"].exists()
 
 
-def test_smoothing_steadies_scores():
-    class Flicker:  # a backend whose scores jump between two emotions every frame
-        name, source = "stub", "<stub>"
+class _Flicker:  # a backend whose scores jump between two emotions every frame
+    name, source = "stub", "<stub>"
 
-        def __init__(self, config):
-            self.config, self.calls = config, 0
+    def __init__(self, config):
+        self.config, self.calls = config, 0
 
-        def predict_proba(self, faces):
-            self.calls += 1
-            p = np.full((len(faces), 7), 0.02)
-            p[:, 3 if self.calls % 2 else 4] = 0.88
-            return p
+    def predict_proba(self, faces):
+        self.calls += 1
+        p = np.full((len(faces), 7), 0.02)
+        p[:, 3 if self.calls % 2 else 4] = 0.88
+        return p
 
+
+def _flicker_stream(smooth: float) -> FaceStream:
     from emolens.models import ModelConfig
 
-    frame = cv2.cvtColor(np.full((240, 320), 120, np.uint8), cv2.COLOR_GRAY2BGR)
+    return FaceStream(EmotionRecognizer(_Flicker(ModelConfig(arch="simple_cnn"))), smooth=smooth, detect_every=2)
+
+
+def _one_face_frame() -> np.ndarray:
     from emolens.pipeline.samples import astronaut_head
 
-    head = cv2.resize(astronaut_head(), (120, 127))
-    frame[50:177, 100:220] = head
+    frame = cv2.cvtColor(np.full((240, 320), 120, np.uint8), cv2.COLOR_GRAY2BGR)
+    frame[50:177, 100:220] = cv2.resize(astronaut_head(), (120, 127))
+    return frame
+
+
+def test_smoothing_steadies_scores():
+    frame = _one_face_frame()
 
     def happy_series(smooth: float) -> list[float]:
-        stream = FaceStream(EmotionRecognizer(Flicker(ModelConfig(arch="simple_cnn"))), smooth=smooth, detect_every=2)
+        stream = _flicker_stream(smooth)
         return [stream.process(frame)[0].scores["happy"] for _ in range(12)]
 
     raw, smoothed = happy_series(0.0), happy_series(0.7)
     assert np.std(raw[4:]) > 0.4 and np.std(smoothed[4:]) < 0.15
     assert abs(np.mean(smoothed[4:]) - 0.45) < 0.1
     with pytest.raises(ConfigError, match="smooth"):
-        FaceStream(EmotionRecognizer(Flicker(ModelConfig(arch="simple_cnn"))), smooth=1.0)
+        _flicker_stream(1.0)
+
+
+def test_smoothing_damps_as_much_per_second_at_60_frames_a_second():
+    """`smooth` is a weight per frame of 30 frames/s: at 60 the same weight per 1/30 s (so the
+    same flicker a second), at 10 (the web page) or without times the weight per frame."""
+    from emolens.pipeline.stream import past_weight
+
+    assert past_weight(0.8, 1 / 60) == pytest.approx(0.8**0.5)
+    assert past_weight(0.8, 1 / 30) == past_weight(0.8, 0.1) == past_weight(0.8, 0.0) == 0.8
+    frame = _one_face_frame()
+
+    def happy_swing(fps: float | None) -> float:
+        stream = _flicker_stream(0.7)
+        series = [stream.process(frame, i, None if fps is None else i / fps)[0].scores["happy"] for i in range(30)]
+        return float(np.std(series[15:]))
+
+    per_frame = happy_swing(None)
+    assert happy_swing(30) == pytest.approx(per_frame) and happy_swing(10) == pytest.approx(per_frame)
+    # An alternating score swings (1 - w) / (1 + w) as far under weight w: 0.18 at 0.7, 0.09 at 0.84.
+    assert happy_swing(60) < 0.6 * per_frame
+
+
+def test_a_track_keeps_its_label_until_another_emotion_clearly_leads():
+    """Scores that wobble around a tie (happy or neutral by 4 points) keep the track's first label
+    with the default margin, where the top score's label flips every frame; a clear change
+    (neutral 20 points ahead) shows at once."""
+    from emolens.models import ModelConfig
+
+    class NearTie(_Flicker):
+        def predict_proba(self, faces):
+            self.calls += 1
+            p = np.full((len(faces), 7), 0.02)
+            p[:, 3], p[:, 4] = ((0.47, 0.43) if self.calls % 2 else (0.43, 0.47)) if self.calls <= 10 else (0.35, 0.55)
+            return p
+
+    frame = _one_face_frame()
+
+    def labels(margin: float) -> list[str]:
+        stream = FaceStream(EmotionRecognizer(NearTie(ModelConfig(arch="simple_cnn"))), smooth=0, detect_every=2, label_margin=margin)
+        return [stream.process(frame)[0].label for _ in range(12)]
+
+    assert PIPELINE.label_margin > 0.04 and labels(PIPELINE.label_margin) == ["happy"] * 10 + ["neutral"] * 2
+    assert labels(0.0)[:4] == ["happy", "neutral", "happy", "neutral"]
+    with pytest.raises(ConfigError, match="label_margin"):
+        StreamOptions(label_margin=1.0)
 
 
 def test_videos_that_cannot_be_read(rec, tmp_path):
@@ -339,23 +393,23 @@ def test_cli_hands_its_arguments_to_the_api(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "process_video", lambda *a, **k: seen.update(video=(a, k)) or VideoResult("v", 1, 1, 1, 1, 30.0, 10.0, 0.1))
     monkeypatch.setattr(api, "run_webcam", lambda *a, **k: seen.update(webcam=(a, k)) or WebcamReport(frames=3, seconds=1.0))
     assert main(["video", "clip.mp4", "-m", "m.safetensors", "--every", "2", "--smooth", "0.4", "--detect-every", "7", "--bars", "all",
-                 "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "--rotate", "270", "-o", str(tmp_path)]) == 0
+                 "--min-face-size", "60", "--detector-threshold", "0.6", "--no-video", "--backend", "onnx", "--rotate", "270", "--label-margin", "0.2", "-o", str(tmp_path)]) == 0
     (args, kw), = seen.pop("recognizer")
     assert args == ("m.safetensors",)
     assert kw == {"detector": PIPELINE.detector, "backend": "onnx", "min_face_size": 60, "detector_threshold": 0.6, "threads": PIPELINE.stream_threads,
                   "align": PIPELINE.align}
     args, kw = seen["video"]
     assert args[0] == "clip.mp4" and isinstance(args[1], Recognizer)
-    assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all", rotate=270), "output": tmp_path, "every": 2, "save_video": False,
+    assert kw == {"stream": StreamOptions(detect_every=7, smooth=0.4, bars="all", rotate=270, label_margin=0.2), "output": tmp_path, "every": 2, "save_video": False,
                   "plot": True, "max_frames": None, "overwrite": False, "progress": True}
-    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0", "--no-align", "--rotate", "90"]) == 0
+    assert main(["webcam", "--camera", "2", "--no-window", "--record", "r.mp4", "--smooth", "0", "--no-align", "--rotate", "90", "--label-margin", "0"]) == 0
     (args, kw), = seen.pop("recognizer")
     assert args == (None,) and kw["min_face_size"] is None and kw["backend"] == PIPELINE.backend and kw["align"] is False
     args, kw = seen["webcam"]
     assert args[0] is None and isinstance(args[1], Recognizer)
     assert kw["camera"] == 2 and kw["window"] is False and kw["record"].name == "r.mp4"
     # Whatever is not given comes from PIPELINE: the same defaults as the Python API.
-    assert kw["stream"] == StreamOptions(smooth=0.0, rotate=90) and kw["stream"].detect_every == PIPELINE.detect_every
+    assert kw["stream"] == StreamOptions(smooth=0.0, rotate=90, label_margin=0.0) and kw["stream"].detect_every == PIPELINE.detect_every
     main(["video", "clip.mp4"])
     assert seen["video"][1]["stream"] == StreamOptions() == StreamOptions(PIPELINE.detect_every, PIPELINE.smooth, PIPELINE.bars)
 

@@ -107,6 +107,9 @@ class Bars(StrEnum):
 SmoothOpt = Annotated[
     float, typer.Option(min=0.0, max=0.99, help="Temporal smoothing of each tracked face's scores (weight of the past): 0 off; higher is steadier but slower to follow a change.")
 ]
+LabelMarginOpt = Annotated[
+    float, typer.Option(min=0.0, max=0.99, help="A tracked face keeps its label until another emotion's score leads it by this much: 0 shows the top score's label every frame.")
+]
 DetectEveryOpt = Annotated[int, typer.Option(min=1, help="Search the whole frame for new faces every N processed frames; in between, known faces are followed.")]
 BarsOpt = Annotated[Bars, typer.Option(help="Score bars: for the largest face, all faces, or none. They never cover another face.")]
 RotateOpt = Annotated[
@@ -124,10 +127,10 @@ def _stream_recognizer(model, detector: str, backend: Backend, min_face_size: in
     )
 
 
-def _stream_options(detect_every: int, smooth: float, bars: Bars, rotate: int = 0):
+def _stream_options(detect_every: int, smooth: float, bars: Bars, rotate: int = 0, label_margin: float = PIPELINE.label_margin):
     from emolens.pipeline import StreamOptions
 
-    return StreamOptions(detect_every=detect_every, smooth=smooth, bars=Bars(bars).value, rotate=rotate)
+    return StreamOptions(detect_every=detect_every, smooth=smooth, bars=Bars(bars).value, rotate=rotate, label_margin=label_margin)
 
 
 @app.command("video")
@@ -139,6 +142,7 @@ def video_cmd(
     output: Annotated[Path, typer.Option("--output", "--out", "-o", help="Folder for STEM.csv, STEM.annotated.mp4 (H.264, with the source's sound) and STEM.emotions.png.")] = Path("runs/video"),
     every: Annotated[int, typer.Option(min=1, help="Process every N-th frame only (the CSV and output video hold those frames).")] = 1,
     smooth: SmoothOpt = PIPELINE.smooth,
+    label_margin: LabelMarginOpt = PIPELINE.label_margin,
     detect_every: DetectEveryOpt = PIPELINE.detect_every,
     bars: BarsOpt = Bars(PIPELINE.bars),
     rotate: RotateOpt = 0,
@@ -158,7 +162,7 @@ def video_cmd(
     try:
         result = process_video(
             source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align),
-            stream=_stream_options(detect_every, smooth, bars, rotate), output=output, every=every, save_video=save_video, plot=plot,
+            stream=_stream_options(detect_every, smooth, bars, rotate, label_margin), output=output, every=every, save_video=save_video, plot=plot,
             max_frames=max_frames, overwrite=overwrite, progress=progress,
         )
     except Interrupted as stop:
@@ -180,6 +184,7 @@ def webcam_cmd(
     detector: DetectorOpt = PIPELINE.detector,
     backend: BackendOpt = Backend(PIPELINE.backend),
     smooth: SmoothOpt = PIPELINE.smooth,
+    label_margin: LabelMarginOpt = PIPELINE.label_margin,
     detect_every: DetectEveryOpt = PIPELINE.detect_every,
     bars: BarsOpt = Bars(PIPELINE.bars),
     rotate: RotateOpt = 0,
@@ -196,7 +201,7 @@ def webcam_cmd(
 
     report = run_webcam(
         source, _stream_recognizer(model, detector, backend, min_face_size, detector_threshold, align), camera=camera,
-        stream=_stream_options(detect_every, smooth, bars, rotate), snapshot_dir=snapshot_dir, window=window, record=record,
+        stream=_stream_options(detect_every, smooth, bars, rotate, label_margin), snapshot_dir=snapshot_dir, window=window, record=record,
         max_frames=max_frames,
     )
     typer.echo(f"{report.frames} frames at {report.fps:.1f} frames/s" + (f"; recorded to {report.recording}" if report.recording else ""))

@@ -38,6 +38,11 @@ class PipelineDefaults:
     # 1.9 at 0.8, 0.5 at 0.9; at 0.8 a real change of expression still shows within about 3
     # frames (0.1 s at 30 frames/s), where 0.9 takes 7.
     smooth: float = 0.8
+    # In video and live views a track keeps its label until another emotion's (smoothed) score
+    # leads it by this much; 0: the top score's label every frame. Smoothing damps the noise, but a
+    # face whose scores drift slowly past a tie (neutral or happy?) still flipped a few times at
+    # each crossing (benchmarks/smoothing.py --fps 60 --label-margin 0.05 0.1; docs/video.md, "Smoothing").
+    label_margin: float = 0.1
     # The HTTP server's backend: torch. onnxruntime cost the same CPU per request there and queued
     # worse under load (benchmarks/load.py --backend onnx; docs/serving.md#load-test).
     server_backend: str = "torch"

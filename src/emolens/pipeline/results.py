@@ -67,7 +67,7 @@ def table_columns(labels: Sequence[str] = EMOTIONS, leading: Iterable[str] = (),
 @dataclass
 class FaceResult:
     box: tuple[int, int, int, int]  # x, y, w, h in pixels of the original image
-    label: str  # the most probable emotion
+    label: str  # the most probable emotion; in videos and streams a track's, held until another leads it (StreamOptions.label_margin)
     scores: dict[str, float]  # probability of each emotion, in label order (EMOTIONS)
     detection_confidence: float | None = None  # None for a crop read as it came (predict_crops: no face found, or reframe=False)
     face_id: int | None = None  # stable track id in videos and streams

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +34,19 @@ from emolens.preprocessing import to_gray
 
 # Tracked faces tilted this many degrees or more are followed in a window turned upright (`FaceStream._near`).
 _TURNED_FOLLOW = 30.0
+# `smooth` is the weight of the past per frame of 30 frames/s video (where it was chosen:
+# PIPELINE.smooth). Frames closer together than this (a phone's 60 frames/s) take the same weight
+# per 1/30 s, so their noise, as independent from frame to frame as at 30, is damped as much per
+# second: on 60 frames/s clips the label otherwise changed 8 times as often (benchmarks/smoothing.py
+# --fps 60; docs/video.md, "Smoothing"). Frames further apart (the web page's 10 a second, --every)
+# keep the weight per frame, so a steady face stays steady where frames are few.
+_SMOOTH_STEP_S = 1.0 / 30.0
+
+
+def past_weight(smooth: float, dt: float) -> float:
+    """Weight of the past in a moving average updated `dt` seconds after its last value:
+    `smooth` a frame, and at least `smooth` per `_SMOOTH_STEP_S` (dt <= 0: times unknown, per frame)."""
+    return smooth ** (dt / _SMOOTH_STEP_S) if 0.0 < dt < _SMOOTH_STEP_S else smooth
 
 
 def new_tracker(detect_every: int) -> ByteTracker:
@@ -58,18 +71,23 @@ class StreamOptions:
         "largest" face or "all" faces. rotate: turn every frame clockwise by 90, 180 or 270 degrees
         before anything else (0: as it comes), for a video filmed sideways whose file lost its
         rotation (OpenCV applies the rotation a file records) or a camera mounted on its side.
+        label_margin: a tracked face keeps its label until another emotion's score leads it by
+        this much, in [0, 1); 0: the top score's label in every frame.
     """
 
     detect_every: int = PIPELINE.detect_every
     smooth: float = PIPELINE.smooth
     bars: str = PIPELINE.bars
     rotate: int = 0
+    label_margin: float = PIPELINE.label_margin
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ConfigError(f"detect_every must be at least 1, got {self.detect_every}")
         if not 0.0 <= self.smooth < 1.0:
             raise ConfigError(f"smooth must be in [0, 1), got {self.smooth}")
+        if not 0.0 <= self.label_margin < 1.0:
+            raise ConfigError(f"label_margin must be in [0, 1), got {self.label_margin}")
         bar_choice(self.bars)  # the drawing's one list of choices and its message
         if self.rotate not in ROTATIONS:
             raise ConfigError(f"rotate must be one of {', '.join(map(str, ROTATIONS))} degrees clockwise, got {self.rotate}")
@@ -101,6 +119,8 @@ class FaceStream:
         self.tracker = new_tracker(self.detect_every)
         self._ema: dict[int, np.ndarray] = {}
         self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
+        self._updated: dict[int, float] = {}  # each track's time (s) at its averages' last update
+        self._shown: dict[int, str] = {}  # each track's label in its last frame
         self._seen_rolls: dict[int, float] = {}  # each track's tilt as last found (by `locate`: no thread reads it late)
         self._count = 0
         self._searcher: ThreadPoolExecutor | None = None  # the background search's thread, made on first use
@@ -126,6 +146,8 @@ class FaceStream:
         self.tracker.reset()
         self._ema.clear()
         self._rolls.clear()
+        self._updated.clear()
+        self._shown.clear()
         self._seen_rolls.clear()
         self._count = 0
         self._pending = None
@@ -193,27 +215,48 @@ class FaceStream:
                 fresh.append(now)
         return fresh
 
-    def _smoothed(self, faces: list[FaceResult], live: set[int]) -> list[FaceResult]:
+    def _weights(self, located: _Located) -> list[float]:
+        """Each located face's weight of the past (`past_weight`) for this frame, its track's
+        time then recorded: called once a frame, before the averages are updated."""
+        self._updated = {k: v for k, v in self._updated.items() if k in located.live}
+        weights = [past_weight(self.smooth, located.time - self._updated.get(i, located.time)) for i in located.ids]
+        self._updated.update((i, located.time) for i in located.ids)
+        return weights
+
+    def _smoothed(self, faces: list[FaceResult], weights: list[float], live: set[int]) -> list[FaceResult]:
         labels = self.recognizer.labels
         self._ema = {k: v for k, v in self._ema.items() if k in live}
         out = []
-        for face in faces:
+        for face, w in zip(faces, weights, strict=True):
             p = np.array([face.scores[k] for k in labels], np.float64)
             prev = self._ema.get(face.face_id)
-            p = p if prev is None else self.smooth * prev + (1.0 - self.smooth) * p
+            p = p if prev is None else w * prev + (1.0 - w) * p
             self._ema[face.face_id] = p
             out.append(FaceResult.from_proba(face.box, p, labels, face.detection_confidence, face.face_id, face.tilt, face.landmarks))
         return out
 
-    def _smoothed_rolls(self, located: _Located) -> list[float]:
-        """Each face's tilt as a moving average over its track (weight `smooth` on the past), by
-        which its crop is turned: a steady face's crop then does not turn with each frame's reading."""
+    def _held_labels(self, faces: list[FaceResult], live: set[int]) -> list[FaceResult]:
+        """Each face with its track's last label, unless another emotion now leads that label's
+        score by `label_margin` (`PIPELINE.label_margin`: why)."""
+        self._shown = {k: v for k, v in self._shown.items() if k in live}
+        out = []
+        for face in faces:
+            shown = self._shown.get(face.face_id)  # type: ignore[arg-type]
+            if shown is not None and face.scores[face.label] - face.scores[shown] < self.options.label_margin:
+                face = replace(face, label=shown)
+            self._shown[face.face_id] = face.label  # type: ignore[index]
+            out.append(face)
+        return out
+
+    def _smoothed_rolls(self, located: _Located, weights: list[float]) -> list[float]:
+        """Each face's tilt as a moving average over its track (the weights of `_weights` on the
+        past), by which its crop is turned: a steady face's crop then does not turn with each frame's reading."""
         self._rolls = {k: v for k, v in self._rolls.items() if k in located.live}
         rolls = []
-        for det, face_id in zip(located.detections, located.ids, strict=True):
+        for det, face_id, w in zip(located.detections, located.ids, weights, strict=True):
             prev = self._rolls.get(face_id)
             # The step is taken the short way round: -179 and 179 degrees are 2 apart.
-            roll = det.roll if prev is None else prev + (1.0 - self.smooth) * wrap_degrees(det.roll - prev)
+            roll = det.roll if prev is None else prev + (1.0 - w) * wrap_degrees(det.roll - prev)
             self._rolls[face_id] = roll
             rolls.append(roll)
         return rolls
@@ -245,10 +288,13 @@ class FaceStream:
         Calls must come in frame order (the smoothing state depends on it)."""
         t0 = time.perf_counter()
         image = located.gray if located.gray is not None else located.frame
-        rolls = self._smoothed_rolls(located) if self.smooth > 0 else None
+        weights = self._weights(located) if self.smooth > 0 else []
+        rolls = self._smoothed_rolls(located, weights) if self.smooth > 0 else None
         faces = self.recognizer.classify_detections(image, located.detections, located.ids, rolls)
         if self.smooth > 0:
-            faces = self._smoothed(faces, located.live)
+            faces = self._smoothed(faces, weights, located.live)
+        if self.options.label_margin > 0:
+            faces = self._held_labels(faces, located.live)
         return ImageResult(
             orig_img=located.frame, faces=faces, name=self.name, model_name=self.recognizer.model_name,
             labels=self.recognizer.labels, detector=self.recognizer.detector.name, frame=located.index, time=located.time,
