@@ -234,7 +234,7 @@ def flicker_rows(rec, clips: list[tuple[str, Path]], settings: list[tuple[float,
             runs[n] = label_changes(clip, rec, v, margin)
         rec.align = settings[0][1]
         rows.append({"clip": name.split(". ", 1)[1], "runs": runs})
-        print(f"{name[:34]:<34}" + "".join(f"{r['changes_per_s']:>21.2f}" for r in runs.values())
+        print(f"{name[:34]:<34}" + "".join(f"{r['changes_per_s']:>24.2f}" for r in runs.values())
               + f"{runs[shown]['ids']:>8}{runs[shown]['seen']:>8.0%}")
     return rows
 
@@ -266,15 +266,15 @@ def main() -> None:
     print(f"steady-face clips from {source}: {len(faces)} clips of {args.seconds:g} s, 640x480, {args.fps:g} frames/s; "
           f"model {rec.model_name}, detector {rec.detector.name}, detect_every {PIPELINE.detect_every}; label changes per second:")
     names = [f"smooth={v:g}" + ("" if a else ",no-align") + (f",margin={m:g}" if m else "") for v, a, m in settings]
-    print(f"{'clip':<34}" + "".join(f"{n:>21}" for n in names) + f"{'tracks':>8}{'one id':>8}")
+    print(f"{'clip':<34}" + "".join(f"{n:>24}" for n in names) + f"{'tracks':>8}{'one id':>8}")
     with tempfile.TemporaryDirectory(prefix="emolens-smoothing-") as tmp:
         clips = [(f"{k + 1}. {name}", film(framed(photo, box), Path(tmp) / f"{k}.mp4", args.seconds, args.fps, seed=k))
                  for k, (name, photo, box) in enumerate(faces)]
         rows = flicker_rows(rec, clips, settings, names, shown=names[len(smooths) - 1])  # the default alignment, last smoothing
         means = {n: float(np.nanmean([r["runs"][n]["changes_per_s"] for r in rows])) for n in names}
         moved = {n: float(np.nanmean([r["runs"][n]["bars_moved_per_s"] for r in rows])) for n in names}
-        print(f"{'mean':<34}" + "".join(f"{m:>21.2f}" for m in means.values()))
-        print(f"{'bars moved a second (mean)':<34}" + "".join(f"{m:>21.2f}" for m in moved.values()))
+        print(f"{'mean':<34}" + "".join(f"{m:>24.2f}" for m in means.values()))
+        print(f"{'bars moved a second (mean)':<34}" + "".join(f"{m:>24.2f}" for m in moved.values()))
         served = server_section(clips, rec, args.fps) if args.server else None
     if args.json:
         args.json.write_text(json.dumps({"source": source, "default_smooth": PIPELINE.smooth, "clips": rows,
