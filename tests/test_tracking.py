@@ -28,6 +28,18 @@ def test_ids_follow_faces_not_the_order_and_lost_tracks_expire():
     assert tracker.update([a]) == [1]
 
 
+def test_a_still_face_whose_boxes_jitter_keeps_its_id_through_a_long_gap():
+    """Boxes of one still face that happened to shrink 4 px a frame, then 20 frames unfound (a
+    60 frames/s video): the size is not carried on at that rate (it would shrink the expected box
+    to nothing, overlapping no later find), so the face is found again under its id."""
+    tracker = ByteTracker()
+    shrinking = [Detection((300 + 2 * i, 160 + 2 * i, 100 - 4 * i, 140 - 4 * i), 0.9) for i in range(5)]
+    ids = [tracker.update([d]) for d in shrinking]
+    ids += [tracker.update([]) for _ in range(20)]
+    ids.append(tracker.update([Detection((298, 158, 104, 144), 0.9)]))
+    assert {i for frame in ids for i in frame} == {1}
+
+
 def test_a_fast_face_keeps_its_id_through_a_detector_gap():
     # 12 px per frame with a 40 px face: after 5 missed frames the face is 72 px from where it
     # was last seen (no overlap at all); the motion model expects it there.
