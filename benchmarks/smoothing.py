@@ -2,6 +2,7 @@
 
     python benchmarks/smoothing.py                                   # WIDER FACE close-ups, shipped model
     python benchmarks/smoothing.py --widerface ../shared/datasets/widerface-val5 --clips 8 --seconds 10
+    python benchmarks/smoothing.py --fps 60 --label-margin 0.05 0.1   # a phone's frame rate; labels held by a margin
 
 No real recording of a steady face ships with the project or lies on this machine, so each test
 clip is built from a real photo: a large, valid face of WIDER FACE (Interview and Couple events,
@@ -16,9 +17,14 @@ almost no flicker to remove).
 The clips are the faces the detector finds whose expression is least clear-cut (the smallest gap
 between the top two scores on the still): a broad smile keeps its label either way, flicker is a
 matter of faces between two emotions. Each clip runs through `FaceStream` (the video and webcam pipeline: detector, tracker, classifier)
-twice: smooth=0 and smooth=PIPELINE.smooth (the default). Reported per clip: label changes per
-second of the face's track; "tracks": ids in the clip (other people in the view count too); "one
-id": the share of frames in which the face carries its main id (100% = one id all through).
+with smooth=0 and smooth=PIPELINE.smooth (the default, or each `--smooth`), labels as the top
+score (label margin 0), then at the last smoothing with each `--label-margin` (default
+PIPELINE.label_margin: a track keeps its label until another emotion leads it by that much).
+Reported per clip: label changes per second of the face's track; "tracks": ids in the clip (other
+people in the view count too); "one id": the share of frames in which the face carries its main
+id (100% = one id all through). Below the means, how far the bars move a second (the total
+variation distance between consecutive frames' scores, summed over a second: 1.0 is a whole
+score's worth). `--fps` films the clips at another frame rate (the head's walk as far a second).
 `--compare-align` runs every clip again with faces cut as their boxes lie (`align=False`), on the
 same clips (chosen by the mean gap of both settings), to show what turning crops upright does to flicker.
 
