@@ -245,3 +245,20 @@ def test_in_a_video_a_tag_stays_where_it_was():
     kept = next(t for t in plan_layout(moved, img.shape, bars="none", follow=memory).tags if t.face.face_id == 1)
     afresh = next(t for t in plan_layout(moved, img.shape, bars="none").tags if t.face.face_id == 1)
     assert kept.rect[1] >= 196 + 120 and afresh.rect[1] + afresh.rect[3] <= 196
+
+
+def test_the_bars_name_in_white_the_faces_label_even_when_it_trails_a_close_second():
+    """In video a track keeps its label through a near tie (`StreamOptions.label_margin`): the
+    panel's white row is that label, as the face's tag says, not the score a point ahead."""
+    from emolens.pipeline.draw import draw_bars
+
+    scores = {k: 0.01 for k in EMOTIONS} | {"happy": 0.48, "neutral": 0.47}
+    row = {name: i for i, name in enumerate(EMOTIONS)}
+
+    def whitest_row(shown: str | None) -> int:
+        img = np.zeros((200, 300, 3), np.uint8)
+        draw_bars(img, scores, 0, 0, 1.0, EMOTIONS, shown=shown)  # rows of 15 px from y = 3 at this scale
+        names = img[3 : 3 + 15 * len(EMOTIONS), :60].max(axis=2).reshape(len(EMOTIONS), -1)  # the names' column, a row each
+        return int(np.argmax([np.percentile(r[r > 0], 90) for r in names]))  # white text against grey (both anti-aliased)
+
+    assert whitest_row(None) == row["happy"] and whitest_row("neutral") == row["neutral"]

@@ -87,9 +87,12 @@ def _label_box(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int
 
 
 def draw_bars(
-    img: np.ndarray, scores: dict[str, float], x: int, y: int, u: float, labels: Sequence[str] = EMOTIONS, width: int | None = None
+    img: np.ndarray, scores: dict[str, float], x: int, y: int, u: float, labels: Sequence[str] = EMOTIONS, width: int | None = None,
+    shown: str | None = None,
 ) -> tuple[int, int]:
-    """A bar per emotion, top-left at (x, y), on a dark translucent panel; returns (w, h)."""
+    """A bar per emotion, top-left at (x, y), on a dark translucent panel, the row of `shown` (the
+    face's label: in video a track's, which may trail a close second, `StreamOptions.label_margin`;
+    default the top score) in white; returns (w, h)."""
     import cv2
 
     row = int(round(15 * u))
@@ -101,7 +104,7 @@ def draw_bars(
     roi = img[y : y + ph, x : x + pw]
     cv2.convertScaleAbs(roi, roi, alpha=0.35)  # darken in place, so bars and text read on any background
     scale, thick = 0.42 * u, max(1, int(round(u)))
-    top = max(labels, key=lambda k: scores.get(k, 0.0))
+    top = shown if shown is not None else max(labels, key=lambda k: scores.get(k, 0.0))
     for i, name in enumerate(labels):
         p = float(scores.get(name, 0.0))
         cy = y + int(3 * u) + i * row
@@ -469,7 +472,7 @@ def draw_faces(
     for spot in layout.bars:  # last: a close-up's panel lies over its own box
         x, y, w, h = spot.rect
         if spot.kind == "panel":
-            draw_bars(img, spot.face.scores, x, y, layout.unit, labels, width=w)
+            draw_bars(img, spot.face.scores, x, y, layout.unit, labels, width=w, shown=spot.face.label)
         else:
             draw_mini_bars(img, spot.face.scores, x, y, h, labels)
     return img
