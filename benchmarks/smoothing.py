@@ -150,7 +150,7 @@ def label_changes(video: Path, recognizer, smooth: float, label_margin: float = 
     from emolens.pipeline.video_io import iter_frames, open_source
 
     src = open_source(str(video))
-    stream = FaceStream(recognizer, StreamOptions(smooth=smooth, label_margin=label_margin))
+    stream = FaceStream(recognizer, StreamOptions(smooth=smooth, label_margin=label_margin), fps=src.fps)  # as `emolens video`
     tracks: dict[int, list[tuple[int, str, np.ndarray]]] = {}
     frames, fps = 0, src.fps
     try:

@@ -170,6 +170,19 @@ def test_smoothing_damps_as_much_per_second_at_60_frames_a_second():
     assert happy_swing(60) < 0.6 * per_frame
 
 
+def test_a_lost_face_keeps_its_id_for_a_second_at_any_frame_rate(rec, one_face, tmp_path, monkeypatch):
+    """The tracker counts frames: a stream told its frame rate keeps a lost face for a second's
+    worth of them (never fewer than 30), and `process_video` tells it the file's rate over `every`."""
+    assert FaceStream(rec).tracker.max_missed == 30 == FaceStream(rec, fps=10).tracker.max_missed
+    assert FaceStream(rec, fps=60).tracker.max_missed == 60
+    import emolens.pipeline.video as video
+
+    seen = []
+    monkeypatch.setattr(video, "FaceStream", lambda *a, **k: seen.append(k["fps"]) or FaceStream(*a, **k))
+    process_video(one_face.path, rec, output=tmp_path, every=2, progress=False, plot=False, save_video=False, max_frames=2)
+    assert seen == [pytest.approx(30 / 2)]
+
+
 def test_a_track_keeps_its_label_until_another_emotion_clearly_leads():
     """Scores that wobble around a tie (happy or neutral by 4 points) keep the track's first label
     with the default margin, where the top score's label flips every frame; a clear change

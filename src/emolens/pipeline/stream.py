@@ -49,11 +49,11 @@ def past_weight(smooth: float, dt: float) -> float:
     return smooth ** (dt / _SMOOTH_STEP_S) if 0.0 < dt < _SMOOTH_STEP_S else smooth
 
 
-def new_tracker(detect_every: int) -> ByteTracker:
+def new_tracker(detect_every: int, fps: float | None = None) -> ByteTracker:
     """The tracker a stream gives its faces ids with (`benchmarks/detection.py --follow` too)."""
-    # A face lost for a moment (turned head, blur, a hand) keeps its id for a second of
-    # 30 frames/s video, or three full searches when those are further apart.
-    return ByteTracker(max_missed=max(30, 3 * detect_every))
+    # A face lost for a moment (turned head, blur, a hand) keeps its id for a second (30 frames,
+    # more at a higher frame rate `fps`), or three full searches when those are further apart.
+    return ByteTracker(max_missed=max(30, round(fps or 0), 3 * detect_every))
 
 
 ROTATIONS = (0, 90, 180, 270)
@@ -102,13 +102,15 @@ class FaceStream:
 
     Keyword overrides build the options: FaceStream(rec, smooth=0) is FaceStream(rec,
     StreamOptions(smooth=0)). `name` names each result ("clip.mp4": the image column of
-    the video CSV). `background=False` runs every whole-frame search in the calling thread (a
+    the video CSV). `fps`: frames processed a second, where known (a video file's rate; divided
+    by N when every N-th frame is processed), so that a lost face keeps its id for a second at 60
+    frames/s too. `background=False` runs every whole-frame search in the calling thread (a
     server, whose workers are its bound on concurrent work, starts no thread of its own).
     """
 
     def __init__(
         self, recognizer: EmotionRecognizer, options: StreamOptions | None = None, *, name: str = "frame", background: bool = True,
-        **overrides: object,
+        fps: float | None = None, **overrides: object,
     ):
         if options is not None and overrides:
             raise ConfigError("pass either StreamOptions or its fields, not both")
@@ -116,7 +118,7 @@ class FaceStream:
         self.recognizer = recognizer
         self.name = name
         self.background = background
-        self.tracker = new_tracker(self.detect_every)
+        self.tracker = new_tracker(self.detect_every, fps)
         self._ema: dict[int, np.ndarray] = {}
         self._rolls: dict[int, float] = {}  # each track's moving average of its tilt (degrees)
         self._updated: dict[int, float] = {}  # each track's time (s) at its averages' last update

@@ -236,7 +236,7 @@ def process_video(
     timeline = Timeline(rec.labels)
     bar = _progress_bar(src, every, max_frames, name) if progress else None
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
-    results = FaceStream(rec, options, name=name).run(frames_in)
+    results = FaceStream(rec, options, name=name, fps=src.fps / every).run(frames_in)
     t0 = time.perf_counter()
     counts = _Counts()
     try:

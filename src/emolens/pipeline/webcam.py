@@ -80,7 +80,7 @@ def live_frames(
 
     options = stream if stream is not None else StreamOptions()
     src = open_source(source)
-    faces = FaceStream(recognizer, options, name=src.label)
+    faces = FaceStream(recognizer, options, name=src.label, fps=src.fps)
     memory = LayoutMemory()
     stamps: deque[float] = deque()
     start = time.perf_counter()
