@@ -218,7 +218,7 @@ def bar_switches(video: Path, recognizer) -> dict[str, float]:
     return out | {k: _changes(v) / seconds for k, v in tags.items()}  # moves of all faces' tags
 
 
-def video_section(folder: Path, clips: int, seconds: float) -> dict:
+def video_section(folder: Path, clips: int, seconds: float, first_seed: int = 0) -> dict:
     import tempfile
 
     from smoothing import film
@@ -230,7 +230,7 @@ def video_section(folder: Path, clips: int, seconds: float) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="emolens-drawing-") as tmp:
         for k, (name, photo, both) in enumerate(two_person_photos(folder, clips)):
-            clip = film(framed_pair(photo, both), Path(tmp) / f"{k}.mp4", seconds, 30.0, seed=k)
+            clip = film(framed_pair(photo, both), Path(tmp) / f"{k}.mp4", seconds, 30.0, seed=first_seed + k)
             rows[name] = bar_switches(clip, recognizer)
             print(name, {n: round(v, 2) for n, v in rows[name].items()})
     means = {n: round(float(np.mean([r[n] for r in rows.values()])), 3) for n in next(iter(rows.values()))} if rows else {}
@@ -249,6 +249,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--video", type=int, default=0, metavar="N", help="also film N two-person photos (see above)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each --video clip")
+    ap.add_argument("--first-seed", type=int, default=0, help="the --video clips' camera motion, noise and light from seeds N, N+1, ... "
+                    "(another sample of the same photos)")
     args = ap.parse_args()
     recognizer = EmotionRecognizer()
     start = time.perf_counter()
@@ -259,7 +261,7 @@ def main() -> None:
     for r in results:
         print(json.dumps(r, indent=2))
     if args.video:
-        results.append(video_section(args.data, args.video, args.seconds))
+        results.append(video_section(args.data, args.video, args.seconds, args.first_seed))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
