@@ -41,7 +41,10 @@ class PipelineDefaults:
     # In video and live views a track keeps its label until another emotion's (smoothed) score
     # leads it by this much; 0: the top score's label every frame. Smoothing damps the noise, but a
     # face whose scores drift slowly past a tie (neutral or happy?) still flipped a few times at
-    # each crossing (benchmarks/smoothing.py --fps 60 --label-margin 0.05 0.1; docs/video.md, "Smoothing").
+    # each crossing: on 60 frames/s clips 0.21 label changes a second at 0, 0.01 at 0.1, and 0.03 at
+    # 30 frames/s either way (benchmarks/smoothing.py --fps 60 --label-margin 0.05 0.1; docs/video.md,
+    # "60 frames a second"). A clear change shows as soon as at 0: the averages of a jump from 0.9 on
+    # one emotion to 0.9 on another cross and are 0.1 apart in the same (4th) frame.
     label_margin: float = 0.1
     # The HTTP server's backend: torch. onnxruntime cost the same CPU per request there and queued
     # worse under load (benchmarks/load.py --backend onnx; docs/serving.md#load-test).

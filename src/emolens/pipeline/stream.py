@@ -36,10 +36,11 @@ from emolens.preprocessing import to_gray
 _TURNED_FOLLOW = 30.0
 # `smooth` is the weight of the past per frame of 30 frames/s video (where it was chosen:
 # PIPELINE.smooth). Frames closer together than this (a phone's 60 frames/s) take the same weight
-# per 1/30 s, so their noise, as independent from frame to frame as at 30, is damped as much per
-# second: on 60 frames/s clips the label otherwise changed 8 times as often (benchmarks/smoothing.py
-# --fps 60; docs/video.md, "Smoothing"). Frames further apart (the web page's 10 a second, --every)
-# keep the weight per frame, so a steady face stays steady where frames are few.
+# per 1/30 s, so their noise, which comes with each frame, is damped as much a second: on the 60
+# frames/s clips of benchmarks/smoothing.py --fps 60 the bars moved 0.95 a second with the weight
+# per frame, 0.50 with this (0.45 at 30 frames/s), and the label changed 0.44 and 0.21 times a
+# second (docs/video.md, "60 frames a second"). Frames further apart (the web page's 10 a second,
+# --every) keep the weight per frame, so a steady face stays steady where frames are few.
 _SMOOTH_STEP_S = 1.0 / 30.0
 
 
