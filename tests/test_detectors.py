@@ -476,8 +476,9 @@ def test_a_followed_face_stays_through_motion_blur():
     the search near the followed face a weak find (0.25-0.48: the blur is picked here, since int8
     and fp32 score it differently). Weak finds near a followed face continue its track
     (`follow_threshold`, 0.2), so the face keeps its box and id in every frame; taking only finds
-    of the detector's own threshold (0.5), it is lost in every other blurred frame at least (then
-    found again by a whole-frame search, and lost again when followed)."""
+    of the detector's own threshold (0.5), it is lost in a quarter of the blurred frames or more
+    (then found again by a whole-frame search, and lost again when followed: 8 of 16 in fp32, 5 in
+    int8, where the search near a found face's expected box sometimes scores it at 0.5)."""
     import cv2
 
     from emolens.pipeline import EmotionRecognizer, FaceStream
@@ -497,7 +498,7 @@ def test_a_followed_face_stays_through_motion_blur():
     assert min(r[0].detection_confidence for r in results[8:24]) < 0.5  # followed on weak finds
     strict = installed_detector("centerface", min_face_size=40, follow_threshold=0.5)
     results = list(FaceStream(EmotionRecognizer(detector=strict)).run((i, i / 30, f) for i, f in enumerate(frames)))
-    assert sum(len(r) == 0 for r in results[8:24]) >= 6
+    assert sum(len(r) == 0 for r in results[8:24]) >= 4
 
 
 def test_follow_threshold_is_checked_and_follows_a_lower_threshold():
