@@ -34,15 +34,22 @@ def portrait(width: int) -> np.ndarray:
     return cv2.resize(face, (width, width * h // w), interpolation=cv2.INTER_CUBIC)
 
 
-def test_a_face_filling_a_large_photo_is_found_as_a_close_up(rec):
-    # Under 1,280 px: no search for large faces (tests/test_detectors.py) either. The detector alone
-    # finds the face at 1,200 px (its first pass boxes it whole), at 1,250 it does not (int8 and fp32).
-    close = portrait(1250)
+def missed_portrait(rec: EmotionRecognizer) -> np.ndarray:
+    """A portrait under 1,280 px wide (so no search for large faces either, tests/test_detectors.py)
+    in which the detector alone finds no face. Which sizes it misses depends on the precision
+    CenterFace runs in here (on 2026-12-08: int8 missed 1,230 and 1,250-1,270 px, fp32 only 1,240;
+    both found 1,200-1,220), so the size is picked here, as the motion-blur test picks its blur."""
     rec.close_up = False
     try:
-        assert rec.predict(close).faces == []  # what the detector alone finds: nothing
+        missed = [w for w in range(1230, 1280, 10) if not rec.predict(portrait(w)).faces]
     finally:
         rec.close_up = True
+    assert missed, "the detector alone found every portrait of 1,230-1,270 px"
+    return portrait(missed[0])
+
+
+def test_a_face_filling_a_large_photo_is_found_as_a_close_up(rec):
+    close = missed_portrait(rec)
     (face,) = rec.predict(close).faces
     assert face.box[2] >= 0.8 * close.shape[1] and face.detection_confidence >= 0.5
     assert face.label == rec.predict(astronaut(), color_order="rgb")[0].label == "happy"
@@ -76,7 +83,7 @@ def test_detection_scaled_is_the_inverse_of_resizing():
 
 def test_video_frames_of_a_close_up_are_followed(rec):
     """A portrait video whose face fills the frame: found on every frame, with one id."""
-    frame = portrait(1250)
+    frame = missed_portrait(rec)
     rec.close_up = False
     try:
         assert [len(r.faces) for r in FaceStream(rec, detect_every=2).run((i, i / 30, frame) for i in range(4))] == [0, 0, 0, 0]
