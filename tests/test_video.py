@@ -172,15 +172,20 @@ def test_smoothing_damps_as_much_per_second_at_60_frames_a_second():
 
 def test_a_lost_face_keeps_its_id_for_a_second_at_any_frame_rate(rec, one_face, tmp_path, monkeypatch):
     """The tracker counts frames: a stream told its frame rate keeps a lost face for a second's
-    worth of them (never fewer than 30), and `process_video` tells it the file's rate over `every`."""
+    worth of them (never fewer than 30), and `process_video` tells it (and the drawing's memory)
+    the file's rate over `every`."""
     assert FaceStream(rec).tracker.max_missed == 30 == FaceStream(rec, fps=10).tracker.max_missed
     assert FaceStream(rec, fps=60).tracker.max_missed == 60
     import emolens.pipeline.video as video
+    from emolens.pipeline.draw import LayoutMemory
 
-    seen = []
+    # The bars of a missed main face are held half a second alike (15 frames at 30 frames/s).
+    assert LayoutMemory.at_rate(60).hold == 30 and LayoutMemory.at_rate(10).hold == LayoutMemory.at_rate(None).hold == PIPELINE.main_face_hold == 15
+    seen, held = [], []
     monkeypatch.setattr(video, "FaceStream", lambda *a, **k: seen.append(k["fps"]) or FaceStream(*a, **k))
+    monkeypatch.setattr(video.LayoutMemory, "at_rate", classmethod(lambda cls, fps: held.append(fps) or cls()))
     process_video(one_face.path, rec, output=tmp_path, every=2, progress=False, plot=False, save_video=False, max_frames=2)
-    assert seen == [pytest.approx(30 / 2)]
+    assert seen == held == [pytest.approx(30 / 2)]
 
 
 def test_a_track_keeps_its_label_until_another_emotion_clearly_leads():

@@ -58,7 +58,8 @@ class PipelineDefaults:
     main_face_switch: float = 1.3
     # While that face is missed for up to this many frames in a row (a blink of the detector, a
     # hand), its bars keep its last scores where they were, instead of going to another face for
-    # good (benchmarks/drawing.py --video).
+    # good (benchmarks/drawing.py --video). Frames of 30 frames/s video: as many more at a higher
+    # rate (`LayoutMemory.at_rate`: half a second).
     main_face_hold: int = 15
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the

@@ -177,12 +177,12 @@ def _close_all(results: Any, frames_in: Any, src: VideoSource, writer: VideoWrit
 
 def _label_frames(
     results: Any, table: csv.DictWriter, timeline: Timeline, writer: VideoWriter | None, bars: str, bar: Any,
-    counts: _Counts | None = None,
+    counts: _Counts | None = None, fps: float | None = None,
 ) -> _Counts:
     """Write each frame's faces to the CSV (ImageResult.rows()) and the timeline, and its drawing to
-    the video; `counts` (returned) is filled as it goes, so a Ctrl-C leaves it right."""
+    the video (`fps` frames a second); `counts` (returned) is filled as it goes, so a Ctrl-C leaves it right."""
     counts = counts if counts is not None else _Counts()
-    memory = LayoutMemory()  # one person's bars through a shot, on one side of them; tags that stay put
+    memory = LayoutMemory.at_rate(fps)  # one person's bars through a shot, on one side of them; tags that stay put
     for result in results:
         counts.frames += 1
         counts.with_faces += bool(result.faces)
@@ -243,7 +243,7 @@ def process_video(
         with open(outputs["csv"], "w", newline="") as fh:
             table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
-            _label_frames(results, table, timeline, writer, options.bars, bar, counts)
+            _label_frames(results, table, timeline, writer, options.bars, bar, counts, src.fps / every)
     except KeyboardInterrupt:
         counts.stopped = True  # the outputs are closed below: a playable video and a CSV of the frames done
     finally:

@@ -81,7 +81,7 @@ def live_frames(
     options = stream if stream is not None else StreamOptions()
     src = open_source(source)
     faces = FaceStream(recognizer, options, name=src.label, fps=src.fps)
-    memory = LayoutMemory()
+    memory = LayoutMemory.at_rate(src.fps)
     stamps: deque[float] = deque()
     start = time.perf_counter()
     try:
