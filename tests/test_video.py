@@ -176,11 +176,12 @@ def test_a_lost_face_keeps_its_id_for_a_second_at_any_frame_rate(rec, one_face, 
     the file's rate over `every`."""
     assert FaceStream(rec).tracker.max_missed == 30 == FaceStream(rec, fps=10).tracker.max_missed
     assert FaceStream(rec, fps=60).tracker.max_missed == 60
+    assert FaceStream(rec, fps=999).tracker.max_missed == PIPELINE.max_frame_rate == 240  # a bogus header's rate
     import emolens.pipeline.video as video
     from emolens.pipeline.draw import LayoutMemory
 
     # The bars of a missed main face are held half a second alike (15 frames at 30 frames/s).
-    assert LayoutMemory.at_rate(60).hold == 30 and LayoutMemory.at_rate(10).hold == LayoutMemory.at_rate(None).hold == PIPELINE.main_face_hold == 15
+    assert LayoutMemory.at_rate(60).hold == 30 and LayoutMemory.at_rate(999).hold == 120 and LayoutMemory.at_rate(10).hold == LayoutMemory.at_rate(None).hold == PIPELINE.main_face_hold == 15
     seen, held = [], []
     monkeypatch.setattr(video, "FaceStream", lambda *a, **k: seen.append(k["fps"]) or FaceStream(*a, **k))
     monkeypatch.setattr(video.LayoutMemory, "at_rate", classmethod(lambda cls, fps: held.append(fps) or cls()))

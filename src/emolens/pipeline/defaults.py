@@ -61,6 +61,11 @@ class PipelineDefaults:
     # good (benchmarks/drawing.py --video). Frames of 30 frames/s video: as many more at a higher
     # rate (`LayoutMemory.at_rate`: half a second).
     main_face_hold: int = 15
+    # How long a lost face keeps its id and the bars their face is counted in frames, as many more
+    # above 30 frames/s (`FaceStream(fps=...)`, `LayoutMemory.at_rate`), up to this rate: a phone's
+    # slow motion films at 240; a file whose header claims more (OpenCV reads up to 999) would
+    # otherwise keep every lost face for half a minute of real time.
+    max_frame_rate: float = 240.0
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
     # network learned upright faces. On FER+ validation faces tilted by 15, 30 and 45 degrees,

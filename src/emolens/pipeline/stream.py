@@ -54,7 +54,7 @@ def new_tracker(detect_every: int, fps: float | None = None) -> ByteTracker:
     """The tracker a stream gives its faces ids with (`benchmarks/detection.py --follow` too)."""
     # A face lost for a moment (turned head, blur, a hand) keeps its id for a second (30 frames,
     # more at a higher frame rate `fps`), or three full searches when those are further apart.
-    return ByteTracker(max_missed=max(30, round(fps or 0), 3 * detect_every))
+    return ByteTracker(max_missed=max(30, round(min(fps or 0.0, PIPELINE.max_frame_rate)), 3 * detect_every))
 
 
 ROTATIONS = (0, 90, 180, 270)
