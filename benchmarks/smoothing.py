@@ -28,7 +28,7 @@ score's worth). `--fps` films the clips at another frame rate (the head's walk a
 `--compare-align` runs every clip again with faces cut as their boxes lie (`align=False`), on the
 same clips (chosen by the mean gap of both settings), to show what turning crops upright does to flicker.
 
-`--server` also sends every clip as the web page's camera view does (every third frame: 10 frames/s,
+`--server` also sends every clip as the web page's camera view does (10 frames/s: every third frame at 30,
 each a JPEG of quality 0.85) to the server's code (`emolens.serving.jobs.Runner`, in process: the
 WebSocket only carries the bytes), two ways: each frame read afresh (`predict_image`, what
 `/v1/stream` did before it followed faces) and followed as `/v1/stream` now does (`predict_frame`:
