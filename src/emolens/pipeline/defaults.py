@@ -62,9 +62,9 @@ class PipelineDefaults:
     # rate (`LayoutMemory.at_rate`: half a second).
     main_face_hold: int = 15
     # How long a lost face keeps its id and the bars their face is counted in frames, as many more
-    # above 30 frames/s (`FaceStream(fps=...)`, `LayoutMemory.at_rate`), up to this rate: a phone's
-    # slow motion films at 240; a file whose header claims more (OpenCV reads up to 999) would
-    # otherwise keep every lost face for half a minute of real time.
+    # above 30 frames/s (`frames_at`), up to this rate: a phone's slow motion films at 240; a file
+    # whose header claims more (OpenCV reads up to 999) would otherwise keep every lost face for
+    # half a minute of real time.
     max_frame_rate: float = 240.0
     # Turn each crop upright by the face's landmarks where the detector finds them (CenterFace,
     # MTCNN, YuNet, MediaPipe; `Detection.roll`; tilts up to `recognizer.LEVEL_TILT` are kept): the
@@ -85,6 +85,12 @@ class PipelineDefaults:
     # photos turned sideways: 88.5% of the faces of 40 px and up found against 35.9%; upright, 92.0%
     # either way (benchmarks/detection.py --photo [--turn 90]; docs/faces.md, "Photos the wrong way round").
     turned_photos: bool = True
+
+    def frames_at(self, frames: int, fps: float | None) -> int:
+        """A span of `frames` frames of 30 frames/s video, in frames coming `fps` a second: as
+        long in time above 30 (rates counted up to `max_frame_rate`), never fewer frames below
+        it or where the rate is unknown (None)."""
+        return max(frames, round(frames * min(fps or 0.0, self.max_frame_rate) / 30.0))
 
 
 PIPELINE = PipelineDefaults()

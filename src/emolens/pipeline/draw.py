@@ -363,8 +363,7 @@ class LayoutMemory:
         """The memory for frames that come `fps` a second (None: unknown): `PIPELINE.main_face_hold`
         frames at 30 frames/s is half a second, and stays half a second at higher rates (60 for a
         phone's video), as the tracker keeps a lost face for a second at any rate."""
-        rate = min(fps or 0.0, PIPELINE.max_frame_rate)
-        return cls(hold=max(PIPELINE.main_face_hold, round(PIPELINE.main_face_hold * rate / 30.0)))
+        return cls(hold=PIPELINE.frames_at(PIPELINE.main_face_hold, fps))
 
     def follow(self, face_id: int | None) -> None:
         """Keep the bars on the face with track id `face_id` (a viewer's choice), however large

@@ -54,7 +54,7 @@ def new_tracker(detect_every: int, fps: float | None = None) -> ByteTracker:
     """The tracker a stream gives its faces ids with (`benchmarks/detection.py --follow` too)."""
     # A face lost for a moment (turned head, blur, a hand) keeps its id for a second (30 frames,
     # more at a higher frame rate `fps`), or three full searches when those are further apart.
-    return ByteTracker(max_missed=max(30, round(min(fps or 0.0, PIPELINE.max_frame_rate)), 3 * detect_every))
+    return ByteTracker(max_missed=max(PIPELINE.frames_at(30, fps), 3 * detect_every))
 
 
 ROTATIONS = (0, 90, 180, 270)
@@ -218,17 +218,20 @@ class FaceStream:
                 fresh.append(now)
         return fresh
 
+    def _forget_ended(self, live: set[int]) -> None:
+        """Drop the moving averages, times and labels of tracks that have ended."""
+        kept = [{k: v for k, v in d.items() if k in live} for d in (self._ema, self._rolls, self._updated, self._shown)]
+        self._ema, self._rolls, self._updated, self._shown = kept
+
     def _weights(self, located: _Located) -> list[float]:
         """Each located face's weight of the past (`past_weight`) for this frame, its track's
         time then recorded: called once a frame, before the averages are updated."""
-        self._updated = {k: v for k, v in self._updated.items() if k in located.live}
         weights = [past_weight(self.smooth, located.time - self._updated.get(i, located.time)) for i in located.ids]
         self._updated.update((i, located.time) for i in located.ids)
         return weights
 
-    def _smoothed(self, faces: list[FaceResult], weights: list[float], live: set[int]) -> list[FaceResult]:
+    def _smoothed(self, faces: list[FaceResult], weights: list[float]) -> list[FaceResult]:
         labels = self.recognizer.labels
-        self._ema = {k: v for k, v in self._ema.items() if k in live}
         out = []
         for face, w in zip(faces, weights, strict=True):
             p = np.array([face.scores[k] for k in labels], np.float64)
@@ -238,10 +241,9 @@ class FaceStream:
             out.append(FaceResult.from_proba(face.box, p, labels, face.detection_confidence, face.face_id, face.tilt, face.landmarks))
         return out
 
-    def _held_labels(self, faces: list[FaceResult], live: set[int]) -> list[FaceResult]:
+    def _held_labels(self, faces: list[FaceResult]) -> list[FaceResult]:
         """Each face with its track's last label, unless another emotion now leads that label's
         score by `label_margin` (`PIPELINE.label_margin`: why)."""
-        self._shown = {k: v for k, v in self._shown.items() if k in live}
         out = []
         for face in faces:
             shown = self._shown.get(face.face_id)  # type: ignore[arg-type]
@@ -254,7 +256,6 @@ class FaceStream:
     def _smoothed_rolls(self, located: _Located, weights: list[float]) -> list[float]:
         """Each face's tilt as a moving average over its track (the weights of `_weights` on the
         past), by which its crop is turned: a steady face's crop then does not turn with each frame's reading."""
-        self._rolls = {k: v for k, v in self._rolls.items() if k in located.live}
         rolls = []
         for det, face_id, w in zip(located.detections, located.ids, weights, strict=True):
             prev = self._rolls.get(face_id)
@@ -291,13 +292,14 @@ class FaceStream:
         Calls must come in frame order (the smoothing state depends on it)."""
         t0 = time.perf_counter()
         image = located.gray if located.gray is not None else located.frame
+        self._forget_ended(located.live)
         weights = self._weights(located) if self.smooth > 0 else []
         rolls = self._smoothed_rolls(located, weights) if self.smooth > 0 else None
         faces = self.recognizer.classify_detections(image, located.detections, located.ids, rolls)
         if self.smooth > 0:
-            faces = self._smoothed(faces, weights, located.live)
+            faces = self._smoothed(faces, weights)
         if self.options.label_margin > 0:
-            faces = self._held_labels(faces, located.live)
+            faces = self._held_labels(faces)
         return ImageResult(
             orig_img=located.frame, faces=faces, name=self.name, model_name=self.recognizer.model_name,
             labels=self.recognizer.labels, detector=self.recognizer.detector.name, frame=located.index, time=located.time,

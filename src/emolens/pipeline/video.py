@@ -231,19 +231,20 @@ def process_video(
     src = open_source(str(source))
     name = Path(str(source)).name or "video"
     outputs = _output_paths(Path(output), Path(str(source)).stem or "video", save_video=save_video, plot=plot, overwrite=overwrite)
+    rate = src.fps / every  # frames processed a second
     # Sound only when the frames keep their timing: every-N-th frame or a cut still spans the same time.
-    writer = VideoWriter(outputs["video"], src.fps / every, audio_from=src.path) if save_video else None
+    writer = VideoWriter(outputs["video"], rate, audio_from=src.path) if save_video else None
     timeline = Timeline(rec.labels)
     bar = _progress_bar(src, every, max_frames, name) if progress else None
     frames_in = prefetch(iter_frames(src, every=every, max_frames=max_frames))
-    results = FaceStream(rec, options, name=name, fps=src.fps / every).run(frames_in)
+    results = FaceStream(rec, options, name=name, fps=rate).run(frames_in)
     t0 = time.perf_counter()
     counts = _Counts()
     try:
         with open(outputs["csv"], "w", newline="") as fh:
             table = csv.DictWriter(fh, fieldnames=csv_columns(rec.labels))
             table.writeheader()
-            _label_frames(results, table, timeline, writer, options.bars, bar, counts, src.fps / every)
+            _label_frames(results, table, timeline, writer, options.bars, bar, counts, rate)
     except KeyboardInterrupt:
         counts.stopped = True  # the outputs are closed below: a playable video and a CSV of the frames done
     finally:
