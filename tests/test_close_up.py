@@ -37,8 +37,8 @@ def portrait(width: int) -> np.ndarray:
 def missed_portrait(rec: EmotionRecognizer) -> np.ndarray:
     """A portrait under 1,280 px wide (so no search for large faces either, tests/test_detectors.py)
     in which the detector alone finds no face. Which sizes it misses depends on the precision
-    CenterFace runs in here (on 2026-12-08: int8 missed 1,230 and 1,250-1,270 px, fp32 only 1,240;
-    both found 1,200-1,220), so the size is picked here, as the motion-blur test picks its blur."""
+    CenterFace runs in here (`detect` of each width with precision="int8" and "fp32", 2026-12-08:
+    int8 missed 1,230 and 1,250-1,270 px, fp32 only 1,240; both found 1,200-1,220), so the size is picked here, as the motion-blur test picks its blur."""
     rec.close_up = False
     try:
         missed = [w for w in range(1230, 1280, 10) if not rec.predict(portrait(w)).faces]

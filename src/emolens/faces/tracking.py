@@ -26,8 +26,8 @@ from emolens.faces.base import Box, Detection, iou
 # A missed face is looked for where its motion would take it (a face walking through the shot,
 # further along), but the longer it is unseen the less its last motion says: a still face's
 # velocity is the jitter of its boxes. Carried on at full speed, and with its size changing at the
-# same rate, that jitter took the expected box of a still, half-turned face off the face in 15-25
-# missed frames, and the face's next find started a new id: on that clip of
+# same rate, that jitter took the expected box of a still, half-turned face off the face before
+# the tracker gave it up, and the face's next find started a new id: on that clip of
 # benchmarks/smoothing.py, 5 ids at 60 frames/s (23% of the frames under its main id), 3 at 30
 # (54%); with the size held and the motion slowing by 0.9 a frame, 2 (48%) and 2 (58%). A face
 # moving 12 px a frame is still found after 5 missed frames (tests/test_tracking.py).

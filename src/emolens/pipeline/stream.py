@@ -38,8 +38,8 @@ _TURNED_FOLLOW = 30.0
 # PIPELINE.smooth). Frames closer together than this (a phone's 60 frames/s) take the same weight
 # per 1/30 s, so their noise, which comes with each frame, is damped as much a second: on the 60
 # frames/s clips of benchmarks/smoothing.py --fps 60 the bars moved 0.95 a second with the weight
-# per frame, 0.50 with this (0.45 at 30 frames/s), and the label changed 0.44 and 0.21 times a
-# second (docs/video.md, "60 frames a second"). Frames further apart (the web page's 10 a second,
+# per frame, 0.50 with this (0.45 at 30 frames/s), and the label changed 0.44 and 0.24 times a
+# second (both at commit b190d69, labels as the top score; docs/video.md, "60 frames a second"). Frames further apart (the web page's 10 a second,
 # --every) keep the weight per frame, so a steady face stays steady where frames are few.
 _SMOOTH_STEP_S = 1.0 / 30.0
 
